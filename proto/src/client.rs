@@ -1,0 +1,71 @@
+//! Messages between a client (browser or `sallyport proxy`) and the relay on
+//! the session WebSocket.
+//!
+//! Binary WebSocket messages carry the session's raw bytes (at most
+//! [`MAX_WS_MESSAGE_LEN`](crate::limits::MAX_WS_MESSAGE_LEN) each). Text
+//! messages carry [`Control`] as JSON: WebSocket has no half-close, so the end
+//! of one direction is an explicit `eof`, and failures arrive as `error` with
+//! a reason before the socket closes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::{check_len, FrameError, Validate};
+use crate::limits::{MAX_CLIENT_CONTROL_LEN, MAX_REASON_LEN};
+
+/// WebSocket path prefix of session endpoints: `/ws/{service}`.
+pub const WS_PATH: &str = "/ws";
+
+/// Name of the relay's session cookie.
+pub const SESSION_COOKIE: &str = "sallyport_session";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Control {
+    /// The sender will send no more bytes; the other direction stays open.
+    Eof,
+    /// The session failed; the socket closes after this.
+    Error { reason: String },
+}
+
+impl Validate for Control {
+    fn validate(&self) -> Result<(), FrameError> {
+        match self {
+            Control::Eof => Ok(()),
+            Control::Error { reason } => check_len("reason", reason, MAX_REASON_LEN),
+        }
+    }
+}
+
+impl Control {
+    /// Parses a text WebSocket message.
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        check_len("control message", text, MAX_CLIENT_CONTROL_LEN)?;
+        crate::frame::decode_body(text.as_bytes())
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("an enum of strings always serializes")
+    }
+}
+
+/// Body of every JSON error answer of the relay's HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// `POST /api/login` request body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+}
+
+/// `POST /api/login` answer: a bearer token for non-browser clients (the
+/// browser gets the same token as an HttpOnly cookie).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user: String,
+    pub token: String,
+    pub expires: u64,
+}
