@@ -1,0 +1,174 @@
+//! The Sallyport connector: enrols once with a relay, then keeps QUIC
+//! connections to it and bridges each session stream to one of the services
+//! named in its own configuration, and nothing else. It never listens.
+
+pub mod bridge;
+pub mod enrol;
+pub mod hostkeys;
+pub mod identity;
+pub mod logging;
+pub mod quic;
+pub mod supervisor;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sallyport_proto::frame::check_name;
+use sallyport_proto::limits::MAX_SERVICES;
+use sallyport_proto::token::EnrolmentToken;
+use sallyport_proto::tunnel::{ServiceInfo, ServiceKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::Services;
+use crate::identity::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot use state file {path}: {source}")]
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} holds no enrolled connector: run once with --token")]
+    NotEnrolled(PathBuf),
+    #[error("connector state is corrupt: {0}")]
+    Corrupt(String),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("cannot connect to the relay at {0}: {1}")]
+    Connect(String, String),
+    #[error("enrolment refused: {0}")]
+    Enrolment(String),
+    #[error("the relay refused this connector: {0}")]
+    Refused(String),
+}
+
+/// Settings of `sallyport-connector run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub token: Option<String>,
+    pub state_dir: PathBuf,
+    /// `NAME=HOST:PORT` specs, already split.
+    pub services: Vec<(String, String)>,
+    pub ha_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+/// Parses `NAME=HOST:PORT`.
+pub fn parse_service(spec: &str) -> Result<(String, String), String> {
+    let (name, target) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--service {spec:?} must look like NAME=HOST:PORT"))?;
+    check_name("service name", name).map_err(|e| e.to_string())?;
+    let port_ok = target
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(format!("--service {spec:?}: the target must be HOST:PORT"));
+    }
+    Ok((name.to_owned(), target.to_owned()))
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn endpoint() -> Result<quinn::Endpoint, ConnectorError> {
+    // Dual-stack where possible, so the relay may be IPv4 or IPv6.
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    quinn::Endpoint::client(v6)
+        .or_else(|_| quinn::Endpoint::client(v4))
+        .map_err(|e| ConnectorError::Connect("local UDP socket".into(), e.to_string()))
+}
+
+/// Loads the stored identity, enrolling first when a token is given.
+pub async fn enrol_or_load(
+    token: Option<&str>,
+    state_dir: &Path,
+) -> Result<Identity, ConnectorError> {
+    match token {
+        Some(token) if Identity::exists(state_dir) => {
+            let _ = token;
+            Err(ConnectorError::Config(format!(
+                "{} already holds an enrolled connector; run without --token, or use an empty --state-dir to enrol anew",
+                state_dir.display()
+            )))
+        }
+        Some(token) => {
+            let token = EnrolmentToken::decode(token)
+                .map_err(|e| ConnectorError::Config(format!("bad --token: {e}")))?;
+            let ep = endpoint()?;
+            let identity = enrol::enrol(&ep, &token).await?;
+            identity.save(state_dir)?;
+            ep.close(0u32.into(), b"");
+            tracing::info!(connector = %identity.name, relay = %identity.relay, "enrolled");
+            Ok(identity)
+        }
+        None => Identity::load(state_dir),
+    }
+}
+
+/// Runs the connector until `shutdown` (then drains) or until the relay
+/// refuses it for good.
+pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), ConnectorError> {
+    if config.services.is_empty() {
+        return Err(ConnectorError::Config(
+            "give at least one --service NAME=HOST:PORT".into(),
+        ));
+    }
+    if config.services.len() > MAX_SERVICES {
+        return Err(ConnectorError::Config(format!(
+            "at most {MAX_SERVICES} services"
+        )));
+    }
+    let mut services = Services::new();
+    for (name, target) in &config.services {
+        if services.insert(name.clone(), target.clone()).is_some() {
+            return Err(ConnectorError::Config(format!(
+                "service {name} is given twice"
+            )));
+        }
+    }
+    let identity = enrol_or_load(config.token.as_deref(), &config.state_dir).await?;
+    let mut announced = Vec::new();
+    for (name, target) in &services {
+        let host_keys = hostkeys::scan(target).await;
+        if host_keys.is_empty() {
+            tracing::warn!(service = %name, %target, "no SSH host keys found (is the service up?)");
+        }
+        announced.push(ServiceInfo {
+            name: name.clone(),
+            kind: ServiceKind::Ssh,
+            host_keys,
+        });
+    }
+    let shared = Arc::new(supervisor::Shared {
+        name: identity.name.clone(),
+        relay: identity.relay.clone(),
+        client_config: identity.client_config()?,
+        endpoint: endpoint()?,
+        services,
+        announced,
+        drain_timeout: config.drain_timeout,
+    });
+    tracing::info!(
+        connector = %shared.name,
+        relay = %shared.relay,
+        services = ?shared.services,
+        connections = config.ha_connections,
+        "connector starting"
+    );
+    supervisor::run(shared, config.ha_connections.max(1), shutdown).await
+}

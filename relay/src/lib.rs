@@ -1,0 +1,17 @@
+//! The Sallyport relay: the QUIC endpoint connectors dial, the HTTPS and
+//! WebSocket endpoint people use, local identity, and the admin commands.
+//! `main.rs` only parses arguments; everything here can be driven by tests.
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod metrics;
+pub mod pki;
+pub mod server;
+pub mod store;
+pub mod tunnel;
+pub mod util;
+pub mod web;
+
+pub use server::Relay;

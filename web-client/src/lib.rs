@@ -1,0 +1,27 @@
+//! The Sallyport client core: talking to the relay's API, stored
+//! credentials, and the session bridge. The native CLI (`sallyport`) is in
+//! `bin/`; the browser front end builds on the same core.
+
+pub mod api;
+pub mod credentials;
+pub mod proxy;
+
+/// Why a client operation failed, in words the user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach the relay at {0}: {1}")]
+    Connect(String, String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Relay(String),
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}

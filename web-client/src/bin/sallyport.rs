@@ -1,1 +1,93 @@
-fn main() {}
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sallyport_client::api::{self, RelayUrl};
+use sallyport_client::credentials::{self, Credentials};
+use sallyport_client::{proxy, ClientError};
+
+/// Sallyport client: sign in to a relay and reach its SSH services with stock OpenSSH.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign in and store the session under $SALLYPORT_HOME (default ~/.config/sallyport).
+    Login {
+        /// The relay's URL, e.g. https://relay.example.com.
+        #[arg(long, env = "SALLYPORT_RELAY")]
+        relay: String,
+        #[arg(long, env = "SALLYPORT_USER")]
+        user: String,
+        /// Read the password from standard input (required: never put it on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Trust this PEM certificate for the relay (e.g. its self-signed one)
+        /// instead of the public web PKI.
+        #[arg(long, env = "SALLYPORT_CA_CERT")]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Bridge stdin/stdout to SERVICE, for `ssh -o ProxyCommand='sallyport proxy %h' USER@SERVICE`.
+    Proxy { service: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line on stderr: ssh shows it to the user as is.
+            eprintln!("sallyport: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), ClientError> {
+    let home = credentials::home()?;
+    match command {
+        Command::Login {
+            relay,
+            user,
+            ca_cert,
+            ..
+        } => {
+            let relay = RelayUrl::parse(&relay)?;
+            let ca_pem = match ca_cert {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|source| ClientError::File { path, source })?,
+                ),
+                None => None,
+            };
+            let mut password = String::new();
+            std::io::stdin().take(4096).read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let tls = api::tls_config(ca_pem.as_deref())?;
+            let resp = api::login(&relay, tls, &user, password).await?;
+            Credentials {
+                relay: relay.base.clone(),
+                user: resp.user.clone(),
+                token: resp.token,
+                expires: resp.expires,
+                ca_pem,
+            }
+            .save(&home)?;
+            eprintln!("signed in to {} as {}", relay.base, resp.user);
+            Ok(())
+        }
+        Command::Proxy { service } => {
+            let creds = Credentials::load(&home)?;
+            let relay = RelayUrl::parse(&creds.relay)?;
+            let tls = api::tls_config(creds.ca_pem.as_deref())?;
+            let ws = api::open_session(&relay, tls, &creds.token, &service).await?;
+            proxy::run(ws).await
+        }
+    }
+}

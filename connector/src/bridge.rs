@@ -1,0 +1,165 @@
+//! One session: read the relay's stream header, check the service is one of
+//! ours, connect to it, answer, then copy bytes both ways to completion,
+//! passing each side's end-of-stream on to the other.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sallyport_proto::io::{read_frame, write_frame, ReadError};
+use sallyport_proto::tunnel::{StreamHeader, StreamReply};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long the relay may take to send the stream header.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to the local service may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Copy buffer per direction per session.
+pub const COPY_BUF: usize = 64 * 1024;
+/// QUIC error code for a session ended by a failure on the service side.
+const SERVICE_FAILED: u32 = 0x11;
+
+/// Service name → `host:port`, exactly as configured; nothing else is reachable.
+pub type Services = BTreeMap<String, String>;
+
+/// Serves one session stream.
+pub async fn serve(
+    connector: &str,
+    services: &Services,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let header = match tokio::time::timeout(
+        HEADER_TIMEOUT,
+        read_frame::<StreamHeader, _>(&mut recv),
+    )
+    .await
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(ReadError::Closed)) => return,
+        Ok(Err(e)) => return refuse(&mut send, &mut recv, format!("bad stream header: {e}")).await,
+        Err(_) => return refuse(&mut send, &mut recv, "no stream header in time".into()).await,
+    };
+    let span = tracing::info_span!("session", session = %header.session, service = %header.service, user = %header.user);
+    let _enter = span.enter();
+    let Some(target) = services.get(&header.service) else {
+        tracing::warn!("refused: service not exposed here");
+        return refuse(
+            &mut send,
+            &mut recv,
+            format!(
+                "service {:?} is not exposed by connector {connector}",
+                header.service
+            ),
+        )
+        .await;
+    };
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            tracing::warn!(%target, error = %e, "refused: service unreachable");
+            let reason = format!("cannot reach service {:?} at {target}: {e}", header.service);
+            return refuse(&mut send, &mut recv, reason).await;
+        }
+        Err(_) => {
+            let reason = format!(
+                "cannot reach service {:?} at {target}: timed out",
+                header.service
+            );
+            return refuse(&mut send, &mut recv, reason).await;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    if write_frame(&mut send, &StreamReply::Accept).await.is_err() {
+        return;
+    }
+    tracing::info!(client = %header.client_addr, %target, "session accepted");
+    let (up, down) = copy_both(tcp, send, recv).await;
+    tracing::info!(
+        bytes_to_service = up,
+        bytes_from_service = down,
+        "session ended"
+    );
+}
+
+async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, reason: String) {
+    let _ = write_frame(send, &StreamReply::Refuse { reason }).await;
+    let _ = send.finish();
+    let _ = recv.stop(0u32.into());
+}
+
+/// Copies relay → service and service → relay until both are done. A clean
+/// end of one direction is passed on as a half-close; a failure of either
+/// side ends both.
+async fn copy_both(
+    tcp: TcpStream,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> (u64, u64) {
+    let (mut tcp_r, mut tcp_w) = tcp.into_split();
+    let abort = CancellationToken::new();
+    let to_service = async {
+        let mut n = 0u64;
+        loop {
+            let chunk = tokio::select! {
+                c = recv.read_chunk(COPY_BUF, true) => c,
+                _ = abort.cancelled() => break,
+            };
+            match chunk {
+                Ok(Some(c)) => {
+                    if tcp_w.write_all(&c.bytes).await.is_err() {
+                        abort.cancel();
+                        break;
+                    }
+                    n += c.bytes.len() as u64;
+                }
+                Ok(None) => {
+                    let _ = tcp_w.shutdown().await;
+                    break;
+                }
+                Err(_) => {
+                    abort.cancel();
+                    break;
+                }
+            }
+        }
+        if abort.is_cancelled() {
+            let _ = recv.stop(SERVICE_FAILED.into());
+        }
+        n
+    };
+    let from_service = async {
+        let mut n = 0u64;
+        let mut buf = vec![0u8; COPY_BUF];
+        loop {
+            let read = tokio::select! {
+                r = tcp_r.read(&mut buf) => r,
+                _ = abort.cancelled() => break,
+            };
+            match read {
+                Ok(0) => {
+                    let _ = send.finish();
+                    break;
+                }
+                Ok(k) => {
+                    if send.write_all(&buf[..k]).await.is_err() {
+                        abort.cancel();
+                        break;
+                    }
+                    n += k as u64;
+                }
+                Err(_) => {
+                    abort.cancel();
+                    break;
+                }
+            }
+        }
+        if abort.is_cancelled() {
+            let _ = send.reset(SERVICE_FAILED.into());
+        }
+        n
+    };
+    tokio::join!(to_service, from_service)
+}

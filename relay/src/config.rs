@@ -1,0 +1,167 @@
+//! Settings of `sallyport-relay serve`: flags, `SALLYPORT_*` environment
+//! variables and a TOML file (`--config`), in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::util::parse_duration;
+use crate::web::PublicUrl;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys in snake_case).
+    #[arg(long, env = "SALLYPORT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the relay keeps its database, CA and certificates.
+    #[arg(long, env = "SALLYPORT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTPS and WebSocket listener for people [default: 0.0.0.0:8443].
+    #[arg(long, env = "SALLYPORT_LISTEN_HTTPS")]
+    pub listen_https: Option<SocketAddr>,
+    /// QUIC (UDP) listener for connectors [default: 0.0.0.0:4433].
+    #[arg(long, env = "SALLYPORT_LISTEN_TUNNEL")]
+    pub listen_tunnel: Option<SocketAddr>,
+    /// The URL people open, e.g. https://relay.example.com [default: https://localhost:PORT].
+    #[arg(long, env = "SALLYPORT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// host:port connectors dial, put in enrolment tokens [default: public URL host, tunnel port].
+    #[arg(long, env = "SALLYPORT_PUBLIC_TUNNEL_ADDR")]
+    pub public_tunnel_addr: Option<String>,
+    /// PEM certificate chain for HTTPS [default: a self-signed one in the data dir].
+    #[arg(long, env = "SALLYPORT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "SALLYPORT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How long shutdown waits for open sessions, e.g. 30s [default: 30s].
+    #[arg(long, env = "SALLYPORT_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen_https: Option<SocketAddr>,
+    listen_tunnel: Option<SocketAddr>,
+    public_url: Option<String>,
+    public_tunnel_addr: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    drain_timeout: Option<String>,
+}
+
+/// Resolved settings of a relay.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen_https: SocketAddr,
+    pub listen_tunnel: SocketAddr,
+    pub public_url: PublicUrl,
+    pub public_tunnel_addr: String,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub drain_timeout: Duration,
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<ServeConfig, String> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .ok_or("set --data-dir (or SALLYPORT_DATA_DIR, or data_dir in --config)")?;
+        let listen_https = self
+            .listen_https
+            .or(file.listen_https)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
+        let listen_tunnel = self
+            .listen_tunnel
+            .or(file.listen_tunnel)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 4433)));
+        let public_url = self
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("https://localhost:{}", listen_https.port()));
+        let public_url = PublicUrl::parse(&public_url)?;
+        let public_tunnel_addr = self
+            .public_tunnel_addr
+            .or(file.public_tunnel_addr)
+            .unwrap_or_else(|| {
+                if public_url.host.contains(':') {
+                    format!("[{}]:{}", public_url.host, listen_tunnel.port())
+                } else {
+                    format!("{}:{}", public_url.host, listen_tunnel.port())
+                }
+            });
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err("give both --tls-cert and --tls-key, or neither".into()),
+        };
+        let drain_timeout = match self.drain_timeout.or(file.drain_timeout) {
+            Some(d) => parse_duration(&d)?,
+            None => Duration::from_secs(30),
+        };
+        Ok(ServeConfig {
+            data_dir,
+            listen_https,
+            listen_tunnel,
+            public_url,
+            public_tunnel_addr,
+            tls,
+            drain_timeout,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| format!("{} is not a valid relay config: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/relay\"\npublic_url = \"https://relay.example\"\n",
+        )
+        .unwrap();
+        let cfg = ServeArgs {
+            config: Some(file.clone()),
+            listen_tunnel: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/relay"));
+        assert_eq!(cfg.public_url.origin, "https://relay.example");
+        assert_eq!(cfg.public_tunnel_addr, "relay.example:7000");
+        assert_eq!(cfg.listen_https.port(), 8443);
+
+        std::fs::write(&file, "data_dirr = \"/x\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,145 @@
+//! `sallyport-relay demo`: a relay, an in-process connector exposing the
+//! local sshd as service `localhost`, and a user with a fresh password, in
+//! one process with everything kept in one data dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminCtx, Request};
+use crate::config::ServeConfig;
+use crate::identity::hash_password;
+use crate::store::UserRecord;
+use crate::util::{now_secs, random_secret};
+use crate::web::PublicUrl;
+use crate::Relay;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its state [default: $XDG_DATA_HOME/sallyport-demo or ~/.local/share/sallyport-demo].
+    #[arg(long, env = "SALLYPORT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTPS listener.
+    #[arg(long, env = "SALLYPORT_LISTEN_HTTPS", default_value = "127.0.0.1:8443")]
+    pub listen_https: SocketAddr,
+    /// QUIC listener for connectors.
+    #[arg(
+        long,
+        env = "SALLYPORT_LISTEN_TUNNEL",
+        default_value = "127.0.0.1:4433"
+    )]
+    pub listen_tunnel: SocketAddr,
+    /// The SSH server the demo connector exposes as service `localhost`.
+    #[arg(long, default_value = "127.0.0.1:22")]
+    pub ssh_target: String,
+}
+
+fn default_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("sallyport-demo");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".local/share/sallyport-demo")
+}
+
+pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(default_dir);
+    let relay_dir = data_dir.join("relay");
+    let connector_dir = data_dir.join("connector");
+    let port = args.listen_https.port();
+    let config = ServeConfig {
+        data_dir: relay_dir.clone(),
+        listen_https: args.listen_https,
+        listen_tunnel: args.listen_tunnel,
+        public_url: PublicUrl::parse(&format!("https://localhost:{port}"))
+            .map_err(anyhow::Error::msg)?,
+        public_tunnel_addr: args.listen_tunnel.to_string(),
+        tls: None,
+        drain_timeout: Duration::from_secs(5),
+    };
+    let relay = Relay::start(config).await?;
+
+    // A fresh password each start: the demo prints it, nobody has to remember it.
+    let password = random_secret(12);
+    relay.store.put_user(&UserRecord {
+        name: "demo".into(),
+        password_hash: hash_password(&password)?,
+        groups: vec!["demo".into()],
+        created: now_secs(),
+    })?;
+
+    let token = if sallyport_connector::identity::Identity::exists(&connector_dir) {
+        None
+    } else {
+        let ctx = AdminCtx {
+            store: relay.store.clone(),
+            ca: relay.ca.clone(),
+            registry: Some(relay.registry.clone()),
+        };
+        let out = admin::execute(
+            &ctx,
+            Request::ConnectorAdd {
+                name: format!(
+                    "demo-{}",
+                    random_secret(3)
+                        .to_ascii_lowercase()
+                        .replace(['-', '_'], "x")
+                ),
+                ttl_secs: 600,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        out.lines().last().map(str::to_owned)
+    };
+    let connector_stop = CancellationToken::new();
+    let connector = tokio::spawn(sallyport_connector::run(
+        sallyport_connector::RunConfig {
+            token,
+            state_dir: connector_dir,
+            services: vec![("localhost".into(), args.ssh_target.clone())],
+            ha_connections: 1,
+            drain_timeout: Duration::from_secs(5),
+        },
+        connector_stop.clone(),
+    ));
+    // Wait until the connector is online, so what we print works at once.
+    let online = async {
+        while relay.registry.is_empty() && !connector.is_finished() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), online).await;
+    if connector.is_finished() {
+        let result = connector.await.context("demo connector task failed")?;
+        relay.shutdown().await;
+        result.context("the demo connector could not start")?;
+        anyhow::bail!("the demo connector stopped");
+    }
+
+    let ca = relay_dir.join("https.pem");
+    println!(
+        "\nSallyport demo is running.\n\n\
+         Relay:     https://localhost:{port}   (self-signed certificate: {ca})\n\
+         User:      demo\n\
+         Password:  {password}\n\
+         Service:   localhost -> {target}\n\n\
+         In another terminal:\n\n  \
+         cargo build --release -p sallyport-client   # builds the `sallyport` CLI into target/release\n  \
+         echo '{password}' | target/release/sallyport login --relay https://localhost:{port} --user demo --password-stdin --ca-cert {ca}\n  \
+         ssh -o ProxyCommand='target/release/sallyport proxy %h' $USER@localhost\n\n\
+         Press Ctrl-C to stop.",
+        ca = ca.display(),
+        target = args.ssh_target,
+    );
+
+    stop.cancelled().await;
+    connector_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(6), connector).await;
+    relay.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub sign_ins_ok: AtomicU64,
+    pub sign_ins_failed: AtomicU64,
+    pub sessions_opened: AtomicU64,
+    pub sessions_refused: AtomicU64,
+    pub sessions_active: AtomicU64,
+    pub bytes_to_connector: AtomicU64,
+    pub bytes_to_client: AtomicU64,
+    pub connector_connections: AtomicU64,
+    pub enrolments: AtomicU64,
+    pub tunnel_protocol_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, connectors_online: usize) -> String {
+        let rows: [(&str, &str, &str, u64); 11] = [
+            (
+                "sallyport_sign_ins_total{result=\"ok\"}",
+                "counter",
+                "Sign-ins.",
+                self.sign_ins_ok.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_sign_ins_total{result=\"failed\"}",
+                "",
+                "",
+                self.sign_ins_failed.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_sessions_total{result=\"opened\"}",
+                "counter",
+                "Session streams requested.",
+                self.sessions_opened.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_sessions_total{result=\"refused\"}",
+                "",
+                "",
+                self.sessions_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_sessions_active",
+                "gauge",
+                "Sessions open now.",
+                self.sessions_active.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_session_bytes_total{direction=\"to_connector\"}",
+                "counter",
+                "Session bytes relayed.",
+                self.bytes_to_connector.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_session_bytes_total{direction=\"to_client\"}",
+                "",
+                "",
+                self.bytes_to_client.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_connector_connections_total",
+                "counter",
+                "Connector connections accepted.",
+                self.connector_connections.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_connector_connections_live",
+                "gauge",
+                "Connector connections live now.",
+                connectors_online as u64,
+            ),
+            (
+                "sallyport_enrolments_total",
+                "counter",
+                "Connectors enrolled.",
+                self.enrolments.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_tunnel_protocol_errors_total",
+                "counter",
+                "Bad frames from connectors.",
+                self.tunnel_protocol_errors.load(Ordering::Relaxed),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            let base = name.split('{').next().unwrap_or(name);
+            if !kind.is_empty() {
+                let _ = writeln!(out, "# HELP {base} {help}\n# TYPE {base} {kind}");
+            }
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}

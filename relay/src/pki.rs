@@ -1,0 +1,217 @@
+//! The relay's certificates: its CA (created on first start), the tunnel
+//! server certificate it issues itself, connector client certificates signed
+//! from enrolment requests, and the HTTPS identity (self-signed unless the
+//! admin gives one).
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::util::{sha256_hex, write_private};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid PEM {what}")]
+    BadPem { path: PathBuf, what: &'static str },
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("the certificate request is not valid: {0}")]
+    BadRequest(rcgen::Error),
+}
+
+/// How long a connector's client certificate is valid.
+const CONNECTOR_CERT_DAYS: i64 = 3650;
+
+/// The relay CA: signs the tunnel server certificate and connector client
+/// certificates. Connectors pin its fingerprint from the enrolment token.
+pub struct RelayCa {
+    cert_der: CertificateDer<'static>,
+    cert_pem: String,
+    key: KeyPair,
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+    write_private(path, contents.as_bytes()).map_err(|source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl RelayCa {
+    /// Loads the CA from `dir` (`ca.pem`, `ca.key`), creating it on first start.
+    pub fn load_or_create(dir: &Path) -> Result<Self, PkiError> {
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        if cert_path.exists() {
+            let cert_pem = read(&cert_path)?;
+            let key = KeyPair::from_pem(&read(&key_path)?).map_err(|_| PkiError::BadPem {
+                path: key_path.clone(),
+                what: "private key",
+            })?;
+            let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| {
+                PkiError::BadPem {
+                    path: cert_path.clone(),
+                    what: "certificate",
+                }
+            })?;
+            return Ok(Self {
+                cert_der,
+                cert_pem,
+                key,
+            });
+        }
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Sallyport relay CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+        let cert = params.self_signed(&key)?;
+        write(&key_path, &key.serialize_pem())?;
+        write(&cert_path, &cert.pem())?;
+        Ok(Self {
+            cert_der: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key,
+        })
+    }
+
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// SHA-256 of the CA certificate, as carried in enrolment tokens.
+    pub fn fingerprint(&self) -> String {
+        sha256_hex(&self.cert_der)
+    }
+
+    fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
+        Ok(Issuer::from_ca_cert_der(&self.cert_der, &self.key)?)
+    }
+
+    /// A fresh certificate for the tunnel listener, chained to the CA.
+    pub fn tunnel_server_identity(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params =
+            CertificateParams::new(vec![sallyport_proto::tunnel::TUNNEL_SERVER_NAME.to_owned()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Sallyport relay tunnel");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        let key_der = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+        Ok((vec![cert.der().clone(), self.cert_der.clone()], key_der))
+    }
+
+    /// Signs a connector's certificate request. Only the request's public key
+    /// is used: name, validity and usage are the relay's choice.
+    pub fn sign_connector(
+        &self,
+        csr_pem: &str,
+        connector: &str,
+    ) -> Result<rcgen::Certificate, PkiError> {
+        let mut csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::BadRequest)?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, connector);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = vec![SanType::DnsName(
+            format!("{connector}.connector.sallyport.invalid")
+                .try_into()
+                .map_err(PkiError::Rcgen)?,
+        )];
+        let now = time_now();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::days(CONNECTOR_CERT_DAYS);
+        csr.params = params;
+        Ok(csr.signed_by(&self.issuer()?)?)
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// The HTTPS certificate chain and key: the admin's files when given,
+/// otherwise a self-signed certificate kept in `dir` (created once, for the
+/// public URL's host and the loopback names).
+pub fn https_identity(
+    dir: &Path,
+    given: Option<(&Path, &Path)>,
+    public_host: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+    let (cert_path, key_path) = match given {
+        Some((c, k)) => (c.to_owned(), k.to_owned()),
+        None => {
+            let cert_path = dir.join("https.pem");
+            let key_path = dir.join("https.key");
+            if !cert_path.exists() {
+                let mut names = vec![
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    "::1".to_owned(),
+                ];
+                if !names.iter().any(|n| n == public_host) {
+                    names.push(public_host.to_owned());
+                }
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::new(names)?;
+                params
+                    .distinguished_name
+                    .push(DnType::CommonName, "Sallyport relay");
+                params.not_before = time_now() - time::Duration::days(1);
+                params.not_after = time_now() + time::Duration::days(3650);
+                let cert = params.self_signed(&key)?;
+                write(&key_path, &key.serialize_pem())?;
+                write(&cert_path, &cert.pem())?;
+            }
+            (cert_path, key_path)
+        }
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|_| PkiError::BadPem {
+            path: cert_path.clone(),
+            what: "certificate chain",
+        })?;
+    if certs.is_empty() {
+        return Err(PkiError::BadPem {
+            path: cert_path,
+            what: "certificate chain",
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|_| PkiError::BadPem {
+        path: key_path.clone(),
+        what: "private key",
+    })?;
+    Ok((certs, key))
+}

@@ -1,0 +1,170 @@
+//! Starting and stopping a whole relay: store, CA, tunnel listener, HTTPS
+//! listener and admin socket, with one shutdown path that drains sessions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sallyport_connector::quic;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminCtx, META_TUNNEL_ADDR};
+use crate::config::ServeConfig;
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::pki::{self, RelayCa};
+use crate::store::Store;
+use crate::tunnel::{self, Registry, TunnelServer};
+use crate::web::{self, AppState};
+
+/// A relay that is up. Dropping it does not stop it; call [`Relay::shutdown`].
+pub struct Relay {
+    pub store: Store,
+    pub ca: Arc<RelayCa>,
+    pub registry: Arc<Registry>,
+    pub https_addr: SocketAddr,
+    pub tunnel_addr: SocketAddr,
+    pub config: ServeConfig,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    https: axum_server::Handle<SocketAddr>,
+    endpoint: quinn::Endpoint,
+}
+
+fn create_private_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+impl Relay {
+    pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
+        create_private_dir(&config.data_dir)?;
+        let store = Store::open(&config.data_dir)?;
+        let ca = Arc::new(RelayCa::load_or_create(&config.data_dir)?);
+        store.set_meta(META_TUNNEL_ADDR, &config.public_tunnel_addr)?;
+        let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        // Tunnel listener.
+        let endpoint = quinn::Endpoint::server(tunnel::server_config(&ca)?, config.listen_tunnel)
+            .with_context(|| {
+            format!(
+                "cannot listen for connectors on udp {}",
+                config.listen_tunnel
+            )
+        })?;
+        let tunnel_addr = endpoint.local_addr()?;
+        let server = TunnelServer {
+            ctx: Arc::new(tunnel::server::TunnelCtx {
+                store: store.clone(),
+                ca: ca.clone(),
+                registry: registry.clone(),
+                metrics: metrics.clone(),
+            }),
+            endpoint: endpoint.clone(),
+        };
+        tasks.spawn(server.run(shutdown.clone(), tasks.clone()));
+
+        // HTTPS listener.
+        let (chain, key) = pki::https_identity(
+            &config.data_dir,
+            config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            &config.public_url.host,
+        )?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(quic::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .context("the HTTPS certificate and key do not match")?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            identity: Arc::new(Identity::new(store.clone())?),
+            registry: registry.clone(),
+            metrics,
+            public: config.public_url.clone(),
+        });
+        let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let https = axum_server::Handle::new();
+        let listener = std::net::TcpListener::bind(config.listen_https)
+            .with_context(|| format!("cannot listen for HTTPS on tcp {}", config.listen_https))?;
+        listener.set_nonblocking(true)?;
+        let https_addr = listener.local_addr()?;
+        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+        let server = axum_server::from_tcp_rustls(listener, rustls_config)?.handle(https.clone());
+        tasks.spawn(async move {
+            if let Err(e) = server.serve(app).await {
+                tracing::error!(error = %e, "HTTPS listener failed");
+            }
+        });
+
+        // Admin socket.
+        let admin_ctx = Arc::new(AdminCtx {
+            store: store.clone(),
+            ca: ca.clone(),
+            registry: Some(registry.clone()),
+        });
+        let sock = admin::socket_path(&config.data_dir);
+        let sd = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = admin::serve_socket(sock, admin_ctx, sd).await {
+                tracing::error!(error = %e, "admin socket failed");
+            }
+        });
+
+        tracing::info!(
+            https = %https_addr,
+            tunnel = %tunnel_addr,
+            public_url = %config.public_url.origin,
+            ca_fingerprint = %ca.fingerprint(),
+            "relay listening"
+        );
+        Ok(Self {
+            store,
+            ca,
+            registry,
+            https_addr,
+            tunnel_addr,
+            config,
+            shutdown,
+            tasks,
+            https,
+            endpoint,
+        })
+    }
+
+    /// Stops taking new sessions, tells connectors to drain, waits up to the
+    /// drain timeout for open sessions, then closes everything.
+    pub async fn shutdown(self) {
+        let drain = self.config.drain_timeout;
+        tracing::info!(?drain, "relay shutting down");
+        self.shutdown.cancel();
+        self.https.graceful_shutdown(Some(drain));
+        self.tasks.close();
+        // The tunnel connection tasks end when connectors close or the
+        // endpoint does; give sessions the drain time first.
+        let _ = tokio::time::timeout(drain + Duration::from_secs(1), async {
+            while self.https.connection_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        self.endpoint.close(
+            sallyport_proto::tunnel::code::DONE.into(),
+            b"relay shutting down",
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The relay's state in sled, as typed trees.
+//!
+//! Every write that an admin or a user waits on is flushed before the call
+//! returns, so a relay killed right after answering has not lost it.
+
+use std::path::Path;
+
+use sallyport_proto::tunnel::ServiceInfo;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::util::{now_secs, sha256_hex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the relay's database in {path}: {source} (is another sallyport-relay using this --data-dir?)"
+    )]
+    Open { path: String, source: sled::Error },
+    #[error("database error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("database record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    /// argon2id in PHC string form.
+    pub password_hash: String,
+    pub groups: Vec<String>,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user: String,
+    pub created: u64,
+    pub expires: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub connector: String,
+    pub expires: u64,
+    pub used: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorState {
+    /// A token was issued; the connector has not enrolled yet.
+    Pending,
+    Enrolled,
+    Revoked,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectorRecord {
+    pub name: String,
+    pub state: ConnectorState,
+    pub created: u64,
+    /// SHA-256 of the client certificate issued at enrolment.
+    pub cert_sha256: Option<String>,
+    pub last_seen: Option<u64>,
+    /// Services declared in the connector's last hello.
+    #[serde(default)]
+    pub services: Vec<ServiceInfo>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    users: sled::Tree,
+    sessions: sled::Tree,
+    tokens: sled::Tree,
+    connectors: sled::Tree,
+    certs: sled::Tree,
+    meta: sled::Tree,
+}
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
+    match tree.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
+}
+
+fn put<T: Serialize>(tree: &sled::Tree, key: &str, value: &T) -> Result<(), StoreError> {
+    tree.insert(key, serde_json::to_vec(value)?)?;
+    Ok(())
+}
+
+/// Why an enrolment secret was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("the enrolment token is not known to this relay")]
+    Unknown,
+    #[error("the enrolment token was already used; ask the admin for a new one")]
+    Used,
+    #[error("the enrolment token has expired; ask the admin for a new one")]
+    Expired,
+    #[error("connector {0} was revoked")]
+    Revoked(String),
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("db");
+        let db = sled::Config::new()
+            .path(&path)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            users: db.open_tree("users")?,
+            sessions: db.open_tree("sessions")?,
+            tokens: db.open_tree("tokens")?,
+            connectors: db.open_tree("connectors")?,
+            certs: db.open_tree("certs")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- users
+
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        get(&self.users, name)
+    }
+
+    pub fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        put(&self.users, &user.name, user)?;
+        self.flush()
+    }
+
+    // ---- sign-in sessions (keyed by the SHA-256 of the bearer token)
+
+    pub fn put_session(&self, token: &str, session: &SessionRecord) -> Result<(), StoreError> {
+        put(&self.sessions, &sha256_hex(token.as_bytes()), session)?;
+        self.flush()
+    }
+
+    /// The live session for `token`, if any; expired ones are removed.
+    pub fn session(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let key = sha256_hex(token.as_bytes());
+        let Some(s) = get::<SessionRecord>(&self.sessions, &key)? else {
+            return Ok(None);
+        };
+        if s.expires <= now_secs() {
+            self.sessions.remove(key)?;
+            return Ok(None);
+        }
+        Ok(Some(s))
+    }
+
+    // ---- enrolment tokens (keyed by the SHA-256 of the secret)
+
+    pub fn put_token(&self, secret: &str, token: &TokenRecord) -> Result<(), StoreError> {
+        put(&self.tokens, &sha256_hex(secret.as_bytes()), token)?;
+        self.flush()
+    }
+
+    /// Marks the token used and returns the connector it was issued for.
+    /// Atomic: of two connectors racing with one token, one wins.
+    pub fn redeem_token(&self, secret: &str) -> Result<Result<String, TokenRefusal>, StoreError> {
+        let key = sha256_hex(secret.as_bytes());
+        let Some(old) = self.tokens.get(&key)? else {
+            return Ok(Err(TokenRefusal::Unknown));
+        };
+        let mut rec: TokenRecord = serde_json::from_slice(&old)?;
+        if rec.used {
+            return Ok(Err(TokenRefusal::Used));
+        }
+        if rec.expires <= now_secs() {
+            return Ok(Err(TokenRefusal::Expired));
+        }
+        if let Some(c) = self.connector(&rec.connector)? {
+            if c.state == ConnectorState::Revoked {
+                return Ok(Err(TokenRefusal::Revoked(c.name)));
+            }
+        }
+        rec.used = true;
+        let new = serde_json::to_vec(&rec)?;
+        if self
+            .tokens
+            .compare_and_swap(&key, Some(old), Some(new))?
+            .is_err()
+        {
+            return Ok(Err(TokenRefusal::Used));
+        }
+        self.flush()?;
+        Ok(Ok(rec.connector))
+    }
+
+    // ---- connectors
+
+    pub fn connector(&self, name: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        get(&self.connectors, name)
+    }
+
+    pub fn put_connector(&self, c: &ConnectorRecord) -> Result<(), StoreError> {
+        put(&self.connectors, &c.name, c)?;
+        self.flush()
+    }
+
+    pub fn connectors(&self) -> Result<Vec<ConnectorRecord>, StoreError> {
+        self.connectors
+            .iter()
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    /// Records the certificate issued to `connector` at enrolment.
+    pub fn enrol_connector(&self, connector: &str, cert_sha256: &str) -> Result<(), StoreError> {
+        let mut rec = self
+            .connector(connector)?
+            .unwrap_or_else(|| ConnectorRecord {
+                name: connector.to_owned(),
+                state: ConnectorState::Pending,
+                created: now_secs(),
+                cert_sha256: None,
+                last_seen: None,
+                services: Vec::new(),
+            });
+        if let Some(old) = rec.cert_sha256.take() {
+            self.certs.remove(old)?;
+        }
+        rec.state = ConnectorState::Enrolled;
+        rec.cert_sha256 = Some(cert_sha256.to_owned());
+        self.certs.insert(cert_sha256, connector)?;
+        self.put_connector(&rec)
+    }
+
+    /// The connector a client certificate was issued to.
+    pub fn connector_by_cert(
+        &self,
+        cert_sha256: &str,
+    ) -> Result<Option<ConnectorRecord>, StoreError> {
+        match self.certs.get(cert_sha256)? {
+            Some(name) => self.connector(&String::from_utf8_lossy(&name)),
+            None => Ok(None),
+        }
+    }
+
+    /// Updates last-seen and the declared services; not flushed on every
+    /// heartbeat (losing a last-seen time to a crash is harmless).
+    pub fn touch_connector(
+        &self,
+        name: &str,
+        services: Option<&[ServiceInfo]>,
+    ) -> Result<(), StoreError> {
+        if let Some(mut rec) = self.connector(name)? {
+            rec.last_seen = Some(now_secs());
+            if let Some(s) = services {
+                rec.services = s.to_vec();
+            }
+            put(&self.connectors, name, &rec)?;
+        }
+        Ok(())
+    }
+
+    /// True when some connector, online or not, has declared `service`.
+    pub fn service_known(&self, service: &str) -> Result<bool, StoreError> {
+        Ok(self.connectors()?.iter().any(|c| {
+            c.state == ConnectorState::Enrolled && c.services.iter().any(|s| s.name == service)
+        }))
+    }
+
+    // ---- meta
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .get(key)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.meta.insert(key, value.as_bytes())?;
+        self.flush()
+    }
+}

@@ -1,0 +1,118 @@
+//! Which connectors are online, over which connections, serving what.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sallyport_proto::tunnel::ServiceInfo;
+
+/// One live QUIC connection from a connector.
+#[derive(Clone)]
+pub struct LiveConn {
+    pub id: u64,
+    pub connector: String,
+    pub conn: quinn::Connection,
+    pub services: Arc<Vec<ServiceInfo>>,
+    pub remote: SocketAddr,
+    /// Set when the connector announced a drain: no new sessions go here.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl LiveConn {
+    pub fn serves(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s.name == service)
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    conns: Mutex<HashMap<u64, LiveConn>>,
+    next_id: AtomicU64,
+    round_robin: AtomicUsize,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, LiveConn>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn insert(&self, live: LiveConn) {
+        self.lock().insert(live.id, live);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// The live connections that can take a new session for `service`, in
+    /// the order to try them: a rotating start spreads sessions over
+    /// connectors and their connections.
+    pub fn candidates(&self, service: &str) -> Vec<LiveConn> {
+        let mut live: Vec<LiveConn> = self
+            .lock()
+            .values()
+            .filter(|c| {
+                c.serves(service)
+                    && !c.draining.load(Ordering::Relaxed)
+                    && c.conn.close_reason().is_none()
+            })
+            .cloned()
+            .collect();
+        live.sort_by_key(|c| c.id);
+        if !live.is_empty() {
+            let start = self.round_robin.fetch_add(1, Ordering::Relaxed) % live.len();
+            live.rotate_left(start);
+        }
+        live
+    }
+
+    /// Closes every connection of `connector`; returns how many there were.
+    pub fn close_connector(&self, connector: &str, code: u32, reason: &str) -> usize {
+        let conns: Vec<LiveConn> = self
+            .lock()
+            .values()
+            .filter(|c| c.connector == connector)
+            .cloned()
+            .collect();
+        for c in &conns {
+            c.conn.close(code.into(), reason.as_bytes());
+        }
+        conns.len()
+    }
+
+    /// Connector name → number of live connections.
+    pub fn online(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for c in self.lock().values() {
+            *out.entry(c.connector.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Services offered by live connections: name → connectors serving it.
+    pub fn services(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in self.lock().values() {
+            for s in c.services.iter() {
+                let v = out.entry(s.name.clone()).or_default();
+                if !v.contains(&c.connector) {
+                    v.push(c.connector.clone());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,245 @@
+//! The QUIC listener: accepts connector connections, tells enrolments from
+//! enrolled connectors by the client certificate, and keeps each connector's
+//! control stream.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+use sallyport_connector::quic;
+use sallyport_proto::io::{read_frame, write_frame, ReadError};
+use sallyport_proto::tunnel::{code, Control, Hello, Welcome, ALPN, PROTOCOL_VERSION};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use super::registry::{LiveConn, Registry};
+use super::{HANDSHAKE_TIMEOUT, HEARTBEAT_SECS};
+use crate::metrics::Metrics;
+use crate::pki::RelayCa;
+use crate::store::{ConnectorState, Store};
+use crate::util::sha256_hex;
+
+/// What the tunnel side of the relay needs.
+pub struct TunnelCtx {
+    pub store: Store,
+    pub ca: Arc<RelayCa>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// QUIC server settings: the tunnel certificate chained to the relay CA, and
+/// client certificates optional at the TLS layer (a connection without one
+/// may only enrol) but, when present, signed by the relay CA.
+pub fn server_config(ca: &RelayCa) -> anyhow::Result<quinn::ServerConfig> {
+    let provider = quic::crypto_provider();
+    let (chain, key) = ca.tunnel_server_identity()?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der().clone())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(quic::transport_config(
+        quic::MAX_CONNECTOR_STREAMS,
+    )));
+    Ok(config)
+}
+
+pub struct TunnelServer {
+    pub ctx: Arc<TunnelCtx>,
+    pub endpoint: quinn::Endpoint,
+}
+
+impl TunnelServer {
+    /// Accepts connections until `shutdown`; each connection task is tracked
+    /// by `tasks` so shutdown can wait for them.
+    pub async fn run(self, shutdown: CancellationToken, tasks: TaskTracker) {
+        loop {
+            let incoming = tokio::select! {
+                i = self.endpoint.accept() => match i {
+                    Some(i) => i,
+                    None => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let ctx = self.ctx.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let remote = incoming.remote_address();
+                match incoming.await {
+                    Ok(conn) => handle(ctx, conn, shutdown).await,
+                    Err(e) => tracing::debug!(%remote, error = %e, "tunnel handshake failed"),
+                }
+            });
+        }
+    }
+}
+
+fn peer_cert(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().cloned()
+}
+
+async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: CancellationToken) {
+    let Some(cert) = peer_cert(&conn) else {
+        return super::enrol::serve(&ctx, conn).await;
+    };
+    let remote = conn.remote_address();
+    let record = match ctx.store.connector_by_cert(&sha256_hex(&cert)) {
+        Ok(Some(r)) if r.state == ConnectorState::Enrolled => r,
+        Ok(Some(r)) if r.state == ConnectorState::Revoked => {
+            tracing::warn!(connector = %r.name, %remote, "revoked connector refused");
+            conn.close(
+                code::REVOKED.into(),
+                format!("connector {} was revoked", r.name).as_bytes(),
+            );
+            return;
+        }
+        Ok(_) => {
+            tracing::warn!(%remote, "unknown connector certificate refused");
+            conn.close(
+                code::UNAUTHORIZED.into(),
+                b"this connector certificate is not enrolled here",
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store failed");
+            conn.close(code::DONE.into(), b"relay store unavailable");
+            return;
+        }
+    };
+    let span = tracing::info_span!("connector", connector = %record.name, %remote);
+    run_connection(ctx, conn, record.name, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_connection(
+    ctx: Arc<TunnelCtx>,
+    conn: quinn::Connection,
+    name: String,
+    shutdown: CancellationToken,
+) {
+    let protocol_error = |conn: &quinn::Connection, reason: String| {
+        tracing::warn!(%reason, "closing connection: protocol error");
+        Metrics::add(&ctx.metrics.tunnel_protocol_errors, 1);
+        conn.close(code::PROTOCOL.into(), reason.as_bytes());
+    };
+    // The connector opens the control stream and speaks first.
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let hello: Control = read_frame(&mut recv)
+            .await
+            .map_err(|e| format!("bad hello: {e}"))?;
+        Ok::<_, String>((send, recv, hello))
+    })
+    .await;
+    let (mut send, mut recv, hello) = match hello {
+        Ok(Ok((send, recv, Control::Hello(h)))) => (send, recv, h),
+        Ok(Ok((_, _, other))) => {
+            return protocol_error(&conn, format!("expected hello, got {other:?}"))
+        }
+        Ok(Err(e)) => return protocol_error(&conn, e),
+        Err(_) => {
+            conn.close(code::TIMEOUT.into(), b"no hello in time");
+            return;
+        }
+    };
+    if let Err(e) = check_hello(&hello, &name) {
+        return protocol_error(&conn, e);
+    }
+    let welcome = Control::Welcome(Welcome {
+        protocol: PROTOCOL_VERSION,
+        relay_version: env!("CARGO_PKG_VERSION").into(),
+        heartbeat_secs: HEARTBEAT_SECS,
+    });
+    if write_frame(&mut send, &welcome).await.is_err() {
+        return;
+    }
+    if let Err(e) = ctx.store.touch_connector(&name, Some(&hello.services)) {
+        tracing::warn!(error = %e, "cannot record connector services");
+    }
+    let live = LiveConn {
+        id: ctx.registry.next_id(),
+        connector: name.clone(),
+        conn: conn.clone(),
+        services: Arc::new(hello.services),
+        remote: conn.remote_address(),
+        draining: Arc::new(AtomicBool::new(false)),
+    };
+    let services: Vec<&str> = live.services.iter().map(|s| s.name.as_str()).collect();
+    tracing::info!(services = ?services, version = %hello.version, "connector connected");
+    Metrics::add(&ctx.metrics.connector_connections, 1);
+    ctx.registry.insert(live.clone());
+
+    loop {
+        tokio::select! {
+            msg = read_frame::<Control, _>(&mut recv) => match msg {
+                Ok(Control::Heartbeat { seq }) => {
+                    if write_frame(&mut send, &Control::HeartbeatAck { seq }).await.is_err() {
+                        break;
+                    }
+                    let _ = ctx.store.touch_connector(&name, None);
+                }
+                Ok(Control::HeartbeatAck { .. }) => {}
+                Ok(Control::Drain { reason }) => {
+                    tracing::info!(%reason, "connector draining");
+                    live.draining.store(true, Ordering::Relaxed);
+                }
+                Ok(other) => {
+                    protocol_error(&conn, format!("unexpected control message {other:?}"));
+                    break;
+                }
+                Err(ReadError::Closed) => {
+                    // Control stream finished: the connector has drained.
+                    live.draining.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Err(ReadError::Frame(e)) => {
+                    protocol_error(&conn, format!("bad control frame: {e}"));
+                    break;
+                }
+                Err(ReadError::Io(_)) => break,
+            },
+            _ = shutdown.cancelled() => {
+                let _ = write_frame(&mut send, &Control::Drain { reason: "relay shutting down".into() }).await;
+                break;
+            }
+        }
+    }
+    // Sessions already open keep the connection until they end (or it dies).
+    ctx.registry.remove(live.id);
+    let reason = conn.closed().await;
+    let _ = ctx.store.touch_connector(&name, None);
+    tracing::info!(%reason, "connector disconnected");
+}
+
+fn check_hello(hello: &Hello, enrolled_as: &str) -> Result<(), String> {
+    if hello.protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {} is not supported (relay speaks {PROTOCOL_VERSION})",
+            hello.protocol
+        ));
+    }
+    if hello.connector != enrolled_as {
+        return Err(format!(
+            "hello names connector {}, but the certificate was issued to {enrolled_as}",
+            hello.connector
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Sign-in and finding the signed-in user of a request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sallyport_proto::client::{LoginRequest, LoginResponse, SESSION_COOKIE};
+
+use super::{ApiErr, AppState};
+use crate::identity::{IdentityError, SESSION_TTL};
+use crate::metrics::Metrics;
+use crate::store::SessionRecord;
+
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiErr> {
+    match state
+        .identity
+        .sign_in(&req.user, &req.password, peer.ip())
+        .await
+    {
+        Ok((token, session)) => {
+            Metrics::add(&state.metrics.sign_ins_ok, 1);
+            tracing::info!(user = %session.user, %peer, "signed in");
+            let cookie = format!(
+                "{SESSION_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+                SESSION_TTL.as_secs()
+            );
+            let mut resp = Json(LoginResponse {
+                user: session.user,
+                token,
+                expires: session.expires,
+            })
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            Ok(resp)
+        }
+        Err(IdentityError::RateLimited(wait)) => {
+            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            tracing::warn!(user = %req.user, %peer, "sign-in rate-limited");
+            Err(ApiErr(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed sign-ins; try again in {wait} seconds"),
+            ))
+        }
+        Err(IdentityError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            tracing::warn!(user = %req.user, %peer, error = %e, "sign-in failed");
+            Err(ApiErr(
+                StatusCode::UNAUTHORIZED,
+                "wrong user name or password".into(),
+            ))
+        }
+    }
+}
+
+/// The bearer token (`Authorization: Bearer ...`) or session cookie of a request.
+fn credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v.strip_prefix("Bearer ").map(str::trim);
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+}
+
+/// The signed-in session of a request, or 401.
+pub fn require_session(state: &AppState, headers: &HeaderMap) -> Result<SessionRecord, ApiErr> {
+    let unauthorized = || {
+        ApiErr(
+            StatusCode::UNAUTHORIZED,
+            "sign in first (run `sallyport login`)".into(),
+        )
+    };
+    let token = credential(headers).ok_or_else(unauthorized)?;
+    match state.identity.session(token) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(unauthorized()),
+        Err(IdentityError::Store(e)) => Err(e.into()),
+        Err(_) => Err(unauthorized()),
+    }
+}

@@ -1,0 +1,160 @@
+//! HTTPS for people: sign-in, the service list, the session WebSocket,
+//! health and metrics. Cross-cutting rules (security headers, origin checks,
+//! body limits) are layers on the router, not code in handlers.
+
+mod api;
+mod auth;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sallyport_proto::client::ApiError;
+
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tunnel::Registry;
+
+/// Largest request body the relay reads (sign-in is the biggest, and small).
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The relay's public URL, as people reach it.
+#[derive(Debug, Clone)]
+pub struct PublicUrl {
+    /// `https://host[:port]`, compared with the Origin header.
+    pub origin: String,
+    /// The host alone, without port or brackets.
+    pub host: String,
+}
+
+impl PublicUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("public URL {url:?} must start with https://"))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!("public URL {url:?} has no host"));
+        }
+        let host = if let Some(v6) = authority.strip_prefix('[') {
+            v6.split(']').next().unwrap_or_default().to_owned()
+        } else {
+            authority.split(':').next().unwrap_or_default().to_owned()
+        };
+        let authority = authority.strip_suffix(":443").unwrap_or(authority);
+        Ok(Self {
+            origin: format!("https://{}", authority.to_ascii_lowercase()),
+            host,
+        })
+    }
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub identity: Arc<Identity>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub public: PublicUrl,
+}
+
+/// An error answer: a status and a message the user can act on, as JSON.
+#[derive(Debug)]
+pub struct ApiErr(pub StatusCode, pub String);
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiErr {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        ApiErr(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay's store failed; try again".into(),
+        )
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(api::index))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/api/login", post(auth::login))
+        .route("/api/services", get(api::services))
+        .route("/ws/{service}", get(ws::session))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Refuses cross-site requests: a browser always sends Origin on WebSocket
+/// upgrades and on state-changing requests, and it must be the relay's own.
+/// Native clients send no Origin and authenticate with a bearer token.
+async fn check_origin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let is_ws = req.headers().contains_key(header::UPGRADE);
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if is_ws || changes_state {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            if origin.as_bytes() != state.public.origin.as_bytes() {
+                tracing::warn!(origin = ?origin, path = %req.uri().path(), "cross-origin request refused");
+                return ApiErr(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "cross-origin request refused: Origin must be {}",
+                        state.public.origin
+                    ),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    set(h, header::CACHE_CONTROL, "no-store");
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PublicUrl;
+
+    #[test]
+    fn public_url_origin() {
+        let u = PublicUrl::parse("https://Relay.example.com:8443/").unwrap();
+        assert_eq!(u.origin, "https://relay.example.com:8443");
+        assert_eq!(u.host, "Relay.example.com");
+        assert_eq!(
+            PublicUrl::parse("https://r.example:443").unwrap().origin,
+            "https://r.example"
+        );
+        assert_eq!(PublicUrl::parse("https://[::1]:8443").unwrap().host, "::1");
+        assert!(PublicUrl::parse("http://r.example").is_err());
+    }
+}

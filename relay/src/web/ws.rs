@@ -1,0 +1,222 @@
+//! The session WebSocket: authenticate, pick a connector that serves the
+//! service, open a session stream, and only then upgrade, so every failure
+//! reaches the client as an HTTP status with a reason. After the upgrade,
+//! bytes flow both ways with backpressure and half-close.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use futures::{SinkExt as _, StreamExt as _};
+use sallyport_proto::client::Control;
+use sallyport_proto::frame::check_name;
+use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
+use sallyport_proto::tunnel::StreamHeader;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::auth::require_session;
+use super::{ApiErr, AppState};
+use crate::metrics::Metrics;
+use crate::tunnel::{open_session, OpenError};
+use crate::util::random_secret;
+
+/// QUIC error code for a session the client abandoned.
+const CLIENT_GONE: u32 = 0x10;
+
+pub async fn session(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiErr> {
+    let user = require_session(&state, &headers)?.user;
+    check_name("service name", &service)
+        .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let candidates = state.registry.candidates(&service);
+    if candidates.is_empty() {
+        return Err(if state.store.service_known(&service)? {
+            ApiErr(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no connector serving {service:?} is online"),
+            )
+        } else {
+            ApiErr(
+                StatusCode::NOT_FOUND,
+                format!("no such service {service:?}"),
+            )
+        });
+    }
+    let header = StreamHeader {
+        session: random_secret(12),
+        service: service.clone(),
+        user: user.clone(),
+        client_addr: peer.to_string(),
+    };
+    let span = tracing::info_span!("session", session = %header.session, %service, %user);
+    // Try the live connections in turn: one that died a moment ago fails
+    // fast, and the next takes the session. A refusal is the connector's
+    // answer and final.
+    let mut last = None;
+    let mut opened = None;
+    for live in &candidates {
+        match open_session(live, &header).instrument(span.clone()).await {
+            Ok(streams) => {
+                opened = Some((live.connector.clone(), streams));
+                break;
+            }
+            Err(e @ OpenError::Refused { .. }) => {
+                last = Some(e);
+                break;
+            }
+            Err(e) => {
+                span.in_scope(
+                    || tracing::warn!(error = %e, "session open failed; trying another connection"),
+                );
+                last = Some(e);
+            }
+        }
+    }
+    let Some((connector, (send, recv))) = opened else {
+        Metrics::add(&state.metrics.sessions_refused, 1);
+        let reason = last.map(|e| e.to_string()).unwrap_or_default();
+        span.in_scope(|| tracing::warn!(%reason, "session refused"));
+        return Err(ApiErr(StatusCode::BAD_GATEWAY, reason));
+    };
+    Metrics::add(&state.metrics.sessions_opened, 1);
+    span.in_scope(|| tracing::info!(%connector, %peer, "session opened"));
+    let metrics = state.metrics.clone();
+    Ok(ws
+        .max_message_size(MAX_WS_MESSAGE_LEN)
+        .max_frame_size(MAX_WS_MESSAGE_LEN)
+        .on_upgrade(move |socket| {
+            async move {
+                metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
+                let (up, down) = pipe(socket, send, recv, &metrics).await;
+                metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(bytes_up = up, bytes_down = down, "session closed");
+            }
+            .instrument(span)
+        }))
+}
+
+/// Copies client → connector and connector → client until both directions
+/// have finished (or either side fails), then closes the WebSocket. Returns
+/// the byte counts each way.
+async fn pipe(
+    socket: WebSocket,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    metrics: &Metrics,
+) -> (u64, u64) {
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    // Cancelled when the session must end in both directions at once.
+    let abort = CancellationToken::new();
+    // Cancelled when the connector → client direction has finished cleanly.
+    let down_done = CancellationToken::new();
+
+    let upstream = async {
+        let mut bytes = 0u64;
+        let mut eof = false;
+        loop {
+            let msg = tokio::select! {
+                m = ws_rx.next() => m,
+                _ = abort.cancelled() => break,
+                _ = down_done.cancelled(), if eof => break,
+            };
+            match msg {
+                Some(Ok(Message::Binary(b))) if !eof => {
+                    let n = b.len() as u64;
+                    if send.write_chunk(b).await.is_err() {
+                        abort.cancel();
+                        break;
+                    }
+                    bytes += n;
+                    Metrics::add(&metrics.bytes_to_connector, n);
+                }
+                Some(Ok(Message::Text(t))) if !eof => match Control::parse(t.as_str()) {
+                    Ok(Control::Eof) => {
+                        eof = true;
+                        let _ = send.finish();
+                    }
+                    Ok(Control::Error { reason }) => {
+                        tracing::info!(%reason, "client ended the session");
+                        abort.cancel();
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bad control message from client");
+                        abort.cancel();
+                        break;
+                    }
+                },
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Binary(_) | Message::Text(_))) => {
+                    tracing::warn!("client sent data after eof");
+                    abort.cancel();
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    if !eof {
+                        abort.cancel();
+                    }
+                    break;
+                }
+            }
+        }
+        if abort.is_cancelled() {
+            let _ = send.reset(CLIENT_GONE.into());
+        }
+        bytes
+    };
+
+    let downstream = async {
+        let mut bytes = 0u64;
+        let outcome: Result<(), String> = loop {
+            let chunk = tokio::select! {
+                c = recv.read_chunk(MAX_WS_MESSAGE_LEN, true) => c,
+                _ = abort.cancelled() => break Ok(()),
+            };
+            match chunk {
+                Ok(Some(c)) => {
+                    let n = c.bytes.len() as u64;
+                    if ws_tx.send(Message::Binary(c.bytes)).await.is_err() {
+                        abort.cancel();
+                        break Ok(());
+                    }
+                    bytes += n;
+                    Metrics::add(&metrics.bytes_to_client, n);
+                }
+                Ok(None) => {
+                    let _ = ws_tx
+                        .send(Message::Text(Control::Eof.to_text().into()))
+                        .await;
+                    down_done.cancel();
+                    break Ok(());
+                }
+                Err(e) => {
+                    abort.cancel();
+                    break Err(format!("the connector ended the session: {e}"));
+                }
+            }
+        };
+        if abort.is_cancelled() {
+            let _ = recv.stop(CLIENT_GONE.into());
+        }
+        if let Err(reason) = outcome {
+            let _ = ws_tx
+                .send(Message::Text(Control::Error { reason }.to_text().into()))
+                .await;
+        }
+        (bytes, ws_tx)
+    };
+
+    let (up, (down, mut ws_tx)) = tokio::join!(upstream, downstream);
+    let _ = ws_tx.send(Message::Close(None)).await;
+    (up, down)
+}

@@ -1,0 +1,212 @@
+//! HTTPS to the relay: TLS set-up, sign-in, and opening the session WebSocket.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use sallyport_proto::client::{ApiError, LoginRequest, LoginResponse};
+use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::ClientError;
+
+/// Largest API answer the client reads.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+/// Where the relay is, parsed from its URL.
+#[derive(Debug, Clone)]
+pub struct RelayUrl {
+    /// `https://authority` without a trailing slash.
+    pub base: String,
+    host: String,
+    port: u16,
+}
+
+impl RelayUrl {
+    pub fn parse(url: &str) -> Result<Self, ClientError> {
+        let bad = || {
+            ClientError::Usage(format!(
+                "relay URL {url:?} must look like https://host[:port]"
+            ))
+        };
+        let rest = url.strip_prefix("https://").ok_or_else(bad)?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+            (h.to_owned(), after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p)),
+                None => (authority.to_owned(), None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None => 443,
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            base: format!("https://{authority}"),
+            host,
+            port,
+        })
+    }
+}
+
+/// TLS settings: trust `ca_pem` when given, the public web PKI otherwise.
+pub fn tls_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert
+                    .map_err(|_| ClientError::Tls("the CA file is not a PEM certificate".into()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(ClientError::Tls("the CA file holds no certificate".into()));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn connect_tls(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<TlsStream<TcpStream>, ClientError> {
+    let tcp = TcpStream::connect((relay.host.as_str(), relay.port))
+        .await
+        .map_err(|e| ClientError::Connect(relay.base.clone(), e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let name =
+        ServerName::try_from(relay.host.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+    tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ClientError::Connect(relay.base.clone(), format!("TLS handshake failed: {e}")))
+}
+
+/// The reason in a relay error answer, or the status line.
+fn reason(status: hyper::StatusCode, body: &[u8]) -> String {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(e) => e.error,
+        Err(_) => format!("the relay answered {status}"),
+    }
+}
+
+/// Signs in with a password; returns the session token.
+pub async fn login(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    user: &str,
+    password: &str,
+) -> Result<LoginResponse, ClientError> {
+    let stream = connect_tls(relay, tls).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Connect(relay.base.clone(), e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let body = serde_json::to_vec(&LoginRequest {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    })
+    .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let req = hyper::Request::post(format!("{}/api/login", relay.base))
+        .header(
+            hyper::header::HOST,
+            relay.base.trim_start_matches("https://"),
+        )
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ClientError::Connect(relay.base.clone(), e.to_string()))?;
+    let status = resp.status();
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| ClientError::Relay(format!("bad answer from the relay: {e}")))?
+        .to_bytes();
+    conn.abort();
+    if !status.is_success() {
+        return Err(ClientError::Relay(reason(status, &body)));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ClientError::Relay(format!("bad answer from the relay: {e}")))
+}
+
+pub type Session = WebSocketStream<TlsStream<TcpStream>>;
+
+/// Opens the session WebSocket for `service`; a refusal comes back with the relay's reason.
+pub async fn open_session(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    token: &str,
+    service: &str,
+) -> Result<Session, ClientError> {
+    use tungstenite::client::IntoClientRequest as _;
+    let stream = connect_tls(relay, tls).await?;
+    let url = format!(
+        "wss://{}{}/{service}",
+        relay.base.trim_start_matches("https://"),
+        sallyport_proto::client::WS_PATH
+    );
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| ClientError::Usage(format!("bad service name {service:?}: {e}")))?;
+    let auth = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ClientError::Usage("the stored token is not valid; sign in again".into()))?;
+    req.headers_mut().insert(hyper::header::AUTHORIZATION, auth);
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE_LEN))
+        .max_frame_size(Some(MAX_WS_MESSAGE_LEN));
+    match tokio_tungstenite::client_async_with_config(req, stream, Some(config)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(resp)) => {
+            let status = resp.status();
+            let body = resp.body().clone().unwrap_or_default();
+            Err(ClientError::Relay(reason(status, &body)))
+        }
+        Err(e) => Err(ClientError::Connect(relay.base.clone(), e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RelayUrl;
+
+    #[test]
+    fn relay_urls() {
+        let u = RelayUrl::parse("https://relay.example:8443/").unwrap();
+        assert_eq!(
+            (u.base.as_str(), u.host.as_str(), u.port),
+            ("https://relay.example:8443", "relay.example", 8443)
+        );
+        let u = RelayUrl::parse("https://[::1]:9").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 9));
+        assert_eq!(RelayUrl::parse("https://r.example").unwrap().port, 443);
+        assert!(RelayUrl::parse("http://r.example").is_err());
+    }
+}
