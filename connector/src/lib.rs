@@ -23,6 +23,26 @@ use tokio_util::sync::CancellationToken;
 use crate::bridge::Services;
 use crate::identity::Identity;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn service_specs() {
+        use super::parse_service;
+        assert_eq!(
+            parse_service("web=10.0.0.5:22").unwrap(),
+            ("web".into(), "10.0.0.5:22".into())
+        );
+        assert_eq!(
+            parse_service("db=tcp://db:5432").unwrap().1,
+            "tcp://db:5432"
+        );
+        assert!(parse_service("web").is_err());
+        assert!(parse_service("web=host").is_err());
+        assert!(parse_service("bad name=h:1").is_err());
+        assert!(parse_service("web=:22").is_err());
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
     #[error("{0}")]
@@ -57,13 +77,16 @@ pub struct RunConfig {
     pub drain_timeout: Duration,
 }
 
-/// Parses `NAME=HOST:PORT`.
+/// Parses `NAME=HOST:PORT` (an SSH service) or `NAME=tcp://HOST:PORT` (any
+/// TCP service: no host keys are looked up).
 pub fn parse_service(spec: &str) -> Result<(String, String), String> {
     let (name, target) = spec
         .split_once('=')
         .ok_or_else(|| format!("--service {spec:?} must look like NAME=HOST:PORT"))?;
     check_name("service name", name).map_err(|e| e.to_string())?;
     let port_ok = target
+        .strip_prefix(TCP_SCHEME)
+        .unwrap_or(target)
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
     if !port_ok {
@@ -71,6 +94,9 @@ pub fn parse_service(spec: &str) -> Result<(String, String), String> {
     }
     Ok((name.to_owned(), target.to_owned()))
 }
+
+/// Prefix of a plain-TCP service target.
+pub const TCP_SCHEME: &str = "tcp://";
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
@@ -98,13 +124,13 @@ pub async fn enrol_or_load(
     token: Option<&str>,
     state_dir: &Path,
 ) -> Result<Identity, ConnectorError> {
+    let token = token.filter(|t| !t.trim().is_empty());
     match token {
-        Some(token) if Identity::exists(state_dir) => {
-            let _ = token;
-            Err(ConnectorError::Config(format!(
-                "{} already holds an enrolled connector; run without --token, or use an empty --state-dir to enrol anew",
-                state_dir.display()
-            )))
+        Some(_) if Identity::exists(state_dir) => {
+            // Service managers pass the token on every start; only the first uses it.
+            let identity = Identity::load(state_dir)?;
+            tracing::info!(connector = %identity.name, "already enrolled; ignoring --token");
+            Ok(identity)
         }
         Some(token) => {
             let token = EnrolmentToken::decode(token)
@@ -134,26 +160,31 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), C
         )));
     }
     let mut services = Services::new();
-    for (name, target) in &config.services {
+    let mut announced = Vec::new();
+    for (name, spec) in &config.services {
+        let (target, kind) = match spec.strip_prefix(TCP_SCHEME) {
+            Some(t) => (t.to_owned(), ServiceKind::Tcp),
+            None => (spec.clone(), ServiceKind::Ssh),
+        };
         if services.insert(name.clone(), target.clone()).is_some() {
             return Err(ConnectorError::Config(format!(
                 "service {name} is given twice"
             )));
         }
-    }
-    let identity = enrol_or_load(config.token.as_deref(), &config.state_dir).await?;
-    let mut announced = Vec::new();
-    for (name, target) in &services {
-        let host_keys = hostkeys::scan(target).await;
-        if host_keys.is_empty() {
+        let host_keys = match kind {
+            ServiceKind::Ssh => hostkeys::scan(&target).await,
+            ServiceKind::Tcp => Vec::new(),
+        };
+        if kind == ServiceKind::Ssh && host_keys.is_empty() {
             tracing::warn!(service = %name, %target, "no SSH host keys found (is the service up?)");
         }
         announced.push(ServiceInfo {
             name: name.clone(),
-            kind: ServiceKind::Ssh,
+            kind,
             host_keys,
         });
     }
+    let identity = enrol_or_load(config.token.as_deref(), &config.state_dir).await?;
     let shared = Arc::new(supervisor::Shared {
         name: identity.name.clone(),
         relay: identity.relay.clone(),

@@ -65,7 +65,9 @@ pub fn decode_body<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, Fra
 ///
 /// Returns `Ok(None)` when `buf` holds only part of a frame (read more and
 /// call again), or the message and the number of bytes it used.
-pub fn decode_frame<T: DeserializeOwned + Validate>(buf: &[u8]) -> Result<Option<(T, usize)>, FrameError> {
+pub fn decode_frame<T: DeserializeOwned + Validate>(
+    buf: &[u8],
+) -> Result<Option<(T, usize)>, FrameError> {
     let Some(header) = buf.get(..FRAME_HEADER_LEN) else {
         return Ok(None);
     };

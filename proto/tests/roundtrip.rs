@@ -33,14 +33,17 @@ fn service() -> impl Strategy<Value = ServiceInfo> {
 
 fn control() -> impl Strategy<Value = Control> {
     prop_oneof![
-        (name(), text(MAX_ID_LEN), proptest::collection::vec(service(), 0..8)).prop_map(
-            |(connector, version, services)| Control::Hello(Hello {
+        (
+            name(),
+            text(MAX_ID_LEN),
+            proptest::collection::vec(service(), 0..8)
+        )
+            .prop_map(|(connector, version, services)| Control::Hello(Hello {
                 protocol: PROTOCOL_VERSION,
                 connector,
                 version,
                 services,
-            })
-        ),
+            })),
         (text(MAX_ID_LEN), any::<u32>()).prop_map(|(relay_version, heartbeat_secs)| {
             Control::Welcome(Welcome {
                 protocol: PROTOCOL_VERSION,
@@ -56,7 +59,11 @@ fn control() -> impl Strategy<Value = Control> {
 
 fn roundtrip<T>(msg: &T)
 where
-    T: serde::Serialize + serde::de::DeserializeOwned + sallyport_proto::Validate + PartialEq + std::fmt::Debug,
+    T: serde::Serialize
+        + serde::de::DeserializeOwned
+        + sallyport_proto::Validate
+        + PartialEq
+        + std::fmt::Debug,
 {
     let mut buf = Vec::new();
     encode_frame(msg, &mut buf).unwrap();
@@ -118,22 +125,37 @@ fn oversize_length_is_refused_before_reading_the_body() {
     let buf = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes();
     assert_eq!(
         decode_frame::<Control>(&buf),
-        Err(FrameError::Oversize { len: MAX_FRAME_LEN + 1, max: MAX_FRAME_LEN })
+        Err(FrameError::Oversize {
+            len: MAX_FRAME_LEN + 1,
+            max: MAX_FRAME_LEN
+        })
     );
 }
 
 #[test]
 fn bad_names_are_refused() {
     for bad in ["", "-x", "a b", "ü", &"x".repeat(MAX_NAME_LEN + 1)] {
-        let h = StreamHeader { session: "s".into(), service: bad.into(), user: "u".into(), client_addr: "a".into() };
+        let h = StreamHeader {
+            session: "s".into(),
+            service: bad.into(),
+            user: "u".into(),
+            client_addr: "a".into(),
+        };
         let mut buf = Vec::new();
-        assert!(matches!(encode_frame(&h, &mut buf), Err(FrameError::Invalid(_))), "{bad:?}");
+        assert!(
+            matches!(encode_frame(&h, &mut buf), Err(FrameError::Invalid(_))),
+            "{bad:?}"
+        );
     }
 }
 
 #[test]
 fn too_many_services_are_refused() {
-    let svc = ServiceInfo { name: "s".into(), kind: ServiceKind::Ssh, host_keys: vec![] };
+    let svc = ServiceInfo {
+        name: "s".into(),
+        kind: ServiceKind::Ssh,
+        host_keys: vec![],
+    };
     let hello = Control::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         connector: "c".into(),
@@ -143,11 +165,17 @@ fn too_many_services_are_refused() {
     let body = serde_json::to_vec(&hello).unwrap();
     let mut buf = (body.len() as u32).to_be_bytes().to_vec();
     buf.extend_from_slice(&body);
-    assert!(matches!(decode_frame::<Control>(&buf), Err(FrameError::Invalid(_))));
+    assert!(matches!(
+        decode_frame::<Control>(&buf),
+        Err(FrameError::Invalid(_))
+    ));
 }
 
 #[test]
 fn client_control_parses() {
-    assert_eq!(client::Control::parse(r#"{"type":"eof"}"#), Ok(client::Control::Eof));
+    assert_eq!(
+        client::Control::parse(r#"{"type":"eof"}"#),
+        Ok(client::Control::Eof)
+    );
     assert!(client::Control::parse("nonsense").is_err());
 }

@@ -8,6 +8,7 @@ pub struct Metrics {
     pub sign_ins_ok: AtomicU64,
     pub sign_ins_failed: AtomicU64,
     pub sessions_opened: AtomicU64,
+    pub streams_opened: AtomicU64,
     pub sessions_refused: AtomicU64,
     pub sessions_active: AtomicU64,
     pub bytes_to_connector: AtomicU64,
@@ -23,7 +24,7 @@ impl Metrics {
     }
 
     pub fn render(&self, connectors_online: usize) -> String {
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: &[(&str, &str, &str, u64)] = &[
             (
                 "sallyport_sign_ins_total{result=\"ok\"}",
                 "counter",
@@ -47,6 +48,12 @@ impl Metrics {
                 "",
                 "",
                 self.sessions_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_tunnel_streams_opened_total",
+                "counter",
+                "Session streams opened to connectors.",
+                self.streams_opened.load(Ordering::Relaxed),
             ),
             (
                 "sallyport_sessions_active",
@@ -92,7 +99,7 @@ impl Metrics {
             ),
         ];
         let mut out = String::new();
-        for (name, kind, help, value) in rows {
+        for &(name, kind, help, value) in rows {
             let base = name.split('{').next().unwrap_or(name);
             if !kind.is_empty() {
                 let _ = writeln!(out, "# HELP {base} {help}\n# TYPE {base} {kind}");

@@ -215,3 +215,39 @@ pub fn https_identity(
     })?;
     Ok((certs, key))
 }
+
+/// QUIC endpoint settings whose keys survive a restart: the stateless reset
+/// key and the connection-ID key come from a secret in the data dir. A
+/// restarted relay then recognises its predecessor's connection IDs and
+/// answers their packets with a stateless reset, so connectors learn at
+/// their next keep-alive that the old connection is gone and reconnect at
+/// once instead of waiting out the idle timeout.
+pub fn tunnel_endpoint_config(dir: &Path) -> Result<quinn::EndpointConfig, PkiError> {
+    let path = dir.join("quic.key");
+    let secret = match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => bytes,
+        _ => {
+            let mut bytes = vec![0u8; 32];
+            rand::fill(&mut bytes[..]);
+            write_private(&path, &bytes).map_err(|source| PkiError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            bytes
+        }
+    };
+    let derive = |label: &[u8]| {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+        ring::hmac::sign(&key, label)
+    };
+    let reset_key =
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derive(b"stateless reset").as_ref());
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&derive(b"connection id").as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(std::sync::Arc::new(reset_key));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    Ok(config)
+}

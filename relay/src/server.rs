@@ -54,13 +54,18 @@ impl Relay {
         let tasks = TaskTracker::new();
 
         // Tunnel listener.
-        let endpoint = quinn::Endpoint::server(tunnel::server_config(&ca)?, config.listen_tunnel)
-            .with_context(|| {
+        let socket = std::net::UdpSocket::bind(config.listen_tunnel).with_context(|| {
             format!(
                 "cannot listen for connectors on udp {}",
                 config.listen_tunnel
             )
         })?;
+        let endpoint = quinn::Endpoint::new(
+            pki::tunnel_endpoint_config(&config.data_dir)?,
+            Some(tunnel::server_config(&ca)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         let tunnel_addr = endpoint.local_addr()?;
         let server = TunnelServer {
             ctx: Arc::new(tunnel::server::TunnelCtx {

@@ -106,13 +106,26 @@ pub enum TokenRefusal {
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("db");
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+        // A relay that was just killed may still hold the lock for a moment
+        // while the kernel tears it down: retry briefly before giving up.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match sled::Config::new().path(&path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        };
         Ok(Self {
             users: db.open_tree("users")?,
             sessions: db.open_tree("sessions")?,

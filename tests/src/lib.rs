@@ -1,1 +1,583 @@
+//! The end-to-end test harness: real relay and connector processes, OpenSSH
+//! `sshd` and `ssh`, on ephemeral loopback ports in a temporary directory.
+//! Every process is killed when its handle drops; when a test fails, the
+//! tail of each process's log is printed so CI output shows what happened.
 
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something that should happen promptly.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Where the workspace's binaries are (`target/debug` next to the test binary).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/test-hash -> target/debug
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned();
+    for b in ["sallyport-relay", "sallyport-connector", "sallyport"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} is missing: run `cargo build --workspace --bins` before the tests (scripts/test.sh does)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// A free TCP port on loopback (also free for UDP, checked).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after [`PATIENCE`].
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn wait_for_tcp(addr: SocketAddr) {
+    wait_for(&format!("{addr} to accept connections"), || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+    });
+}
+
+/// A child process, killed on drop; its stdout and stderr go to `log`.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_for(&format!("{} to exit", self.name), || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("---- last lines of {} ({}):", self.name, self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// OpenSSH's sshd from Debian's packages, on a free port, accepting one client key.
+pub struct Sshd {
+    pub port: u16,
+    pub client_key: PathBuf,
+    pub host_pub: String,
+    pub user: String,
+    _proc: Proc,
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn current_user() -> String {
+    let out = run_ok(Command::new("id").arg("-un"));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Sshd {
+    pub fn start(dir: &Path) -> Self {
+        let dir = dir.join("sshd");
+        std::fs::create_dir_all(&dir).expect("sshd dir");
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let host_key = dir.join("host_ed25519");
+        let client_key = dir.join("client_ed25519");
+        for k in [&host_key, &client_key] {
+            run_ok(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(k),
+            );
+        }
+        std::fs::copy(
+            client_key.with_extension("pub"),
+            dir.join("authorized_keys"),
+        )
+        .expect("authorized_keys");
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nPidFile none\nMaxStartups 100\nLogLevel VERBOSE\n",
+                host_key.display(),
+                dir.join("authorized_keys").display()
+            ),
+        )
+        .expect("sshd_config");
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("OpenSSH sshd is not installed: run scripts/test.sh, which installs it");
+        let proc = Proc::spawn(
+            "sshd",
+            Command::new(sshd).args(["-D", "-e", "-f"]).arg(&config),
+            dir.join("sshd.log"),
+        );
+        wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        Self {
+            port,
+            client_key,
+            host_pub: std::fs::read_to_string(host_key.with_extension("pub")).expect("host key"),
+            user: current_user(),
+            _proc: proc,
+        }
+    }
+
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// A relay process with its data dir and ports; restartable with the same state.
+pub struct RelayProc {
+    pub data_dir: PathBuf,
+    pub https_port: u16,
+    pub tunnel_port: u16,
+    dir: PathBuf,
+    starts: u32,
+    pub proc: Option<Proc>,
+}
+
+impl RelayProc {
+    pub fn start(dir: &Path) -> Self {
+        let mut r = Self {
+            data_dir: dir.join("relay"),
+            https_port: free_port(),
+            tunnel_port: free_port(),
+            dir: dir.to_owned(),
+            starts: 0,
+            proc: None,
+        };
+        r.launch();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.https_port)
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.https_port))
+    }
+
+    /// Starts the process (again) and waits until it serves.
+    pub fn launch(&mut self) {
+        self.starts += 1;
+        let sock = self.data_dir.join("admin.sock");
+        let _ = std::fs::remove_file(&sock);
+        let proc = Proc::spawn(
+            "relay",
+            Command::new(bin("sallyport-relay"))
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .args(["--listen-https", &format!("127.0.0.1:{}", self.https_port)])
+                .args([
+                    "--listen-tunnel",
+                    &format!("127.0.0.1:{}", self.tunnel_port),
+                ])
+                .args(["--public-url", &self.url()])
+                .args([
+                    "--public-tunnel-addr",
+                    &format!("127.0.0.1:{}", self.tunnel_port),
+                ])
+                .args(["--drain-timeout", "5s"])
+                .env("RUST_LOG", "info"),
+            self.dir.join(format!("relay-{}.log", self.starts)),
+        );
+        self.proc = Some(proc);
+        wait_for_tcp(self.https_addr());
+        wait_for("the relay's admin socket", || sock.exists().then_some(()));
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Runs `sallyport-relay ARGS --data-dir D`, feeding `stdin`.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(bin("sallyport-relay"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sallyport-relay");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("sallyport-relay output")
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) {
+        let out = self.admin(
+            &["user", "add", name, "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A fresh enrolment token for `name` (the last line of `connector add`).
+    pub fn token(&self, name: &str, ttl: &str) -> String {
+        let out = self.admin(&["connector", "add", name, "--ttl", ttl], "");
+        assert!(
+            out.status.success(),
+            "connector add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("token line")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn connector_list(&self) -> String {
+        let out = self.admin(&["connector", "list"], "");
+        assert!(
+            out.status.success(),
+            "connector list: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The `connector list` row of `name`, split into columns.
+    pub fn connector_row(&self, name: &str) -> Vec<String> {
+        self.connector_list()
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `name` has `conns` live connections.
+    pub fn wait_online(&self, name: &str, conns: usize) {
+        let want = format!("yes({conns})");
+        wait_for(
+            &format!("connector {name} online with {conns} connections"),
+            || {
+                let row = self.connector_row(name);
+                (row.get(2).map(String::as_str) == Some(want.as_str())).then_some(())
+            },
+        );
+    }
+
+    /// Fetches `path` over HTTPS with curl; returns the status line and body.
+    pub fn curl(&self, path: &str, extra: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sk", "--http1.1", "-o", "-", "-w", "\n%{http_code}"])
+            .args(extra)
+            .arg(format!("{}{path}", self.url()))
+            .args([
+                "--resolve",
+                &format!("localhost:{}:127.0.0.1", self.https_port),
+            ])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// A counter from `/metrics`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let (_, body) = self.curl("/metrics", &[]);
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A connector process.
+pub fn start_connector(
+    dir: &Path,
+    name: &str,
+    token: Option<&str>,
+    services: &[String],
+    extra: &[&str],
+) -> Proc {
+    let state = dir.join(format!("connector-{name}"));
+    let mut cmd = Command::new(bin("sallyport-connector"));
+    cmd.arg("run")
+        .arg("--state-dir")
+        .arg(&state)
+        .env("RUST_LOG", "info");
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    for s in services {
+        cmd.args(["--service", s]);
+    }
+    cmd.args(extra);
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(
+        &format!("connector {name}"),
+        &mut cmd,
+        dir.join(format!("connector-{name}-{n}.log")),
+    )
+}
+
+/// A user of the native client: its own SALLYPORT_HOME.
+pub struct Client {
+    pub home: PathBuf,
+}
+
+impl Client {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        Self {
+            home: dir.join(format!("home-{name}")),
+        }
+    }
+
+    pub fn login(&self, relay: &RelayProc, user: &str, password: &str) -> Output {
+        self.login_to(
+            &relay.url(),
+            &relay.data_dir.join("https.pem"),
+            user,
+            password,
+        )
+    }
+
+    /// `sallyport login` to the relay at `url`, trusting its certificate `ca`.
+    pub fn login_to(&self, url: &str, ca: &Path, user: &str, password: &str) -> Output {
+        let mut child = Command::new(bin("sallyport"))
+            .args([
+                "login",
+                "--relay",
+                url,
+                "--user",
+                user,
+                "--password-stdin",
+                "--ca-cert",
+            ])
+            .arg(ca)
+            .env("SALLYPORT_HOME", &self.home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sallyport login");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("password");
+        child.wait_with_output().expect("sallyport login")
+    }
+
+    /// `ssh` through `sallyport proxy` to `service`, running `command` with `stdin`.
+    pub fn ssh_command(&self, sshd: &Sshd, service: &str, command: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-i"])
+            .arg(&sshd.client_key)
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=30",
+                "-o",
+            ])
+            .arg(format!(
+                "ProxyCommand={} proxy %h",
+                bin("sallyport").display()
+            ))
+            .arg(format!("{}@{service}", sshd.user))
+            .arg(command)
+            .env("SALLYPORT_HOME", &self.home);
+        cmd
+    }
+
+    pub fn ssh(&self, sshd: &Sshd, service: &str, command: &str, stdin: &[u8]) -> Output {
+        let mut child = self
+            .ssh_command(sshd, service, command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ssh");
+        let mut input = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("ssh output");
+        let _ = feeder.join();
+        out
+    }
+}
+
+/// Everything most journeys need: sshd, a relay, one user signed in.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sshd: Sshd,
+    pub relay: RelayProc,
+    pub client: Client,
+}
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl Env {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sallyport-e2e")
+            .tempdir()
+            .expect("tempdir");
+        let sshd = Sshd::start(dir.path());
+        let relay = RelayProc::start(dir.path());
+        relay.add_user(USER, PASSWORD);
+        let client = Client::new(dir.path(), USER);
+        let out = client.login(&relay, USER, PASSWORD);
+        assert!(
+            out.status.success(),
+            "login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            dir,
+            sshd,
+            relay,
+            client,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Enrols and starts a connector exposing sshd as `service`.
+    pub fn connector(&self, name: &str, service: &str, extra: &[&str]) -> Proc {
+        let token = self.relay.token(name, "10m");
+        let svc = format!("{service}={}", self.sshd.target());
+        start_connector(self.path(), name, Some(&token), &[svc], extra)
+    }
+
+    pub fn ssh(&self, service: &str, command: &str, stdin: &[u8]) -> Output {
+        self.client.ssh(&self.sshd, service, command, stdin)
+    }
+}
+
+/// stdout as text, trimmed.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+}

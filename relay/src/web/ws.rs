@@ -65,6 +65,7 @@ pub async fn session(
     let mut last = None;
     let mut opened = None;
     for live in &candidates {
+        Metrics::add(&state.metrics.streams_opened, 1);
         match open_session(live, &header).instrument(span.clone()).await {
             Ok(streams) => {
                 opened = Some((live.connector.clone(), streams));

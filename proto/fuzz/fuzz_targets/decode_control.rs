@@ -1,0 +1,9 @@
+//! `decode_frame::<tunnel::Control>` on arbitrary bytes; accepted frames must round-trip.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sallyport_proto::tunnel::Control;
+
+fuzz_target!(|data: &[u8]| {
+    sallyport_proto_fuzz::fuzz_frame::<Control>(data);
+});

@@ -1,0 +1,168 @@
+//! A person with stock OpenSSH reaches a service through the relay with
+//! `ProxyCommand='sallyport proxy %h'`.
+
+use sallyport_tests::*;
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn ssh_runs_a_command_and_round_trips_50_mb() {
+    let env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+
+    let out = env.ssh("web1", "echo hello from $(whoami)", b"");
+    assert!(out.status.success(), "ssh failed: {}", stderr(&out));
+    assert_eq!(stdout(&out), format!("hello from {}", env.sshd.user));
+
+    // 50 MB up through the tunnel and back down, byte for byte.
+    let mut data = vec![0u8; 50 * 1024 * 1024];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let want = sha256_hex(&data);
+    let out = env.ssh("web1", "cat", &data);
+    assert!(out.status.success(), "ssh cat failed: {}", stderr(&out));
+    assert_eq!(out.stdout.len(), data.len(), "bytes came back short");
+    assert_eq!(sha256_hex(&out.stdout), want);
+
+    // And the remote side saw the same bytes (upload only, half-close ends it).
+    let out = env.ssh("web1", "sha256sum", &data);
+    assert!(
+        out.status.success(),
+        "ssh sha256sum failed: {}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out).split_whitespace().next(), Some(want.as_str()));
+}
+
+#[test]
+fn unknown_or_unreachable_services_give_one_clear_line() {
+    let env = Env::start();
+    // A connector whose second service points at a closed port.
+    let closed = free_port();
+    let token = env.relay.token("c1", "10m");
+    let _c = start_connector(
+        env.path(),
+        "c1",
+        Some(&token),
+        &[
+            format!("web1={}", env.sshd.target()),
+            format!("dead=127.0.0.1:{closed}"),
+        ],
+        &[],
+    );
+    env.relay.wait_online("c1", 2);
+
+    let out = env.ssh("nope", "true", b"");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("sallyport:"))
+        .unwrap_or_default();
+    assert_eq!(line, "sallyport: no such service \"nope\"", "stderr: {err}");
+
+    let out = env.ssh("dead", "true", b"");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("sallyport:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("connector c1 refused the session")
+            && line.contains(&format!(
+                "cannot reach service \"dead\" at 127.0.0.1:{closed}"
+            )),
+        "stderr: {err}"
+    );
+
+    // Not signed in at all.
+    let stranger = Client::new(env.path(), "stranger");
+    let out = stranger.ssh(&env.sshd, "web1", "true", b"");
+    assert!(
+        stderr(&out).contains("sallyport: not signed in"),
+        "stderr: {}",
+        stderr(&out)
+    );
+
+    // The working service still works.
+    let out = env.ssh("web1", "echo ok", b"");
+    assert_eq!(stdout(&out), "ok", "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn websocket_without_a_session_gets_401_and_opens_no_stream() {
+    let env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let before = env.relay.metric("sallyport_tunnel_streams_opened_total");
+    let upgrade = [
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let (code, body) = env.relay.curl("/ws/web1", &upgrade);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("sign in"), "{body}");
+
+    let mut bad_token = upgrade.to_vec();
+    bad_token.extend(["-H", "Authorization: Bearer not-a-real-token"]);
+    let (code, _) = env.relay.curl("/ws/web1", &bad_token);
+    assert_eq!(code, 401);
+
+    let mut bad_cookie = upgrade.to_vec();
+    bad_cookie.extend(["-H", "Cookie: sallyport_session=forged"]);
+    let (code, _) = env.relay.curl("/ws/web1", &bad_cookie);
+    assert_eq!(code, 401);
+
+    // A foreign Origin is refused even with a valid session.
+    let creds: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.client.home.join("credentials.json")).unwrap(),
+    )
+    .unwrap();
+    let auth = format!("Authorization: Bearer {}", creds["token"].as_str().unwrap());
+    let mut foreign = upgrade.to_vec();
+    foreign.extend(["-H", &auth, "-H", "Origin: https://evil.example"]);
+    let (code, body) = env.relay.curl("/ws/web1", &foreign);
+    assert_eq!(code, 403, "{body}");
+
+    assert_eq!(
+        env.relay.metric("sallyport_tunnel_streams_opened_total"),
+        before
+    );
+}
+
+#[test]
+fn sign_in_is_rate_limited_and_wrong_passwords_are_refused() {
+    let env = Env::start();
+    let client = Client::new(env.path(), "mallory");
+    let out = client.login(&env.relay, USER, "wrong");
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out), "sallyport: wrong user name or password");
+    for _ in 0..5 {
+        client.login(&env.relay, USER, "wrong");
+    }
+    let out = client.login(&env.relay, USER, PASSWORD);
+    assert!(
+        stderr(&out).contains("too many failed sign-ins"),
+        "{}",
+        stderr(&out)
+    );
+}
