@@ -102,18 +102,21 @@ async fn copy_both(
     let abort = CancellationToken::new();
     let to_service = async {
         let mut n = 0u64;
+        // `read` gathers every chunk already received into one buffer, so a
+        // burst of QUIC packets becomes one TCP write, not one per packet.
+        let mut buf = vec![0u8; COPY_BUF];
         loop {
-            let chunk = tokio::select! {
-                c = recv.read_chunk(COPY_BUF, true) => c,
+            let read = tokio::select! {
+                r = recv.read(&mut buf) => r,
                 _ = abort.cancelled() => break,
             };
-            match chunk {
-                Ok(Some(c)) => {
-                    if tcp_w.write_all(&c.bytes).await.is_err() {
+            match read {
+                Ok(Some(k)) => {
+                    if tcp_w.write_all(&buf[..k]).await.is_err() {
                         abort.cancel();
                         break;
                     }
-                    n += c.bytes.len() as u64;
+                    n += k as u64;
                 }
                 Ok(None) => {
                     let _ = tcp_w.shutdown().await;

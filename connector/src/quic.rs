@@ -15,6 +15,11 @@ pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 /// Most sessions (relay-opened streams) one connection carries at once.
 pub const MAX_SESSIONS_PER_CONNECTION: u32 = 1024;
+/// Largest UDP payload path MTU discovery probes for. Quinn's default stops
+/// at 1452 (Ethernet); loopback and jumbo-frame networks carry far more, and
+/// every packet saved is a seal, an open and a share of a syscall saved. On
+/// paths that cannot, the probes are lost and the MTU stays where it was.
+pub const MTU_UPPER_BOUND: u16 = 9000;
 /// Streams a connector may open towards the relay: its control stream (or
 /// its enrolment stream) and one spare.
 pub const MAX_CONNECTOR_STREAMS: u32 = 2;
@@ -36,6 +41,9 @@ pub fn transport_config(incoming_bidi: u32) -> quinn::TransportConfig {
     t.send_window(CONNECTION_WINDOW.into());
     t.max_concurrent_bidi_streams(incoming_bidi.into());
     t.max_concurrent_uni_streams(0u32.into());
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MTU_UPPER_BOUND);
+    t.mtu_discovery_config(Some(mtu));
     t
 }
 

@@ -104,7 +104,13 @@ impl Relay {
         listener.set_nonblocking(true)?;
         let https_addr = listener.local_addr()?;
         let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-        let server = axum_server::from_tcp_rustls(listener, rustls_config)?.handle(https.clone());
+        // TCP_NODELAY: session bytes are small interactive writes (keystrokes,
+        // prompts, SSH handshake messages); Nagle would hold them for an ACK.
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let server = axum_server::from_tcp(listener)?
+            .acceptor(acceptor)
+            .handle(https.clone());
         tasks.spawn(async move {
             if let Err(e) = server.serve(app).await {
                 tracing::error!(error = %e, "HTTPS listener failed");

@@ -15,12 +15,11 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// Where the workspace's binaries are (`target/debug` next to the test binary).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/debug/deps/test-hash -> target/debug
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_owned();
+    // target/debug/deps/test-hash -> target/debug; target/release/bench -> target/release
+    let mut dir = exe.parent().expect("target dir").to_owned();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
     for b in ["sallyport-relay", "sallyport-connector", "sallyport"] {
         assert!(
             dir.join(b).exists(),

@@ -16,6 +16,11 @@ pub use server::{server_config, TunnelServer};
 /// How long the connector may take to accept or refuse a session (it
 /// connects to the local service first).
 pub const SESSION_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for an answer before trying the next connection, when
+/// there is one: a connector that died without closing its connection stays
+/// in the registry until the QUIC idle timeout, and must not hold a session
+/// for all that time.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connector may take to send its hello or enrolment request.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeat interval the relay asks connectors to keep.
@@ -33,6 +38,7 @@ pub enum OpenError {
 pub async fn open_session(
     live: &LiveConn,
     header: &StreamHeader,
+    timeout: Duration,
 ) -> Result<(quinn::SendStream, quinn::RecvStream), OpenError> {
     let failed = |detail: String| OpenError::Failed {
         connector: live.connector.clone(),
@@ -57,7 +63,7 @@ pub async fn open_session(
             Err(e) => Err(failed(e.to_string())),
         }
     };
-    tokio::time::timeout(SESSION_OPEN_TIMEOUT, attempt)
+    tokio::time::timeout(timeout, attempt)
         .await
-        .unwrap_or_else(|_| Err(failed(format!("no answer within {SESSION_OPEN_TIMEOUT:?}"))))
+        .unwrap_or_else(|_| Err(failed(format!("no answer within {timeout:?}"))))
 }

@@ -22,8 +22,13 @@ use tracing::Instrument as _;
 use super::auth::require_session;
 use super::{ApiErr, AppState};
 use crate::metrics::Metrics;
-use crate::tunnel::{open_session, OpenError};
+use crate::tunnel::{open_session, OpenError, FAILOVER_TIMEOUT, SESSION_OPEN_TIMEOUT};
 use crate::util::random_secret;
+
+/// Largest session message sent to a client: a whole burst from the
+/// connector, within the WebSocket message limit.
+const DOWNSTREAM_BUF: usize = 64 * 1024;
+const _: () = assert!(DOWNSTREAM_BUF <= MAX_WS_MESSAGE_LEN);
 
 /// QUIC error code for a session the client abandoned.
 const CLIENT_GONE: u32 = 0x10;
@@ -64,9 +69,17 @@ pub async fn session(
     // answer and final.
     let mut last = None;
     let mut opened = None;
-    for live in &candidates {
+    for (i, live) in candidates.iter().enumerate() {
         Metrics::add(&state.metrics.streams_opened, 1);
-        match open_session(live, &header).instrument(span.clone()).await {
+        let timeout = if i + 1 < candidates.len() {
+            FAILOVER_TIMEOUT
+        } else {
+            SESSION_OPEN_TIMEOUT
+        };
+        match open_session(live, &header, timeout)
+            .instrument(span.clone())
+            .await
+        {
             Ok(streams) => {
                 opened = Some((live.connector.clone(), streams));
                 break;
@@ -178,15 +191,19 @@ async fn pipe(
 
     let downstream = async {
         let mut bytes = 0u64;
+        // One message per read of everything received so far (up to the
+        // message limit), not one per QUIC packet.
+        let mut buf = vec![0u8; DOWNSTREAM_BUF];
         let outcome: Result<(), String> = loop {
-            let chunk = tokio::select! {
-                c = recv.read_chunk(MAX_WS_MESSAGE_LEN, true) => c,
+            let read = tokio::select! {
+                r = recv.read(&mut buf) => r,
                 _ = abort.cancelled() => break Ok(()),
             };
-            match chunk {
-                Ok(Some(c)) => {
-                    let n = c.bytes.len() as u64;
-                    if ws_tx.send(Message::Binary(c.bytes)).await.is_err() {
+            match read {
+                Ok(Some(k)) => {
+                    let n = k as u64;
+                    let msg = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..k]));
+                    if ws_tx.send(msg).await.is_err() {
                         abort.cancel();
                         break Ok(());
                     }
