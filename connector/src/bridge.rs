@@ -10,6 +10,7 @@ use sallyport_proto::tunnel::{StreamHeader, StreamReply};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// How long the relay may take to send the stream header.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -17,6 +18,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Copy buffer per direction per session.
 pub const COPY_BUF: usize = 64 * 1024;
+/// How long a finished session waits for the relay to acknowledge its last bytes.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// QUIC error code for a session ended by a failure on the service side.
 const SERVICE_FAILED: u32 = 0x11;
 
@@ -42,7 +45,19 @@ pub async fn serve(
         Err(_) => return refuse(&mut send, &mut recv, "no stream header in time".into()).await,
     };
     let span = tracing::info_span!("session", session = %header.session, service = %header.service, user = %header.user);
-    let _enter = span.enter();
+    connect_and_copy(connector, services, header, send, recv)
+        .instrument(span)
+        .await
+}
+
+/// The rest of a session once its header is read, inside its tracing span.
+async fn connect_and_copy(
+    connector: &str,
+    services: &Services,
+    header: StreamHeader,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
     let Some(target) = services.get(&header.service) else {
         tracing::warn!("refused: service not exposed here");
         return refuse(
@@ -144,6 +159,9 @@ async fn copy_both(
             match read {
                 Ok(0) => {
                     let _ = send.finish();
+                    // Wait until the relay has everything: closing the
+                    // connection (on drain) would discard what is in flight.
+                    let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
                     break;
                 }
                 Ok(k) => {

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod quic;
 pub mod supervisor;
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -135,6 +136,18 @@ pub async fn enrol_or_load(
         Some(token) => {
             let token = EnrolmentToken::decode(token)
                 .map_err(|e| ConnectorError::Config(format!("bad --token: {e}")))?;
+            // The token is spent by enrolling: make sure the result can be kept.
+            let probe = state_dir.join(".writable");
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .and_then(|_| std::fs::write(&probe, b""))
+                .and_then(|_| std::fs::remove_file(&probe))
+                .map_err(|source| ConnectorError::State {
+                    path: state_dir.to_owned(),
+                    source,
+                })?;
             let ep = endpoint()?;
             let identity = enrol::enrol(&ep, &token).await?;
             identity.save(state_dir)?;

@@ -19,6 +19,13 @@ use crate::ConnectorError;
 /// First reconnect delay, doubled after each failure up to [`BACKOFF_MAX`].
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// For this long after a working tunnel is lost, the delay stops growing at
+/// [`FAST_BACKOFF_MAX`]: a relay that restarts or fails over is back in
+/// seconds, and the connector should be serving again within two of them.
+pub const FAST_RECONNECT_WINDOW: Duration = Duration::from_secs(300);
+pub const FAST_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Control messages read ahead of the serve loop.
+const CONTROL_QUEUE: usize = 8;
 /// How long one connection attempt (QUIC handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the relay may take to answer hello.
@@ -104,19 +111,26 @@ pub async fn run(
 /// the relay refused us for good.
 async fn worker(shared: Arc<Shared>, shutdown: CancellationToken) -> Option<String> {
     let mut delay = BACKOFF_MIN;
+    // When a tunnel that had been welcomed was last lost.
+    let mut lost_at: Option<std::time::Instant> = None;
     loop {
         if shutdown.is_cancelled() {
             return None;
         }
         match connect(&shared).await {
-            Ok(conn) => {
-                delay = BACKOFF_MIN;
-                match serve(&shared, conn, &shutdown).await {
-                    Ended::Shutdown => return None,
-                    Ended::Refused(reason) => return Some(reason),
-                    Ended::Lost(reason) => tracing::warn!(%reason, "tunnel lost; reconnecting"),
+            Ok(conn) => match serve(&shared, conn, &shutdown).await {
+                (Ended::Shutdown, _) => return None,
+                (Ended::Refused(reason), _) => return Some(reason),
+                (Ended::Lost(reason), true) => {
+                    tracing::warn!(%reason, "tunnel lost; reconnecting");
+                    delay = BACKOFF_MIN;
+                    lost_at = Some(std::time::Instant::now());
                 }
-            }
+                // Connected but not welcomed: back off as for a failed connect.
+                (Ended::Lost(reason), false) => {
+                    tracing::warn!(%reason, ?delay, "relay did not take the tunnel")
+                }
+            },
             Err(Ended::Refused(reason)) => return Some(reason),
             Err(Ended::Lost(reason)) => tracing::debug!(%reason, ?delay, "connect failed"),
             Err(Ended::Shutdown) => return None,
@@ -127,7 +141,11 @@ async fn worker(shared: Arc<Shared>, shutdown: CancellationToken) -> Option<Stri
             _ = tokio::time::sleep(jittered) => {}
             _ = shutdown.cancelled() => return None,
         }
-        delay = (delay * 2).min(BACKOFF_MAX);
+        let cap = match lost_at {
+            Some(t) if t.elapsed() < FAST_RECONNECT_WINDOW => FAST_BACKOFF_MAX,
+            _ => BACKOFF_MAX,
+        };
+        delay = (delay * 2).min(cap);
     }
 }
 
@@ -159,12 +177,37 @@ async fn connect(shared: &Shared) -> Result<quinn::Connection, Ended> {
     }
 }
 
-/// Serves one connection until it ends.
+/// Reads control messages in a task of its own and queues them: `read_frame`
+/// is not cancel-safe (a frame half read when another branch of the serve
+/// loop's `select!` wins would be lost and the stream misparsed), so the loop
+/// selects on this queue instead. The task stops with the stream, or when
+/// the returned handle is dropped.
+fn control_reader(
+    mut recv: quinn::RecvStream,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Control, ReadError>>,
+    tokio_util::task::AbortOnDropHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(CONTROL_QUEUE);
+    let task = tokio::spawn(async move {
+        loop {
+            let msg = read_frame::<Control, _>(&mut recv).await;
+            let last = msg.is_err();
+            if tx.send(msg).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    (rx, tokio_util::task::AbortOnDropHandle::new(task))
+}
+
+/// Serves one connection until it ends; also says whether the relay
+/// welcomed it (a tunnel that was up, as opposed to a failed attempt).
 async fn serve(
     shared: &Arc<Shared>,
     conn: quinn::Connection,
     shutdown: &CancellationToken,
-) -> Ended {
+) -> (Ended, bool) {
     let hello = Control::Hello(Hello {
         protocol: sallyport_proto::tunnel::PROTOCOL_VERSION,
         connector: shared.name.clone(),
@@ -185,8 +228,7 @@ async fn serve(
             }),
         }
     };
-    let (mut send, mut recv, welcome) = match tokio::time::timeout(WELCOME_TIMEOUT, handshake).await
-    {
+    let (mut send, recv, welcome) = match tokio::time::timeout(WELCOME_TIMEOUT, handshake).await {
         Ok(Ok(x)) => x,
         Ok(Err(ended)) => {
             // The relay may close with its reason just after our hello.
@@ -194,13 +236,14 @@ async fn serve(
                 if let Ok(reason) =
                     tokio::time::timeout(Duration::from_millis(500), conn.closed()).await
                 {
-                    return closed_reason(&reason);
+                    return (closed_reason(&reason), false);
                 }
             }
-            return ended;
+            return (ended, false);
         }
-        Err(_) => return Ended::Lost("no welcome in time".into()),
+        Err(_) => return (Ended::Lost("no welcome in time".into()), false),
     };
+    let (mut control, _reader) = control_reader(recv);
     tracing::info!(relay = %shared.relay, relay_version = %welcome.relay_version, "tunnel up");
     let heartbeat = match welcome.heartbeat_secs {
         1..=300 => Duration::from_secs(welcome.heartbeat_secs.into()),
@@ -218,7 +261,7 @@ async fn serve(
                 }
                 Err(e) => break closed_reason(&e),
             },
-            msg = read_frame::<Control, _>(&mut recv) => match msg {
+            msg = control.recv() => match msg.unwrap_or(Err(ReadError::Closed)) {
                 Ok(Control::Heartbeat { seq }) => {
                     if write_frame(&mut send, &Control::HeartbeatAck { seq }).await.is_err() {
                         break Ended::Lost("control stream failed".into());
@@ -252,13 +295,20 @@ async fn serve(
         }
     };
     // Open sessions finish on this connection (up to the drain timeout);
-    // new ones go to our other connections or the next one.
+    // new ones go to our other connections or the next one. Tell the relay
+    // first, whatever ended the loop, so it routes nothing more here.
     sessions.close();
+    if let Ended::Lost(_) = ended {
+        let drain = Control::Drain {
+            reason: "connector reconnecting".into(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(&mut send, &drain)).await;
+    }
     if !sessions.is_empty() && !matches!(ended, Ended::Refused(_)) {
         tracing::info!(open = sessions.len(), "waiting for open sessions to finish");
         let _ = tokio::time::timeout(shared.drain_timeout, sessions.wait()).await;
     }
     let _ = send.finish();
     conn.close(code::DONE.into(), b"connector closing");
-    ended
+    (ended, true)
 }

@@ -21,6 +21,9 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Most addresses and names the rate limiter tracks at once; when full, new
 /// ones are refused until old windows expire (fail closed under a flood).
 pub const MAX_TRACKED: usize = 10_000;
+/// Password checks running at once; more wait in line, up to [`HASH_QUEUE_WAIT`].
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -32,6 +35,8 @@ pub enum IdentityError {
     BadCredentials,
     #[error("too many failed sign-ins; try again in {0} seconds")]
     RateLimited(u64),
+    #[error("the relay is busy checking passwords; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("password hashing failed: {0}")]
@@ -83,6 +88,7 @@ pub fn add_user(
 pub struct Identity {
     store: Store,
     failures: Mutex<HashMap<String, (Instant, u32)>>,
+    hashing: tokio::sync::Semaphore,
     /// A hash to verify against when the user does not exist, so that an
     /// unknown name takes as long as a wrong password.
     dummy_hash: String,
@@ -93,12 +99,16 @@ impl Identity {
         Ok(Self {
             store,
             failures: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
             dummy_hash: hash_password("not a password anyone has")?,
         })
     }
 
-    /// Seconds to wait if any of `keys` is over its failure budget.
-    fn limited(&self, keys: &[String]) -> Option<u64> {
+    /// Counts one attempt against every key, unless one of them is over its
+    /// budget: then nothing is counted and the answer is the seconds to wait.
+    /// Attempts are counted before the password is checked, so guesses sent
+    /// in parallel are limited as well as guesses sent in a row.
+    fn take_attempt(&self, keys: &[String]) -> Result<(), u64> {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         map.retain(|_, (start, _)| now.duration_since(*start) < FAILURE_WINDOW);
@@ -106,21 +116,24 @@ impl Identity {
             match map.get(k) {
                 Some((start, n)) if *n >= MAX_FAILURES_PER_WINDOW => {
                     let left = FAILURE_WINDOW.saturating_sub(now.duration_since(*start));
-                    return Some(left.as_secs().max(1));
+                    return Err(left.as_secs().max(1));
                 }
-                None if map.len() >= MAX_TRACKED => return Some(FAILURE_WINDOW.as_secs()),
+                None if map.len() >= MAX_TRACKED => return Err(FAILURE_WINDOW.as_secs()),
                 _ => {}
             }
         }
-        None
+        for k in keys {
+            map.entry(k.clone()).or_insert((now, 0)).1 += 1;
+        }
+        Ok(())
     }
 
-    fn record_failure(&self, keys: &[String]) {
+    /// Gives back the attempts of a successful sign-in.
+    fn refund_attempt(&self, keys: &[String]) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
         for k in keys {
-            if map.len() < MAX_TRACKED || map.contains_key(k) {
-                map.entry(k.clone()).or_insert((now, 0)).1 += 1;
+            if let Some((_, n)) = map.get_mut(k) {
+                *n = n.saturating_sub(1);
             }
         }
     }
@@ -132,12 +145,16 @@ impl Identity {
         password: &str,
         from: IpAddr,
     ) -> Result<(String, SessionRecord), IdentityError> {
-        let keys = [format!("ip:{from}"), format!("user:{user}")];
-        if let Some(wait) = self.limited(&keys) {
-            return Err(IdentityError::RateLimited(wait));
+        // Only well-formed names get a budget of their own, so junk names
+        // cannot fill the limiter with large keys.
+        let valid = password.len() <= MAX_PASSWORD_LEN && check_name("user", user).is_ok();
+        let mut keys = vec![format!("ip:{from}")];
+        if valid {
+            keys.push(format!("user:{user}"));
         }
-        if password.len() > MAX_PASSWORD_LEN || check_name("user", user).is_err() {
-            self.record_failure(&keys);
+        self.take_attempt(&keys)
+            .map_err(IdentityError::RateLimited)?;
+        if !valid {
             return Err(IdentityError::BadCredentials);
         }
         let record = self.store.user(user)?;
@@ -146,14 +163,20 @@ impl Identity {
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| self.dummy_hash.clone());
         let password = password.to_owned();
-        // argon2 is deliberately slow: keep it off the async workers.
+        // argon2 is deliberately slow and takes 19 MiB a check: run a few at
+        // a time, off the async workers.
+        let permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.hashing.acquire())
+            .await
+            .map_err(|_| IdentityError::Busy)?
+            .map_err(|_| IdentityError::Busy)?;
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .unwrap_or(false);
+        drop(permit);
         if !ok || record.is_none() {
-            self.record_failure(&keys);
             return Err(IdentityError::BadCredentials);
         }
+        self.refund_attempt(&keys);
         let token = random_secret(32);
         let now = now_secs();
         let session = SessionRecord {

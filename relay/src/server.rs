@@ -29,6 +29,7 @@ pub struct Relay {
     pub config: ServeConfig,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    sessions: TaskTracker,
     https: axum_server::Handle<SocketAddr>,
     endpoint: quinn::Endpoint,
 }
@@ -52,6 +53,7 @@ impl Relay {
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let sessions = TaskTracker::new();
 
         // Tunnel listener.
         let socket = std::net::UdpSocket::bind(config.listen_tunnel).with_context(|| {
@@ -73,6 +75,7 @@ impl Relay {
                 ca: ca.clone(),
                 registry: registry.clone(),
                 metrics: metrics.clone(),
+                enrolments: tokio::sync::Semaphore::new(tunnel::server::MAX_ENROLMENTS),
             }),
             endpoint: endpoint.clone(),
         };
@@ -96,6 +99,7 @@ impl Relay {
             registry: registry.clone(),
             metrics,
             public: config.public_url.clone(),
+            sessions: sessions.clone(),
         });
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let https = axum_server::Handle::new();
@@ -147,6 +151,7 @@ impl Relay {
             config,
             shutdown,
             tasks,
+            sessions,
             https,
             endpoint,
         })
@@ -160,14 +165,17 @@ impl Relay {
         self.shutdown.cancel();
         self.https.graceful_shutdown(Some(drain));
         self.tasks.close();
-        // The tunnel connection tasks end when connectors close or the
-        // endpoint does; give sessions the drain time first.
-        let _ = tokio::time::timeout(drain + Duration::from_secs(1), async {
-            while self.https.connection_count() > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await;
+        // Upgraded WebSockets are no longer the HTTP server's connections:
+        // wait for the session pipes themselves, up to the drain time. The
+        // tunnel connection tasks end when connectors close or the endpoint does.
+        self.sessions.close();
+        if !self.sessions.is_empty() {
+            tracing::info!(
+                open = self.sessions.len(),
+                "waiting for open sessions to finish"
+            );
+        }
+        let _ = tokio::time::timeout(drain, self.sessions.wait()).await;
         self.endpoint.close(
             sallyport_proto::tunnel::code::DONE.into(),
             b"relay shutting down",

@@ -270,13 +270,20 @@ impl Store {
         name: &str,
         services: Option<&[ServiceInfo]>,
     ) -> Result<(), StoreError> {
-        if let Some(mut rec) = self.connector(name)? {
+        // Compare-and-swap, touching only these fields: a revocation written
+        // meanwhile is never overwritten by a stale copy of the record.
+        self.connectors.update_and_fetch(name, |old| {
+            let old = old?;
+            let mut rec: ConnectorRecord = match serde_json::from_slice(old) {
+                Ok(r) => r,
+                Err(_) => return Some(old.to_vec()),
+            };
             rec.last_seen = Some(now_secs());
             if let Some(s) = services {
                 rec.services = s.to_vec();
             }
-            put(&self.connectors, name, &rec)?;
-        }
+            serde_json::to_vec(&rec).ok().or_else(|| Some(old.to_vec()))
+        })?;
         Ok(())
     }
 

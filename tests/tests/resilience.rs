@@ -86,3 +86,42 @@ fn sigterm_drains_open_sessions_before_the_connector_exits() {
         "the connector should exit cleanly after draining"
     );
 }
+
+#[test]
+fn sigterm_on_the_relay_drains_open_sessions() {
+    let mut env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let mut ssh = env
+        .client
+        .ssh_command(&env.sshd, "web1", "read line; echo got-$line")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let relay = env.relay.proc.as_mut().unwrap();
+    wait_for("the session to open", || {
+        relay.log_text().contains("session opened").then_some(())
+    });
+    relay.signal("TERM");
+    wait_for("the relay to start draining", || {
+        relay
+            .log_text()
+            .contains("waiting for open sessions to finish")
+            .then_some(())
+    });
+    assert!(
+        relay.is_running(),
+        "the relay must wait for the open session"
+    );
+
+    use std::io::Write as _;
+    ssh.stdin.take().unwrap().write_all(b"drained\n").unwrap();
+    let out = ssh.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "got-drained", "stderr: {}", stderr(&out));
+    assert!(
+        relay.wait_exit().success(),
+        "the relay should exit cleanly after draining"
+    );
+}

@@ -26,7 +26,12 @@ pub struct TunnelCtx {
     pub ca: Arc<RelayCa>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Connections without a certificate being served at once (see [`MAX_ENROLMENTS`]).
+    pub enrolments: tokio::sync::Semaphore,
 }
+
+/// Enrolments served at once; each may hold a task for the handshake timeout.
+pub const MAX_ENROLMENTS: usize = 16;
 
 /// QUIC server settings: the tunnel certificate chained to the relay CA, and
 /// client certificates optional at the TLS layer (a connection without one
@@ -95,6 +100,14 @@ fn peer_cert(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
 
 async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: CancellationToken) {
     let Some(cert) = peer_cert(&conn) else {
+        // Anyone may try to enrol: a few at a time.
+        let Ok(_permit) = ctx.enrolments.try_acquire() else {
+            conn.close(
+                code::TIMEOUT.into(),
+                b"too many enrolments in progress; try again",
+            );
+            return;
+        };
         return super::enrol::serve(&ctx, conn).await;
     };
     let remote = conn.remote_address();
@@ -185,6 +198,16 @@ async fn run_connection(
     tracing::info!(services = ?services, version = %hello.version, "connector connected");
     Metrics::add(&ctx.metrics.connector_connections, 1);
     ctx.registry.insert(live.clone());
+    // A revocation that landed during the handshake found no live connection
+    // to close: look again now that this one is registered.
+    if !matches!(ctx.store.connector(&name), Ok(Some(r)) if r.state == ConnectorState::Enrolled) {
+        ctx.registry.remove(live.id);
+        conn.close(
+            code::REVOKED.into(),
+            format!("connector {name} was revoked").as_bytes(),
+        );
+        return;
+    }
 
     loop {
         tokio::select! {

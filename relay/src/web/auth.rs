@@ -51,6 +51,7 @@ pub async fn login(
             ))
         }
         Err(IdentityError::Store(e)) => Err(e.into()),
+        Err(e @ IdentityError::Busy) => Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
         Err(e) => {
             Metrics::add(&state.metrics.sign_ins_failed, 1);
             tracing::warn!(user = %req.user, %peer, error = %e, "sign-in failed");

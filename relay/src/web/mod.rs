@@ -61,6 +61,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub public: PublicUrl,
+    /// Open session pipes, so shutdown can drain them.
+    pub sessions: tokio_util::task::TaskTracker,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
@@ -29,6 +30,12 @@ use crate::util::random_secret;
 /// connector, within the WebSocket message limit.
 const DOWNSTREAM_BUF: usize = 64 * 1024;
 const _: () = assert!(DOWNSTREAM_BUF <= MAX_WS_MESSAGE_LEN);
+
+/// How often the relay pings the client during a session.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// A client that sends nothing (not even a pong) for this long is gone: a
+/// laptop asleep or a dropped NAT mapping must not hold a session forever.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// QUIC error code for a session the client abandoned.
 const CLIENT_GONE: u32 = 0x10;
@@ -105,17 +112,21 @@ pub async fn session(
     Metrics::add(&state.metrics.sessions_opened, 1);
     span.in_scope(|| tracing::info!(%connector, %peer, "session opened"));
     let metrics = state.metrics.clone();
+    let sessions = state.sessions.clone();
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_LEN)
         .max_frame_size(MAX_WS_MESSAGE_LEN)
         .on_upgrade(move |socket| {
-            async move {
-                metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
-                let (up, down) = pipe(socket, send, recv, &metrics).await;
-                metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
-                tracing::info!(bytes_up = up, bytes_down = down, "session closed");
-            }
-            .instrument(span)
+            // Tracked, so the relay's shutdown can wait for open sessions.
+            sessions.track_future(
+                async move {
+                    metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
+                    let (up, down) = pipe(socket, send, recv, &metrics).await;
+                    metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+                    tracing::info!(bytes_up = up, bytes_down = down, "session closed");
+                }
+                .instrument(span),
+            )
         }))
 }
 
@@ -139,7 +150,14 @@ async fn pipe(
         let mut eof = false;
         loop {
             let msg = tokio::select! {
-                m = ws_rx.next() => m,
+                m = tokio::time::timeout(CLIENT_IDLE_TIMEOUT, ws_rx.next()) => match m {
+                    Ok(m) => m,
+                    Err(_) => {
+                        tracing::info!("client silent for {CLIENT_IDLE_TIMEOUT:?}; ending the session");
+                        abort.cancel();
+                        break;
+                    }
+                },
                 _ = abort.cancelled() => break,
                 _ = down_done.cancelled(), if eof => break,
             };
@@ -194,9 +212,20 @@ async fn pipe(
         // One message per read of everything received so far (up to the
         // message limit), not one per QUIC packet.
         let mut buf = vec![0u8; DOWNSTREAM_BUF];
+        // Pings prove a quiet client is still there (its pongs reset the
+        // idle timeout upstream).
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.reset();
         let outcome: Result<(), String> = loop {
             let read = tokio::select! {
                 r = recv.read(&mut buf) => r,
+                _ = ping.tick() => {
+                    if ws_tx.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                        abort.cancel();
+                        break Ok(());
+                    }
+                    continue;
+                }
                 _ = abort.cancelled() => break Ok(()),
             };
             match read {
