@@ -31,8 +31,9 @@
 # Firefox) plus its standard library source are unpacked into the prefix with
 # `apt-get download` + `dpkg -x`, and std is built for wasm32 by cargo
 # (-Zbuild-std, allowed on stable cargo by RUSTC_BOOTSTRAP=1). Either way clang-19
-# and llvm-19 (ring compiles C for wasm32) and binaryen (wasm-opt) come from
-# Debian's packages, and wasm-bindgen-cli is installed with cargo into the prefix.
+# and llvm-19 (ring compiles C for wasm32) come from Debian's packages,
+# wasm-bindgen-cli is installed with cargo and wasm-opt (binaryen) with npm, both
+# into the prefix.
 # Progress goes to stderr; running it again does nothing that is already done.
 set -euo pipefail
 
@@ -51,6 +52,8 @@ DEBS=(
     "lld-$llvm_major=$LLVM_WEB_VERSION"
     "liblld-$llvm_major=$LLVM_WEB_VERSION"
 )
+# wasm-opt, from the npm registry's build of binaryen (see below why not Debian's).
+BINARYEN_VERSION="${SALLYPORT_BINARYEN_VERSION:-132.0.0}" # wasm-opt --version says 132
 TARGET=wasm32-unknown-unknown
 
 say() { echo "wasm-toolchain: $*" >&2; }
@@ -227,18 +230,37 @@ else
     rust_src="$(rustc --print sysroot)/lib/rustlib/src/rust"
 fi
 
-# --- C compiler for wasm32 (ring), wasm-opt ----------------------------------
+# --- C compiler for wasm32 (ring), node + npm for wasm-opt ---------------------
 need=()
 command -v clang-19 >/dev/null || need+=(clang-19)
 command -v llvm-ar-19 >/dev/null || need+=(llvm-19)
-command -v wasm-opt >/dev/null || need+=(binaryen)
+command -v node >/dev/null || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "${need[*]} missing and apt-get is not available: install them"
     apt_install "${need[@]}"
 fi
+# Debian's nodejs has npm in a package of its own; NodeSource's includes it.
+command -v npm >/dev/null || apt_install npm
 cc_bin="$(command -v clang-19)" || die "clang-19 is still missing"
 ar_bin="$(command -v llvm-ar-19)" || die "llvm-ar-19 is still missing"
-wasm_opt="$(command -v wasm-opt)" || die "wasm-opt is still missing"
+
+# --- wasm-opt -------------------------------------------------------------------
+# Not Debian's binaryen: its version 108 writes wasm-bindgen's externref table
+# export as table 0 (binaryen issue 4711, fixed in 109), so the optimized module
+# fails in the browser at init ("WebAssembly.Table.set(): ... function-typed").
+# The npm package is binaryen compiled to JS/wasm: slower (~20 s per MB), but
+# current, pinned, and the same everywhere Node runs.
+binaryen_root="$prefix/binaryen-$BINARYEN_VERSION"
+wasm_opt="$binaryen_root/node_modules/.bin/wasm-opt"
+wasm_opt_version() { "$wasm_opt" --version 2>/dev/null | awk '{print $3}'; }
+if [ "$(wasm_opt_version)" != "${BINARYEN_VERSION%%.*}" ]; then
+    say "npm install binaryen@$BINARYEN_VERSION (wasm-opt)"
+    rm -rf "$binaryen_root" && mkdir -p "$binaryen_root"
+    quietly npm install --prefix "$binaryen_root" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+        "binaryen@$BINARYEN_VERSION" || die "npm install binaryen@$BINARYEN_VERSION failed"
+    [ "$(wasm_opt_version)" = "${BINARYEN_VERSION%%.*}" ] \
+        || die "$wasm_opt does not report version $BINARYEN_VERSION"
+fi
 
 # --- wasm-bindgen-cli ---------------------------------------------------------
 bindgen_root="$prefix/wasm-bindgen-$bindgen_version"

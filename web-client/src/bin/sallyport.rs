@@ -36,7 +36,7 @@ enum Command {
     Proxy { service: String },
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command).await {
