@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Sallyport check and test on this machine, installing what the
-# tests need (OpenSSH, curl, docker-compose from Debian's packages) when it is
-# missing. This is the README's test command; .ci/run calls it.
+# tests need (OpenSSH, curl, docker-compose, Chromium from Debian's packages;
+# playwright-core from npm) when it is missing. This is the README's test
+# command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,10 @@ missing=()
 command -v ssh >/dev/null || missing+=(openssh-client)
 command -v curl >/dev/null || missing+=(curl)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+# The browser tests: Debian's Chromium, driven from Node.js (these machines
+# ship Node.js 20 and npm; Debian's own is the fallback).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} from Debian's packages"
     sudo=""
@@ -31,6 +36,19 @@ fi
 
 echo "== docker-compose.yml"
 docker-compose -f docker-compose.yml config -q
+
+echo "== the committed browser bundle is what its source builds"
+# Rebuilds web-client/dist from source (wasm toolchain, wasm-bindgen, wasm-opt,
+# npm, esbuild) and fails if it differs from what is committed.
+scripts/build-web.sh
+if ! git diff --quiet -- web-client/dist || [ -n "$(git ls-files --others --exclude-standard -- web-client/dist)" ]; then
+    git status --short -- web-client/dist >&2
+    echo "web-client/dist differs from a fresh build: run scripts/build-web.sh and commit the result" >&2
+    exit 1
+fi
+
+echo "== browser test dependencies (tests/browser: playwright-core)"
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 echo "== tests"
 # The end-to-end tests start the binaries, so build them first.

@@ -104,12 +104,11 @@ fi
 for p in "$workspace" "$prefix" "$cargo_home"; do
     case "$p" in *[[:space:]]*) die "path '$p' contains whitespace, which RUSTFLAGS cannot carry" ;; esac
 done
+case "$prefix" in *:*) die "the prefix '$prefix' contains ':', which LD_LIBRARY_PATH cannot carry" ;; esac
 
 # --- apt helpers ------------------------------------------------------------
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-    sudo=sudo
-fi
+sudo=() # root runs apt-get itself; anyone else through sudo
+[ "$(id -u)" = 0 ] || sudo=(sudo)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 quietly() { # command...: run it, showing its output only when it fails
@@ -122,15 +121,15 @@ apt_updated=0
 apt_update() {
     [ "$apt_updated" = 0 ] || return 0
     apt_updated=1
-    [ -z "$sudo" ] || command -v sudo >/dev/null || die "apt-get update needs root and sudo is missing"
+    [ ${#sudo[@]} -eq 0 ] || command -v sudo >/dev/null || die "apt-get update needs root and sudo is missing"
     say "apt-get update"
-    quietly $sudo apt-get update -qq || die "apt-get update failed"
+    quietly "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
 }
 apt_install() { # packages...
-    [ -z "$sudo" ] || command -v sudo >/dev/null \
+    [ ${#sudo[@]} -eq 0 ] || command -v sudo >/dev/null \
         || die "need root to install $* from Debian's packages (sudo is missing): install them and run again"
     say "installing $* from Debian's packages"
-    local cmd=($sudo env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+    local cmd=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
         apt-get install -y -qq --no-install-recommends "$@")
     if ! quietly "${cmd[@]}"; then
         [ "$apt_updated" = 0 ] || die "apt-get install $* failed"
@@ -161,8 +160,9 @@ stamp="$root/.sallyport-packages"
 want_stamp="$(printf '%s\n' "${DEBS[@]}")"
 
 unpack_debian_toolchain() {
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ]; then
-        return 0
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] && [ -x "$root/usr/bin/rustc" ] \
+        && [ -e "$root/usr/lib/llvm-$llvm_major/bin/wasm-ld" ] && [ -d "$root/usr/lib/rustlib/src/rust/library/std" ]; then
+        return 0 # already unpacked
     fi
     command -v apt-get >/dev/null && command -v dpkg >/dev/null \
         || die "the fallback toolchain needs apt-get and dpkg (Debian 12); or install the $TARGET target with rustup"
@@ -202,7 +202,8 @@ unpack_debian_toolchain() {
         done < <(dpkg-deb -f "$f" Depends | tr ',' '\n')
     done
     if [ ${#deps[@]} -gt 0 ]; then
-        apt_install $(printf '%s\n' "${deps[@]}" | sort -u)
+        mapfile -t deps < <(printf '%s\n' "${deps[@]}" | sort -u)
+        apt_install "${deps[@]}"
     fi
 
     rm -rf "$root.tmp" && mkdir -p "$root.tmp"
@@ -319,7 +320,9 @@ emit() {
     echo "export WASM_OPT=$(q "$wasm_opt")"
 }
 if [ -n "$out_file" ]; then
-    emit > "$out_file.tmp.$$" && mv "$out_file.tmp.$$" "$out_file" || die "cannot write $out_file"
+    if ! { emit > "$out_file.tmp.$$" && mv "$out_file.tmp.$$" "$out_file"; }; then
+        die "cannot write $out_file"
+    fi
     say "environment written to $out_file"
 else
     emit

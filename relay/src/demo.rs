@@ -128,7 +128,9 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
          User:      demo\n\
          Password:  {password}\n\
          Service:   localhost -> {target}\n\n\
-         In another terminal:\n\n  \
+         In a browser: open https://localhost:{port}, sign in as demo, pick `localhost`\n\
+         and log in at the terminal's prompt with your own account's password.\n\n\
+         With OpenSSH, in another terminal:\n\n  \
          cargo build --release -p sallyport-client   # builds the `sallyport` CLI into target/release\n  \
          echo '{password}' | target/release/sallyport login --relay https://localhost:{port} --user demo --password-stdin --ca-cert {ca}\n  \
          ssh -o ProxyCommand='target/release/sallyport proxy %h' $USER@localhost\n\n\

@@ -188,6 +188,14 @@ impl Identity {
         Ok((token, session))
     }
 
+    /// Ends the session of a bearer token or cookie value; returns its user.
+    pub fn sign_out(&self, token: &str) -> Result<Option<String>, IdentityError> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        Ok(self.store.remove_session(token)?.map(|s| s.user))
+    }
+
     /// The session a bearer token or cookie value belongs to.
     pub fn session(&self, token: &str) -> Result<Option<SessionRecord>, IdentityError> {
         if token.is_empty() || token.len() > 128 {

@@ -173,6 +173,17 @@ impl Store {
         Ok(Some(s))
     }
 
+    /// Removes the session for `token` (signing out); returns it if it existed.
+    pub fn remove_session(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let key = sha256_hex(token.as_bytes());
+        let old = self.sessions.remove(key)?;
+        self.flush()?;
+        Ok(match old {
+            Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+            None => None,
+        })
+    }
+
     // ---- enrolment tokens (keyed by the SHA-256 of the secret)
 
     pub fn put_token(&self, secret: &str, token: &TokenRecord) -> Result<(), StoreError> {

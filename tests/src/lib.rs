@@ -133,13 +133,29 @@ impl Drop for Proc {
     }
 }
 
-/// OpenSSH's sshd from Debian's packages, on a free port, accepting one client key.
+/// How an [`Sshd`] lets people in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshdAuth {
+    /// Only the harness's client key, for the current user (most tests).
+    Key,
+    /// Passwords, by the `password` and `keyboard-interactive` methods (through
+    /// PAM), for the [`E2E_UNIX_USER`] account: what a person types at the
+    /// browser terminal's login prompt.
+    Password,
+}
+
+/// OpenSSH's sshd from Debian's packages, on a free port.
 pub struct Sshd {
     pub port: u16,
     pub client_key: PathBuf,
     pub host_pub: String,
+    /// The user to log in as.
     pub user: String,
-    _proc: Proc,
+    pub auth: SshdAuth,
+    dir: PathBuf,
+    host_key: PathBuf,
+    restarts: u32,
+    proc: Option<Proc>,
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
@@ -159,55 +175,170 @@ pub fn current_user() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The Unix account that [`SshdAuth::Password`] tests log in as.
+pub const E2E_UNIX_USER: &str = "sallyport-e2e";
+/// Its password (a test account on a test machine; see [`ensure_unix_user`]).
+pub const E2E_UNIX_PASSWORD: &str = "sallyport e2e 7 pass";
+
+/// Creates the [`E2E_UNIX_USER`] account (once) and sets its password to
+/// [`E2E_UNIX_PASSWORD`] (every time). Needs root, as CI has. Several test
+/// processes may race here: `useradd`/`chpasswd` lock /etc/passwd and fail
+/// while another holds it, so each step is retried until it has happened.
+pub fn ensure_unix_user() {
+    let exists = || {
+        Command::new("id")
+            .arg(E2E_UNIX_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        current_user() == "root",
+        "password tests need root to create the Unix user {E2E_UNIX_USER} (CI runs as root)"
+    );
+    wait_for(&format!("Unix user {E2E_UNIX_USER} to exist"), || {
+        if exists() {
+            return Some(());
+        }
+        let _ = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/bash", E2E_UNIX_USER])
+            .stderr(Stdio::null())
+            .status();
+        exists().then_some(())
+    });
+    wait_for(
+        &format!("the password of {E2E_UNIX_USER} to be set"),
+        || {
+            let mut child = Command::new("chpasswd")
+                .stdin(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            child
+                .stdin
+                .take()?
+                .write_all(format!("{E2E_UNIX_USER}:{E2E_UNIX_PASSWORD}\n").as_bytes())
+                .ok()?;
+            child.wait().ok()?.success().then_some(())
+        },
+    );
+}
+
+fn keygen(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("pub"));
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(path),
+    );
+}
+
 impl Sshd {
+    /// An sshd that accepts the harness's client key for the current user.
     pub fn start(dir: &Path) -> Self {
-        let dir = dir.join("sshd");
+        Self::start_with(dir, SshdAuth::Key)
+    }
+
+    /// An sshd that accepts passwords for [`E2E_UNIX_USER`] (created here).
+    pub fn start_password(dir: &Path) -> Self {
+        ensure_unix_user();
+        Self::start_with(dir, SshdAuth::Password)
+    }
+
+    fn start_with(dir: &Path, auth: SshdAuth) -> Self {
+        let dir = dir.join(match auth {
+            SshdAuth::Key => "sshd",
+            SshdAuth::Password => "sshd-password",
+        });
         std::fs::create_dir_all(&dir).expect("sshd dir");
         let _ = std::fs::create_dir_all("/run/sshd");
         let host_key = dir.join("host_ed25519");
         let client_key = dir.join("client_ed25519");
-        for k in [&host_key, &client_key] {
-            run_ok(
-                Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                    .arg(k),
-            );
-        }
+        keygen(&host_key);
+        keygen(&client_key);
         std::fs::copy(
             client_key.with_extension("pub"),
             dir.join("authorized_keys"),
         )
         .expect("authorized_keys");
         let port = free_port();
-        let config = dir.join("sshd_config");
+        let auth_lines = match auth {
+            SshdAuth::Key => {
+                "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            }
+            // keyboard-interactive needs PAM on Linux; PAM also does the passwords.
+            SshdAuth::Password => {
+                "UsePAM yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n\
+                 PubkeyAuthentication no\n"
+            }
+        };
         std::fs::write(
-            &config,
+            dir.join("sshd_config"),
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
-                 StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 StrictModes no\n{auth_lines}\
                  PermitRootLogin prohibit-password\nPidFile none\nMaxStartups 100\nLogLevel VERBOSE\n",
                 host_key.display(),
                 dir.join("authorized_keys").display()
             ),
         )
         .expect("sshd_config");
+        let mut sshd = Self {
+            port,
+            client_key,
+            host_pub: String::new(),
+            user: match auth {
+                SshdAuth::Key => current_user(),
+                SshdAuth::Password => E2E_UNIX_USER.to_owned(),
+            },
+            auth,
+            dir,
+            host_key,
+            restarts: 0,
+            proc: None,
+        };
+        sshd.launch();
+        sshd
+    }
+
+    fn launch(&mut self) {
         let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("OpenSSH sshd is not installed: run scripts/test.sh, which installs it");
+        self.restarts += 1;
         let proc = Proc::spawn(
             "sshd",
-            Command::new(sshd).args(["-D", "-e", "-f"]).arg(&config),
-            dir.join("sshd.log"),
+            Command::new(sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(self.dir.join("sshd_config")),
+            self.dir.join(format!("sshd-{}.log", self.restarts)),
         );
-        wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
-        Self {
-            port,
-            client_key,
-            host_pub: std::fs::read_to_string(host_key.with_extension("pub")).expect("host key"),
-            user: current_user(),
-            _proc: proc,
+        self.proc = Some(proc);
+        wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], self.port)));
+        self.host_pub =
+            std::fs::read_to_string(self.host_key.with_extension("pub")).expect("host key");
+    }
+
+    /// Restarts sshd on the same port with a new host key: what a client
+    /// sees when someone else answers at the service's address.
+    pub fn change_host_key(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
         }
+        keygen(&self.host_key);
+        self.launch();
+    }
+
+    /// Everything sshd logged so far (all its runs).
+    pub fn log_text(&self) -> String {
+        (1..=self.restarts)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("sshd-{i}.log"))).unwrap_or_default()
+            })
+            .collect()
     }
 
     pub fn target(&self) -> String {
@@ -523,10 +654,12 @@ impl Client {
 
 /// Everything most journeys need: sshd, a relay, one user signed in.
 pub struct Env {
-    pub dir: tempfile::TempDir,
     pub sshd: Sshd,
     pub relay: RelayProc,
     pub client: Client,
+    /// Last, so it is removed after the processes have stopped and a failed
+    /// test could still print their logs.
+    pub dir: tempfile::TempDir,
 }
 
 pub const USER: &str = "alice";
@@ -534,11 +667,19 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 impl Env {
     pub fn start() -> Self {
+        Self::start_with(SshdAuth::Key)
+    }
+
+    /// Like [`Env::start`], with an sshd that lets people in as `auth` says.
+    pub fn start_with(auth: SshdAuth) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sallyport-e2e")
             .tempdir()
             .expect("tempdir");
-        let sshd = Sshd::start(dir.path());
+        let sshd = match auth {
+            SshdAuth::Key => Sshd::start(dir.path()),
+            SshdAuth::Password => Sshd::start_password(dir.path()),
+        };
         let relay = RelayProc::start(dir.path());
         relay.add_user(USER, PASSWORD);
         let client = Client::new(dir.path(), USER);
@@ -579,4 +720,81 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
+}
+
+/// How long one browser journey may take, start to finish (Chromium's start,
+/// the page loads, a large `seq`).
+pub const BROWSER_PATIENCE: Duration = Duration::from_secs(240);
+
+/// `tests/browser`, where the journeys and their `node_modules` are.
+pub fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// Runs the browser journey `tests/browser/SCRIPT.mjs` with Node: Debian's
+/// Chromium, a fresh profile under `dir`, signed in to `relay` as `user`.
+/// `vars` are extra environment variables for the script. Returns the JSON
+/// object the script printed; panics (with the script's stderr) if it could
+/// not run the journey.
+pub fn browser(
+    dir: &Path,
+    relay: &RelayProc,
+    (user, password): (&str, &str),
+    script: &str,
+    vars: &[(&str, &str)],
+) -> serde_json::Value {
+    let browser_dir = browser_dir();
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test.sh does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: install Debian's chromium package (scripts/test.sh does)"
+    );
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let profile = dir.join(format!("chromium-{script}-{n}"));
+    std::fs::create_dir_all(&profile).expect("browser profile dir");
+    let out_path = dir.join(format!("browser-{script}-{n}.out"));
+    let err_path = dir.join(format!("browser-{script}-{n}.err"));
+    let mut child = Command::new("node")
+        .arg(browser_dir.join(format!("{script}.mjs")))
+        .current_dir(&browser_dir)
+        .env("SALLYPORT_URL", relay.url())
+        .env("SALLYPORT_USER", user)
+        .env("SALLYPORT_PASSWORD", password)
+        .env("BROWSER_PROFILE", &profile)
+        .env("CHROMIUM", &chromium)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("browser stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("browser stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node (install Debian's nodejs): {e}"));
+    let deadline = Instant::now() + BROWSER_PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "browser journey {script} took longer than {BROWSER_PATIENCE:?}:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "browser journey {script} failed ({status}):\n{err}"
+    );
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!("browser journey {script} printed no JSON result ({e}):\n{out}\n{err}")
+    })
 }

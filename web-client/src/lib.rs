@@ -2,11 +2,18 @@
 //! credentials, and the session bridge. The native CLI (`sallyport`) is in
 //! `bin/`; the browser front end builds on the same core.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod api;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod credentials;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;
+pub mod ssh;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 /// Why a client operation failed, in words the user can act on.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{0}")]

@@ -25,6 +25,16 @@ impl LiveConn {
     }
 }
 
+/// A service as the live connections offering it describe it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LiveService {
+    /// Connectors serving it, in the order they connected.
+    pub connectors: Vec<String>,
+    /// Every host key they reported for it (`ssh-ed25519 AAAA…`), without
+    /// repeats: the keys a client accepts from the service's sshd.
+    pub host_keys: Vec<String>,
+}
+
 #[derive(Default)]
 pub struct Registry {
     conns: Mutex<HashMap<u64, LiveConn>>,
@@ -94,14 +104,22 @@ impl Registry {
         out
     }
 
-    /// Services offered by live connections: name → connectors serving it.
-    pub fn services(&self) -> BTreeMap<String, Vec<String>> {
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for c in self.lock().values() {
+    /// Services offered by live connections, by name: who serves each and
+    /// the host keys they reported for it.
+    pub fn services(&self) -> BTreeMap<String, LiveService> {
+        let mut conns: Vec<LiveConn> = self.lock().values().cloned().collect();
+        conns.sort_by_key(|c| c.id);
+        let mut out: BTreeMap<String, LiveService> = BTreeMap::new();
+        for c in &conns {
             for s in c.services.iter() {
                 let v = out.entry(s.name.clone()).or_default();
-                if !v.contains(&c.connector) {
-                    v.push(c.connector.clone());
+                if !v.connectors.contains(&c.connector) {
+                    v.connectors.push(c.connector.clone());
+                }
+                for k in &s.host_keys {
+                    if !v.host_keys.contains(k) {
+                        v.host_keys.push(k.clone());
+                    }
                 }
             }
         }

@@ -1,24 +1,15 @@
-//! Small read-only routes: index, health, metrics, the service list.
+//! Small read-only routes: health, metrics, who is signed in, the service list.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
 use super::auth::require_session;
 use super::{ApiErr, AppState};
-
-pub async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>Sallyport</title>",
-        "<h1>Sallyport relay</h1>",
-        "<p>Reach SSH services with OpenSSH: <code>sallyport login --relay URL --user NAME --password-stdin</code>, ",
-        "then <code>ssh -o ProxyCommand='sallyport proxy %h' USER@SERVICE</code>.</p>"
-    ))
-}
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -32,10 +23,28 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 #[derive(Serialize)]
+pub struct Me {
+    pub user: String,
+}
+
+/// `GET /api/me`: who the session belongs to (the page prefills the SSH
+/// login name with it).
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Me>, ApiErr> {
+    let user = require_session(&state, &headers)?.user;
+    Ok(Json(Me { user }))
+}
+
+#[derive(Serialize)]
 pub struct ServiceView {
     pub name: String,
     pub online: bool,
     pub connectors: Vec<String>,
+    /// The host keys the live connectors reported for the service, in
+    /// OpenSSH's one-line form; empty while it is offline.
+    pub host_keys: Vec<String>,
 }
 
 /// Services the signed-in user may reach, with whether a connector is online.
@@ -47,10 +56,11 @@ pub async fn services(
     let live = state.registry.services();
     let mut out: Vec<ServiceView> = live
         .iter()
-        .map(|(name, connectors)| ServiceView {
+        .map(|(name, s)| ServiceView {
             name: name.clone(),
             online: true,
-            connectors: connectors.clone(),
+            connectors: s.connectors.clone(),
+            host_keys: s.host_keys.clone(),
         })
         .collect();
     for c in state.store.connectors()? {
@@ -63,6 +73,7 @@ pub async fn services(
                     name: s.name,
                     online: false,
                     connectors: vec![c.name.clone()],
+                    host_keys: Vec::new(),
                 });
             }
         }

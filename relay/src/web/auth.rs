@@ -63,6 +63,28 @@ pub async fn login(
     }
 }
 
+/// `POST /api/logout`: ends the session of the request's cookie or bearer
+/// token and clears the cookie. Signing out twice is not an error.
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiErr> {
+    if let Some(token) = credential(&headers) {
+        match state.identity.sign_out(token) {
+            Ok(Some(user)) => tracing::info!(%user, "signed out"),
+            Ok(None) => {}
+            Err(IdentityError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        }
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
 /// The bearer token (`Authorization: Bearer ...`) or session cookie of a request.
 fn credential(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers

@@ -1,9 +1,11 @@
-//! HTTPS for people: sign-in, the service list, the session WebSocket,
-//! health and metrics. Cross-cutting rules (security headers, origin checks,
-//! body limits) are layers on the router, not code in handlers.
+//! HTTPS for people: the pages, sign-in, the service list, the session
+//! WebSocket, health and metrics. Cross-cutting rules (security headers,
+//! origin checks, body limits) are layers on the router, not code in
+//! handlers.
 
 mod api;
 mod auth;
+mod pages;
 mod ws;
 
 use std::sync::Arc;
@@ -20,6 +22,24 @@ use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tunnel::Registry;
+
+/// Content-Security-Policy of every response: scripts and styles only from
+/// the relay's own files (the wasm client needs `wasm-unsafe-eval` to
+/// compile), connections only back to the relay.
+pub const CSP: &str =
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     form-action 'self'; object-src 'none'";
+
+/// The terminal page's policy: [`CSP`] but with inline styles allowed.
+/// xterm.js sizes and colours its DOM renderer with `<style>` elements it
+/// generates at run time (cell size, theme) and with `style` attributes on
+/// cells (24-bit colours); neither can be hashed in advance, and blocking
+/// them leaves the terminal without colours or a scrollbar. Scripts stay
+/// strict, which is what stops injected code.
+pub const TERMINAL_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 /// Largest request body the relay reads (sign-in is the biggest, and small).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -87,10 +107,15 @@ impl From<crate::store::StoreError> for ApiErr {
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(api::index))
+        .route("/", get(pages::signin))
+        .route("/services", get(pages::services))
+        .route("/t/{service}", get(pages::terminal))
+        .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .route("/api/me", get(api::me))
         .route("/api/services", get(api::services))
         .route("/ws/{service}", get(ws::session))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -123,23 +148,25 @@ async fn check_origin(State(state): State<Arc<AppState>>, req: Request, next: Ne
     next.run(req).await
 }
 
+/// Security headers on every response. A handler may set its own
+/// Content-Security-Policy (the terminal page, see [`TERMINAL_CSP`]) or
+/// Cache-Control (assets); everything else is fixed.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
     };
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
-    set(h, header::CACHE_CONTROL, "no-store");
     resp
 }
 

@@ -1,0 +1,181 @@
+//! The browser pages and their assets. `scripts/build-web.sh` builds them
+//! into `web-client/dist/` (committed), and they are embedded here, so a
+//! relay binary needs no files beside it and no toolchain to build.
+//!
+//! Pages need a signed-in session except the sign-in page itself; they
+//! redirect to it rather than answer 401, because a person reads them.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use sallyport_proto::frame::check_name;
+
+use super::auth::require_session;
+use super::{AppState, TERMINAL_CSP};
+
+/// One embedded file of `web-client/dist/`.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! asset {
+    ($name:literal, $type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $type,
+            body: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../web-client/dist/",
+                $name
+            )),
+        }
+    };
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+static ASSETS: &[Asset] = &[
+    asset!("index.html", HTML),
+    asset!("services.html", HTML),
+    asset!("terminal.html", HTML),
+    asset!("page.css", CSS),
+    asset!("terminal.css", CSS),
+    asset!("signin.js", JS),
+    asset!("services.js", JS),
+    asset!("terminal.js", JS),
+    asset!("sallyport_web.js", JS),
+    asset!("sallyport_web_bg.wasm", "application/wasm"),
+    asset!("favicon.svg", "image/svg+xml"),
+];
+
+/// Strong ETags (a hash of each body), computed once: browsers revalidate
+/// assets and get 304 while the relay binary is the same.
+fn etag(index: usize) -> &'static str {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+    let tags = ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let d = ring::digest::digest(&ring::digest::SHA256, a.body);
+                let hex: String = d.as_ref()[..12]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("\"{hex}\"")
+            })
+            .collect()
+    });
+    &tags[index]
+}
+
+/// An embedded file as a response (304 when the browser has it already).
+fn serve(name: &str, headers: &HeaderMap) -> Response {
+    let Some(i) = ASSETS.iter().position(|a| a.name == name) else {
+        return (StatusCode::NOT_FOUND, "no such file\n").into_response();
+    };
+    let asset = &ASSETS[i];
+    let tag = etag(i);
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes());
+    let mut resp = if cached {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
+}
+
+fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    require_session(state, headers).is_ok()
+}
+
+/// `/`: the sign-in page, or the services page for someone signed in.
+pub async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if signed_in(&state, &headers) {
+        return Redirect::to("/services").into_response();
+    }
+    serve("index.html", &headers)
+}
+
+/// `/services`: the services the user may reach.
+pub async fn services(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !signed_in(&state, &headers) {
+        return Redirect::to("/").into_response();
+    }
+    serve("services.html", &headers)
+}
+
+/// `/t/{service}`: a terminal for one service. The page finds the service
+/// (and its host keys) through the API; here only the name's shape counts.
+pub async fn terminal(
+    State(state): State<Arc<AppState>>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !signed_in(&state, &headers) {
+        return Redirect::to("/").into_response();
+    }
+    if check_name("service name", &service).is_err() {
+        return (StatusCode::NOT_FOUND, "no such service\n").into_response();
+    }
+    let mut resp = serve("terminal.html", &headers);
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(TERMINAL_CSP),
+    );
+    resp
+}
+
+/// `/assets/{file}`: the bundle's scripts, styles, the wasm client.
+pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    serve(&name, &headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_and_script_is_embedded_with_its_type() {
+        for a in ASSETS {
+            let ext = a.name.rsplit('.').next().unwrap_or_default();
+            let want = match ext {
+                "html" => HTML,
+                "css" => CSS,
+                "js" => JS,
+                "wasm" => "application/wasm",
+                "svg" => "image/svg+xml",
+                other => panic!("unexpected asset type {other}"),
+            };
+            assert_eq!(a.content_type, want, "{}", a.name);
+        }
+        for page in ["index.html", "services.html", "terminal.html"] {
+            let a = ASSETS.iter().find(|a| a.name == page).unwrap();
+            let text = std::str::from_utf8(a.body).unwrap();
+            // The CSP forbids inline scripts and styles: pages only link them.
+            assert!(!text.contains("<script>"), "{page} has an inline script");
+            assert!(!text.contains("<style"), "{page} has an inline style");
+            assert!(!text.contains("style="), "{page} has a style attribute");
+        }
+    }
+
+    #[test]
+    fn etags_differ_per_body() {
+        let a = ASSETS.iter().position(|a| a.name == "signin.js").unwrap();
+        let b = ASSETS.iter().position(|a| a.name == "services.js").unwrap();
+        assert_ne!(etag(a), etag(b));
+        assert!(etag(a).starts_with('"') && etag(a).len() == 26);
+    }
+}

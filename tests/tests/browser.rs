@@ -1,0 +1,398 @@
+//! A person in a browser: headless Chromium from Debian's packages, driven
+//! by playwright-core (the journeys are `tests/browser/*.mjs`), against a
+//! real relay, connector and sshd.
+//!
+//! The tests marked `needs the wasm client` run SSH inside the page; they
+//! are written against the wasm client's contract (`start_session` in
+//! `web-client/dist/sallyport_web.js`) and pass once it is built.
+
+use sallyport_tests::*;
+use serde_json::Value;
+
+const STREAMS_OPENED: &str = "sallyport_tunnel_streams_opened_total";
+
+/// An environment with a connector `c1` serving the sshd as `web1`, online.
+fn with_web1(auth: SshdAuth) -> (Env, Proc) {
+    let env = Env::start_with(auth);
+    let c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    (env, c)
+}
+
+fn run(env: &Env, login: (&str, &str), script: &str, vars: &[(&str, &str)]) -> Value {
+    browser(env.path(), &env.relay, login, script, vars)
+}
+
+fn str_of<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{pointer} missing in {v}"))
+}
+
+fn u64_of(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} missing in {v}"))
+}
+
+#[test]
+fn sign_in_lists_services_with_their_state() {
+    let (env, _c1) = with_web1(SshdAuth::Key);
+    // A second connector that has gone away: its service is listed offline.
+    let mut c2 = env.connector("c2", "web2", &[]);
+    env.relay.wait_online("c2", 2);
+    c2.signal("TERM");
+    c2.wait_exit();
+    wait_for("c2 to be offline", || {
+        let row = env.relay.connector_row("c2");
+        (!row.get(2).is_some_and(|s| s.starts_with("yes"))).then_some(())
+    });
+
+    let r = run(
+        &env,
+        (USER, PASSWORD),
+        "signin",
+        &[("EXPECT_OFFLINE", "web2")],
+    );
+    assert_eq!(str_of(&r, "/afterSignIn"), "/services", "{r}");
+    assert_eq!(str_of(&r, "/userShown"), USER);
+    let services = r["services"].as_array().expect("services");
+    let web1 = services.iter().find(|s| s["name"] == "web1").expect("web1");
+    assert_eq!(web1["online"], true, "{r}");
+    assert_eq!(web1["state"], "online");
+    assert_eq!(web1["href"], "/t/web1");
+    let web2 = services.iter().find(|s| s["name"] == "web2").expect("web2");
+    assert_eq!(web2["online"], false, "{r}");
+    assert_eq!(web2["state"], "offline");
+    assert_eq!(r["csp"], serde_json::json!([]), "CSP violations: {r}");
+    assert_eq!(r["consoleErrors"], serde_json::json!([]), "{r}");
+    // Signed in, `/` is the services page; signed out, neither is reachable.
+    assert_eq!(str_of(&r, "/rootWhenSignedIn"), "/services");
+    assert_eq!(str_of(&r, "/afterSignOut"), "/");
+    assert_eq!(str_of(&r, "/servicesAfterSignOut"), "/");
+}
+
+#[test]
+fn a_wrong_sallyport_password_never_reaches_the_terminal_page() {
+    let (env, _c1) = with_web1(SshdAuth::Key);
+    let r = run(
+        &env,
+        (USER, "not the password"),
+        "signin_wrong",
+        &[("SERVICE", "web1")],
+    );
+    assert_eq!(r["errorVisible"], true, "{r}");
+    assert_eq!(str_of(&r, "/error"), "wrong user name or password");
+    assert_eq!(str_of(&r, "/afterSignIn"), "/");
+    // The terminal page's URL sends the browser back to sign in.
+    assert_eq!(str_of(&r, "/afterTerminalUrl"), "/");
+    assert_eq!(r["terminalShown"], false);
+    let urls: Vec<&str> = r["urls"]
+        .as_array()
+        .expect("urls")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        urls.iter()
+            .all(|u| !u.starts_with("/t/") && *u != "/services"),
+        "the browser got past sign-in: {urls:?}"
+    );
+    // And the relay serves no terminal page without a session.
+    let (code, _) = env.relay.curl("/t/web1", &[]);
+    assert_eq!(code, 303);
+}
+
+#[test]
+fn a_websocket_from_a_foreign_origin_is_refused() {
+    let (env, _c1) = with_web1(SshdAuth::Key);
+    let before = env.relay.metric(STREAMS_OPENED);
+    let cert = env.relay.data_dir.join("https.pem");
+    let key = env.relay.data_dir.join("https.key");
+    let r = run(
+        &env,
+        (USER, PASSWORD),
+        "origin",
+        &[
+            ("SERVICE", "web1"),
+            ("TLS_CERT", cert.to_str().expect("path")),
+            ("TLS_KEY", key.to_str().expect("path")),
+        ],
+    );
+    // Same site (so the session cookie goes along), other origin: refused
+    // before any stream is opened.
+    assert_eq!(r["hasSessionCookie"], true, "{r}");
+    assert_eq!(r["fromForeign"]["opened"], false, "{r}");
+    assert!(
+        str_of(&r, "/fromForeign/error").contains("403"),
+        "not refused by the relay: {r}"
+    );
+    // The same socket from the relay's own page opens one stream.
+    assert_eq!(r["fromRelay"]["opened"], true, "{r}");
+    assert_eq!(env.relay.metric(STREAMS_OPENED), before + 1);
+    let log = env
+        .relay
+        .proc
+        .as_ref()
+        .map(Proc::log_text)
+        .unwrap_or_default();
+    let foreign = str_of(&r, "/foreignOrigin");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cross-origin request refused") && l.contains(foreign)),
+        "the relay did not log the refusal of {foreign}"
+    );
+}
+
+#[test]
+fn the_terminal_page_loads_for_a_signed_in_user() {
+    let (env, _c1) = with_web1(SshdAuth::Key);
+    let r = run(
+        &env,
+        (USER, PASSWORD),
+        "terminal_page",
+        &[("SERVICE", "web1")],
+    );
+    assert_eq!(str_of(&r, "/path"), "/t/web1", "{r}");
+    assert_eq!(str_of(&r, "/serviceShown"), "web1");
+    assert_eq!(str_of(&r, "/title"), "web1 · Sallyport");
+    // xterm fills the window below the header bar.
+    let cols = u64_of(&r, "/session/cols");
+    let rows = u64_of(&r, "/session/rows");
+    assert!(cols >= 80 && rows >= 24, "terminal is {cols}x{rows}: {r}");
+    let screen_w = r["screen"]["width"].as_f64().expect("screen width");
+    let view_w = r["viewport"]["width"].as_f64().expect("viewport width");
+    assert!(screen_w > view_w * 0.9, "terminal is narrow: {r}");
+    // The state indicator shows where the session is.
+    assert_eq!(r["statusVisible"], true);
+    let state = str_of(&r, "/statusState");
+    assert!(
+        ["authenticating", "connected", "closed", "error"].contains(&state),
+        "state {state}: {r}"
+    );
+    assert!(str_of(&r, "/statusText").starts_with(match state {
+        "connected" => "connected",
+        "authenticating" => "authenticating",
+        "closed" => "closed",
+        _ => "error",
+    }));
+    assert_eq!(r["session"]["status"], state);
+    // xterm renders under the relay's Content-Security-Policy.
+    assert_eq!(r["csp"], serde_json::json!([]), "CSP violations: {r}");
+    // The wasm client is served as wasm (browsers compile it only then).
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{content_type}"])
+        .arg(format!("{}/assets/sallyport_web_bg.wasm", env.relay.url()))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "application/wasm");
+}
+
+/// The sshd the wasm journeys log in to takes the test account's password
+/// (checked with OpenSSH, so the browser tests fail only for the browser).
+#[test]
+fn the_password_sshd_lets_the_e2e_user_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sshd = Sshd::start_password(dir.path());
+    let askpass = dir.path().join("askpass");
+    std::fs::write(&askpass, format!("#!/bin/sh\necho '{E2E_UNIX_PASSWORD}'\n")).expect("askpass");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&askpass)
+        .status()
+        .expect("chmod");
+    for method in ["password", "keyboard-interactive"] {
+        let out = std::process::Command::new("ssh")
+            .args(["-F", "/dev/null", "-p", &sshd.port.to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "LogLevel=ERROR", "-o", "NumberOfPasswordPrompts=1"])
+            .args(["-o", &format!("PreferredAuthentications={method}")])
+            .arg(format!("{E2E_UNIX_USER}@127.0.0.1"))
+            .arg("whoami")
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", "none")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ssh");
+        assert!(out.status.success(), "{method}: {}", stderr(&out));
+        assert_eq!(stdout(&out), E2E_UNIX_USER, "{method}");
+    }
+}
+
+// ---- journeys that run SSH in the page (the wasm client)
+
+/// Password env with the Sallyport user named like the Unix account, so the
+/// login name the page prefills is the right one.
+fn password_env() -> (Env, Proc) {
+    let (env, c) = with_web1(SshdAuth::Password);
+    env.relay.add_user(E2E_UNIX_USER, PASSWORD);
+    (env, c)
+}
+
+fn ssh_vars() -> Vec<(&'static str, &'static str)> {
+    vec![("SERVICE", "web1"), ("SSH_PASSWORD", E2E_UNIX_PASSWORD)]
+}
+
+#[test]
+fn sign_in_open_the_terminal_and_echo_42() {
+    let (env, _c1) = password_env();
+    let r = run(&env, (E2E_UNIX_USER, PASSWORD), "echo", &ssh_vars());
+    assert_eq!(str_of(&r, "/prefilled"), E2E_UNIX_USER, "{r}");
+    assert_eq!(str_of(&r, "/answer"), "42");
+    // UTF-8 from the shell is shown as characters.
+    assert_eq!(str_of(&r, "/utf8"), "u8:é✓日本", "{r}");
+    assert_eq!(r["session"]["status"], "connected", "{r}");
+    assert!(
+        env.sshd
+            .log_text()
+            .contains(&format!("Accepted password for {E2E_UNIX_USER}"))
+            || env.sshd.log_text().contains(&format!(
+                "Accepted keyboard-interactive/pam for {E2E_UNIX_USER}"
+            )),
+        "sshd saw no login"
+    );
+    eprintln!(
+        "page load to shell prompt: {} ms",
+        u64_of(&r, "/toPromptMs")
+    );
+}
+
+#[test]
+fn copy_and_paste_work_in_the_terminal() {
+    let (env, _c1) = password_env();
+    let r = run(&env, (E2E_UNIX_USER, PASSWORD), "clipboard", &ssh_vars());
+    assert_eq!(str_of(&r, "/shown"), "copy-me-5", "{r}");
+    // Ctrl+C with a selection copies it, and is not an interrupt.
+    assert_eq!(str_of(&r, "/copied"), "copy-me-5", "{r}");
+    assert_eq!(r["interrupted"], false, "{r}");
+    // Ctrl+V pastes into the session.
+    assert_eq!(str_of(&r, "/pasted"), "pasted-7", "{r}");
+}
+
+#[test]
+fn resizing_the_window_reaches_stty() {
+    let (env, _c1) = password_env();
+    let r = run(&env, (E2E_UNIX_USER, PASSWORD), "resize", &ssh_vars());
+    let size = |when: &str| {
+        (
+            format!(
+                "{} {}",
+                u64_of(&r, &format!("/{when}/rows")),
+                u64_of(&r, &format!("/{when}/cols"))
+            ),
+            str_of(&r, &format!("/{when}/stty")).to_owned(),
+        )
+    };
+    let (term_before, stty_before) = size("before");
+    let (term_after, stty_after) = size("after");
+    assert_eq!(stty_before, term_before, "{r}");
+    assert_eq!(stty_after, term_after, "{r}");
+    assert_ne!(stty_after, stty_before, "the size did not change: {r}");
+}
+
+#[test]
+fn seq_200000_arrives_complete() {
+    let (env, _c1) = password_env();
+    let r = run(&env, (E2E_UNIX_USER, PASSWORD), "seq", &ssh_vars());
+    assert_eq!(r["bad"], serde_json::json!([]), "lines out of order: {r}");
+    assert_eq!(u64_of(&r, "/count"), 200_000, "{r}");
+    assert_eq!(str_of(&r, "/last"), "200000");
+    eprintln!(
+        "seq 1 200000 in the browser: {:.2} s, {:.2} MB/s",
+        r["seconds"].as_f64().unwrap_or_default(),
+        r["mbPerSecond"].as_f64().unwrap_or_default()
+    );
+}
+
+#[test]
+fn a_wrong_sshd_password_shows_an_error_and_no_shell() {
+    // Signed in as alice; the login name is changed at the prompt.
+    let (env, _c1) = with_web1(SshdAuth::Password);
+    let r = run(
+        &env,
+        (USER, PASSWORD),
+        "ssh_denied",
+        &[
+            ("SERVICE", "web1"),
+            ("LOGIN_NAME", E2E_UNIX_USER),
+            ("SSH_PASSWORD", "not the password"),
+        ],
+    );
+    assert_eq!(str_of(&r, "/prefilled"), USER, "{r}");
+    let reason = str_of(&r, "/session/endReason");
+    assert!(reason.contains("authentication failed"), "{r}");
+    assert_eq!(str_of(&r, "/endShown"), reason);
+    assert_eq!(r["reconnectVisible"], true);
+    assert_eq!(r["shellAnswered"], false, "a shell answered: {r}");
+    let statuses = r["session"]["statusHistory"].as_array().expect("history");
+    assert!(!statuses.contains(&Value::from("connected")), "{r}");
+    // sshd saw the edited login name with a wrong password, and let nobody in.
+    let log = env.sshd.log_text();
+    assert!(
+        log.contains(&format!("Failed password for {E2E_UNIX_USER}"))
+            || log.contains(&format!(
+                "Failed keyboard-interactive/pam for {E2E_UNIX_USER}"
+            )),
+        "sshd saw no failed login for {E2E_UNIX_USER}:\n{log}"
+    );
+    assert!(!log.contains("Accepted"), "sshd let someone in:\n{log}");
+}
+
+#[test]
+fn a_host_key_that_differs_from_the_connectors_report_stops_the_session() {
+    let (mut env, _c1) = password_env();
+    // The connector reported the old key at its start; sshd now has another.
+    let reported = env.sshd.host_pub.clone();
+    env.sshd.change_host_key();
+    assert_ne!(env.sshd.host_pub, reported);
+    let token = api_token(&env.relay, E2E_UNIX_USER, PASSWORD);
+    let (_, services) = env.relay.curl(
+        "/api/services",
+        &["-H", &format!("Authorization: Bearer {token}")],
+    );
+    let key = reported.split_whitespace().nth(1).expect("key body");
+    assert!(
+        services.contains(key),
+        "the relay lists other keys: {services}"
+    );
+
+    let r = run(
+        &env,
+        (E2E_UNIX_USER, PASSWORD),
+        "hostkey",
+        &[("SERVICE", "web1")],
+    );
+    let reason = str_of(&r, "/session/endReason");
+    assert!(reason.contains("host key"), "{r}");
+    assert_eq!(r["passwordPrompted"], false, "asked for a password: {r}");
+    let statuses = r["session"]["statusHistory"].as_array().expect("history");
+    assert!(!statuses.contains(&Value::from("connected")), "{r}");
+    let log = env.sshd.log_text();
+    assert!(
+        !log.contains("Failed password") && !log.contains("Accepted"),
+        "authentication was attempted:\n{log}"
+    );
+}
+
+/// A bearer token for `user`, from the relay's sign-in API.
+fn api_token(relay: &RelayProc, user: &str, password: &str) -> String {
+    let body = serde_json::json!({ "user": user, "password": password }).to_string();
+    let (code, text) = relay.curl(
+        "/api/login",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(code, 200, "sign-in: {text}");
+    let v: Value = serde_json::from_str(&text).expect("sign-in answer");
+    str_of(&v, "/token").to_owned()
+}

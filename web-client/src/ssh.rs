@@ -1,0 +1,426 @@
+//! The SSH session at the heart of the client, the same natively and in the
+//! browser: host-key check against the keys the connector attested, login
+//! at a prompt in the terminal (password and keyboard-interactive), then a
+//! shell on a pty until it ends.
+//!
+//! The front end (xterm.js in the browser, a test natively) feeds
+//! [`Input`] in and receives [`Frontend`] calls out; the byte stream to sshd
+//! is any `AsyncRead + AsyncWrite` (the session WebSocket, or TCP in tests).
+
+use std::sync::{Arc, Mutex};
+
+use russh::client::{self, KeyboardInteractiveAuthResponse};
+use russh::keys::ssh_key::PublicKey;
+use russh::keys::PublicKeyOrCertificate;
+use russh::{ChannelMsg, MethodKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+/// Tries at the password prompt before the session gives up.
+pub const MAX_AUTH_ATTEMPTS: usize = 3;
+/// Longest line accepted at a login prompt.
+pub const MAX_LINE: usize = 1024;
+/// Input events queued from the front end.
+pub const INPUT_QUEUE: usize = 256;
+
+/// What the session is doing, for the front end's indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Authenticating,
+    Connected,
+    Closed,
+    Error,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Authenticating => "authenticating",
+            State::Connected => "connected",
+            State::Closed => "closed",
+            State::Error => "error",
+        }
+    }
+}
+
+/// Where the session's output goes.
+pub trait Frontend {
+    /// Bytes for the terminal.
+    fn output(&self, bytes: &[u8]);
+    /// A change of state, with a short human-readable message.
+    fn status(&self, state: State, message: &str);
+}
+
+/// What the front end sends in.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Keystrokes or pasted text, as the terminal encodes them.
+    Data(Vec<u8>),
+    /// The terminal's new size in columns and rows.
+    Resize(u32, u32),
+    /// The person closed the session.
+    Close,
+}
+
+/// How a session ended; its `Display` is the one line shown to the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Exit(u32),
+    Signal(String),
+    /// The connection dropped or the relay refused it.
+    Lost(String),
+    AuthFailed,
+    /// The server's key is not one the connector reported: stop, no prompt.
+    HostKeyMismatch(String),
+    /// Closed from the front end.
+    Closed,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Exit(code) => write!(f, "exit status {code}"),
+            Ended::Signal(sig) => write!(f, "killed by signal {sig}"),
+            Ended::Lost(why) => write!(f, "connection lost: {why}"),
+            Ended::AuthFailed => write!(f, "authentication failed"),
+            Ended::HostKeyMismatch(why) => write!(f, "host key mismatch: {why}"),
+            Ended::Closed => write!(f, "session closed"),
+        }
+    }
+}
+
+/// Settings of one session.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Login name offered at the `login as:` prompt (editable there).
+    pub user: String,
+    /// The host keys the connector reported for the service, OpenSSH form.
+    pub host_keys: Vec<String>,
+    /// Shown in the password prompt (`user@service's password:`).
+    pub service: String,
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// Accepts exactly the host keys the connector attested.
+struct Verifier {
+    expected: Vec<PublicKey>,
+    /// Why the server's key was refused, for the end message.
+    refused: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+                "the server offered a host certificate; only attested keys are accepted".into(),
+            );
+            return Ok(false);
+        };
+        if self.expected.iter().any(|k| k.key_data() == key.key_data()) {
+            return Ok(true);
+        }
+        let fingerprint = key.fingerprint(Default::default());
+        let why = if self.expected.is_empty() {
+            format!("the connector reported no host keys for this service; the server offered {fingerprint}")
+        } else {
+            format!("the server offered {fingerprint}, which is not a key the connector reported")
+        };
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        Ok(false)
+    }
+}
+
+/// A tiny line editor for login prompts, fed by terminal input.
+struct Prompter<'a, F: Frontend> {
+    ui: &'a F,
+    input: &'a mut mpsc::Receiver<Input>,
+    size: (u32, u32),
+}
+
+enum Line {
+    Text(String),
+    /// Ctrl-C, Ctrl-D on an empty line, or the front end closed.
+    Cancelled,
+}
+
+impl<F: Frontend> Prompter<'_, F> {
+    /// Shows `prompt`, starts with `initial` (editable), echoes unless `secret`.
+    async fn read_line(&mut self, prompt: &str, initial: &str, secret: bool) -> Line {
+        let mut line: String = initial.to_owned();
+        self.ui.output(prompt.as_bytes());
+        if !secret {
+            self.ui.output(line.as_bytes());
+        }
+        let mut escape = false;
+        loop {
+            let Some(event) = self.input.recv().await else {
+                return Line::Cancelled;
+            };
+            let data = match event {
+                Input::Data(d) => d,
+                Input::Resize(c, r) => {
+                    self.size = (c, r);
+                    continue;
+                }
+                Input::Close => return Line::Cancelled,
+            };
+            for ch in String::from_utf8_lossy(&data).chars() {
+                if escape {
+                    // Skip the rest of an escape sequence (arrows, function keys).
+                    escape = !ch.is_ascii_alphabetic() && ch != '~';
+                    continue;
+                }
+                match ch {
+                    '\r' | '\n' => {
+                        self.ui.output(b"\r\n");
+                        return Line::Text(line);
+                    }
+                    '\u{3}' => {
+                        self.ui.output(b"^C\r\n");
+                        return Line::Cancelled;
+                    }
+                    '\u{4}' if line.is_empty() => return Line::Cancelled,
+                    '\u{7f}' | '\u{8}' => {
+                        let erased = line.pop().is_some();
+                        if erased && !secret {
+                            self.ui.output(b"\x08 \x08");
+                        }
+                    }
+                    '\u{15}' => {
+                        if !secret {
+                            for _ in line.chars() {
+                                self.ui.output(b"\x08 \x08");
+                            }
+                        }
+                        line.clear();
+                    }
+                    '\u{1b}' => escape = true,
+                    c if !c.is_control() && line.len() + c.len_utf8() <= MAX_LINE => {
+                        line.push(c);
+                        if !secret {
+                            let mut buf = [0u8; 4];
+                            self.ui.output(c.encode_utf8(&mut buf).as_bytes());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn parse_keys(keys: &[String]) -> Vec<PublicKey> {
+    keys.iter()
+        .filter_map(|k| PublicKey::from_openssh(k.trim()).ok())
+        .collect()
+}
+
+/// Runs one session over `stream` until it ends, and reports the end.
+pub async fn run<S, F>(
+    stream: S,
+    options: Options,
+    mut input: mpsc::Receiver<Input>,
+    ui: &F,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Frontend,
+{
+    let ended = session(stream, options, &mut input, ui).await;
+    let state = match ended {
+        Ended::Exit(_) | Ended::Closed => State::Closed,
+        _ => State::Error,
+    };
+    ui.status(state, &ended.to_string());
+    ended
+}
+
+async fn session<S, F>(
+    stream: S,
+    options: Options,
+    input: &mut mpsc::Receiver<Input>,
+    ui: &F,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Frontend,
+{
+    ui.status(State::Connecting, "connecting");
+    let refused = Arc::new(Mutex::new(None));
+    let verifier = Verifier {
+        expected: parse_keys(&options.host_keys),
+        refused: refused.clone(),
+    };
+    let config = Arc::new(client::Config::default());
+    let mut handle = match client::connect_stream(config, stream, verifier).await {
+        Ok(h) => h,
+        Err(e) => {
+            return match refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(why) => Ended::HostKeyMismatch(why),
+                None => Ended::Lost(e.to_string()),
+            }
+        }
+    };
+
+    ui.status(State::Authenticating, "log in");
+    let mut prompter = Prompter {
+        ui,
+        input,
+        size: (options.cols, options.rows),
+    };
+    let user = match prompter.read_line("login as: ", &options.user, false).await {
+        Line::Text(u) if !u.trim().is_empty() => u.trim().to_owned(),
+        Line::Text(_) => options.user.clone(),
+        Line::Cancelled => return Ended::Closed,
+    };
+    let methods = match handle.authenticate_none(user.clone()).await {
+        Ok(r) if r.success() => None,
+        Ok(russh::client::AuthResult::Failure {
+            remaining_methods, ..
+        }) => Some(remaining_methods),
+        Ok(_) => None,
+        Err(e) => return Ended::Lost(e.to_string()),
+    };
+    if let Some(methods) = methods {
+        let kbd = methods.contains(&MethodKind::KeyboardInteractive);
+        let password = methods.contains(&MethodKind::Password);
+        if !kbd && !password {
+            ui.output(b"The server offers neither password nor keyboard-interactive login.\r\n");
+            return Ended::AuthFailed;
+        }
+        let mut ok = false;
+        for attempt in 0..MAX_AUTH_ATTEMPTS {
+            let result = if kbd {
+                keyboard_interactive(&mut handle, &user, &mut prompter).await
+            } else {
+                let prompt = format!("{user}@{}'s password: ", options.service);
+                match prompter.read_line(&prompt, "", true).await {
+                    Line::Text(pw) => handle
+                        .authenticate_password(user.clone(), pw)
+                        .await
+                        .map(|r| Some(r.success())),
+                    Line::Cancelled => Ok(None),
+                }
+            };
+            match result {
+                Ok(Some(true)) => {
+                    ok = true;
+                    break;
+                }
+                Ok(Some(false)) => {
+                    if attempt + 1 < MAX_AUTH_ATTEMPTS {
+                        ui.output(b"Permission denied, please try again.\r\n");
+                    } else {
+                        ui.output(b"Permission denied.\r\n");
+                    }
+                }
+                Ok(None) => return Ended::Closed,
+                Err(e) => return Ended::Lost(e.to_string()),
+            }
+        }
+        if !ok {
+            return Ended::AuthFailed;
+        }
+    }
+    let (cols, rows) = prompter.size;
+
+    let channel = match handle.channel_open_session().await {
+        Ok(c) => c,
+        Err(e) => return Ended::Lost(format!("cannot open a session channel: {e}")),
+    };
+    let (mut reader, writer) = channel.split();
+    if let Err(e) = writer
+        .request_pty(false, "xterm-256color", cols, rows, 0, 0, &[])
+        .await
+    {
+        return Ended::Lost(format!("pty request failed: {e}"));
+    }
+    if let Err(e) = writer.request_shell(false).await {
+        return Ended::Lost(format!("shell request failed: {e}"));
+    }
+    ui.status(State::Connected, &format!("{user}@{}", options.service));
+
+    let mut exit = None;
+    loop {
+        tokio::select! {
+            msg = reader.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => ui.output(&data),
+                Some(ChannelMsg::ExtendedData { data, .. }) => ui.output(&data),
+                Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Ended::Exit(exit_status)),
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    exit = Some(Ended::Signal(format!("{signal_name:?}")))
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            },
+            event = prompter.input.recv() => match event {
+                Some(Input::Data(d)) => {
+                    if writer.data_bytes(d).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Input::Resize(c, r)) => {
+                    let _ = writer.window_change(c, r, 0, 0).await;
+                }
+                Some(Input::Close) | None => {
+                    let _ = handle.disconnect(russh::Disconnect::ByApplication, "closed by user", "").await;
+                    return Ended::Closed;
+                }
+            },
+        }
+    }
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, "", "")
+        .await;
+    exit.unwrap_or_else(|| Ended::Lost("the server closed the session".into()))
+}
+
+/// One keyboard-interactive exchange; `Ok(None)` when the person cancelled.
+async fn keyboard_interactive<H, F>(
+    handle: &mut client::Handle<H>,
+    user: &str,
+    prompter: &mut Prompter<'_, F>,
+) -> Result<Option<bool>, russh::Error>
+where
+    H: client::Handler,
+    F: Frontend,
+{
+    let mut reply = handle
+        .authenticate_keyboard_interactive_start(user.to_owned(), None)
+        .await?;
+    loop {
+        match reply {
+            KeyboardInteractiveAuthResponse::Success => return Ok(Some(true)),
+            KeyboardInteractiveAuthResponse::Failure { .. } => return Ok(Some(false)),
+            KeyboardInteractiveAuthResponse::InfoRequest {
+                name,
+                instructions,
+                prompts,
+            } => {
+                for text in [name, instructions] {
+                    if !text.is_empty() {
+                        prompter.ui.output(format!("{text}\r\n").as_bytes());
+                    }
+                }
+                let mut answers = Vec::with_capacity(prompts.len());
+                for p in prompts {
+                    match prompter.read_line(&p.prompt, "", !p.echo).await {
+                        Line::Text(a) => answers.push(a),
+                        Line::Cancelled => return Ok(None),
+                    }
+                }
+                reply = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Browser glue: the session WebSocket as the SSH byte stream, and the
+//! [`ssh`](crate::ssh) session driven from JavaScript (xterm.js).
+//!
+//! ```js
+//! const session = start_session({ wsUrl, user, hostKeys, service, cols, rows,
+//!                                 onOutput, onStatus, onEnd });
+//! session.input(text); session.resize(cols, rows); session.close();
+//! ```
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::mpsc as fmpsc;
+use futures::StreamExt as _;
+use js_sys::{Array, Function, Reflect, Uint8Array};
+use sallyport_proto::client::Control;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use wasm_bindgen::prelude::*;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+
+use crate::ssh::{self, Ended, Frontend, Input, Options, State};
+
+/// Bytes between the SSH session and the WebSocket pump.
+const PIPE_BUF: usize = 64 * 1024;
+/// Above this many bytes queued in the browser's WebSocket, sending waits.
+const MAX_WS_BUFFERED: u32 = 1024 * 1024;
+
+/// What the WebSocket tells the pump.
+enum WsEvent {
+    Open,
+    Data(Vec<u8>),
+    Eof,
+    /// Closed, with the relay's reason when it gave one.
+    Closed(Option<String>),
+}
+
+struct JsFrontend {
+    on_output: Function,
+    on_status: Function,
+}
+
+impl Frontend for JsFrontend {
+    fn output(&self, bytes: &[u8]) {
+        let _ = self
+            .on_output
+            .call1(&JsValue::NULL, &Uint8Array::from(bytes));
+    }
+
+    fn status(&self, state: State, message: &str) {
+        let _ = self.on_status.call2(
+            &JsValue::NULL,
+            &JsValue::from_str(state.as_str()),
+            &JsValue::from_str(message),
+        );
+    }
+}
+
+fn field(opts: &JsValue, name: &str) -> Result<JsValue, JsValue> {
+    let v = Reflect::get(opts, &JsValue::from_str(name))?;
+    if v.is_undefined() {
+        return Err(JsValue::from_str(&format!(
+            "start_session: option {name} is missing"
+        )));
+    }
+    Ok(v)
+}
+
+fn string(opts: &JsValue, name: &str) -> Result<String, JsValue> {
+    field(opts, name)?
+        .as_string()
+        .ok_or_else(|| JsValue::from_str(&format!("start_session: {name} must be a string")))
+}
+
+fn number(opts: &JsValue, name: &str) -> Result<u32, JsValue> {
+    field(opts, name)?
+        .as_f64()
+        .map(|n| n.clamp(1.0, 10_000.0) as u32)
+        .ok_or_else(|| JsValue::from_str(&format!("start_session: {name} must be a number")))
+}
+
+fn function(opts: &JsValue, name: &str) -> Result<Function, JsValue> {
+    field(opts, name)?
+        .dyn_into::<Function>()
+        .map_err(|_| JsValue::from_str(&format!("start_session: {name} must be a function")))
+}
+
+/// A running session, held by the page.
+#[wasm_bindgen]
+pub struct Session {
+    input: mpsc::Sender<Input>,
+    ws: WebSocket,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Keystrokes or pasted text from the terminal.
+    pub fn input(&self, data: &str) {
+        let _ = self.input.try_send(Input::Data(data.as_bytes().to_vec()));
+    }
+
+    pub fn resize(&self, cols: u32, rows: u32) {
+        let _ = self.input.try_send(Input::Resize(cols, rows));
+    }
+
+    pub fn close(&self) {
+        let _ = self.input.try_send(Input::Close);
+        let _ = self.ws.close();
+    }
+}
+
+/// Opens the session WebSocket and runs SSH over it.
+#[wasm_bindgen]
+pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
+    let ws_url = string(&opts, "wsUrl")?;
+    let host_keys = Array::from(&field(&opts, "hostKeys")?)
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect();
+    let options = Options {
+        user: string(&opts, "user")?,
+        host_keys,
+        service: string(&opts, "service")?,
+        cols: number(&opts, "cols")?,
+        rows: number(&opts, "rows")?,
+    };
+    let ui = JsFrontend {
+        on_output: function(&opts, "onOutput")?,
+        on_status: function(&opts, "onStatus")?,
+    };
+    let on_end = function(&opts, "onEnd")?;
+
+    let ws = WebSocket::new(&ws_url)?;
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    // The browser's WebSocket cannot push back on what it receives, so this
+    // queue is not bounded by itself; SSH's channel window bounds it: the
+    // server sends no more than the window until the session has read it.
+    let (events_tx, events_rx) = fmpsc::unbounded::<WsEvent>();
+    let closures = install_handlers(&ws, events_tx);
+
+    let (session_side, pump_side) = tokio::io::duplex(PIPE_BUF);
+    let (input_tx, input_rx) = mpsc::channel(ssh::INPUT_QUEUE);
+    let relay_error = Rc::new(RefCell::new(None::<String>));
+    wasm_bindgen_futures::spawn_local(pump(ws.clone(), pump_side, events_rx, relay_error.clone()));
+    wasm_bindgen_futures::spawn_local(async move {
+        let ended = ssh::run(session_side, options, input_rx, &ui).await;
+        let text = match (&ended, relay_error.borrow().clone()) {
+            (Ended::Lost(_), Some(reason)) => Ended::Lost(reason).to_string(),
+            _ => ended.to_string(),
+        };
+        let _ = on_end.call1(&JsValue::NULL, &JsValue::from_str(&text));
+        drop(closures);
+    });
+    Ok(Session {
+        input: input_tx,
+        ws,
+    })
+}
+
+type Handlers = (
+    Closure<dyn FnMut()>,
+    Closure<dyn FnMut(MessageEvent)>,
+    Closure<dyn FnMut(CloseEvent)>,
+);
+
+fn install_handlers(ws: &WebSocket, tx: fmpsc::UnboundedSender<WsEvent>) -> Handlers {
+    let open_tx = tx.clone();
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        let _ = open_tx.unbounded_send(WsEvent::Open);
+    });
+    let msg_tx = tx.clone();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        let data = e.data();
+        if let Some(text) = data.as_string() {
+            let event = match Control::parse(&text) {
+                Ok(Control::Eof) => WsEvent::Eof,
+                Ok(Control::Error { reason }) => WsEvent::Closed(Some(reason)),
+                Err(e) => WsEvent::Closed(Some(format!("bad message from the relay: {e}"))),
+            };
+            let _ = msg_tx.unbounded_send(event);
+        } else {
+            let bytes = Uint8Array::new(&data).to_vec();
+            let _ = msg_tx.unbounded_send(WsEvent::Data(bytes));
+        }
+    });
+    let close_tx = tx;
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+        let reason = e.reason();
+        let _ = close_tx.unbounded_send(WsEvent::Closed((!reason.is_empty()).then_some(reason)));
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    (on_open, on_message, on_close)
+}
+
+/// Resolves after `ms` milliseconds.
+async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Moves bytes between the SSH session's end of the pipe and the WebSocket,
+/// each direction on its own so neither can block the other.
+async fn pump(
+    ws: WebSocket,
+    pipe: tokio::io::DuplexStream,
+    mut events: fmpsc::UnboundedReceiver<WsEvent>,
+    relay_error: Rc<RefCell<Option<String>>>,
+) {
+    // Nothing may be sent before the socket is open.
+    loop {
+        match events.next().await {
+            Some(WsEvent::Open) => break,
+            Some(WsEvent::Closed(reason)) => {
+                // The relay answers a refused upgrade with an HTTP status the
+                // page cannot read; say what it most likely means.
+                *relay_error.borrow_mut() = Some(reason.unwrap_or_else(|| {
+                    "the relay refused the session (signed out, or no connector for the service is online)".into()
+                }));
+                return;
+            }
+            Some(_) => {}
+            None => return,
+        }
+    }
+    let (mut from_session, mut to_session) = tokio::io::split(pipe);
+    let up = async {
+        let mut buf = vec![0u8; PIPE_BUF];
+        loop {
+            match from_session.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = ws.send_with_str(&Control::Eof.to_text());
+                    break;
+                }
+                Ok(n) => {
+                    while ws.buffered_amount() > MAX_WS_BUFFERED {
+                        sleep(10).await;
+                    }
+                    if ws.send_with_u8_array(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let down = async {
+        while let Some(event) = events.next().await {
+            match event {
+                WsEvent::Data(d) => {
+                    if to_session.write_all(&d).await.is_err() {
+                        break;
+                    }
+                }
+                WsEvent::Eof => {
+                    let _ = to_session.shutdown().await;
+                }
+                WsEvent::Closed(reason) => {
+                    if reason.is_some() {
+                        *relay_error.borrow_mut() = reason;
+                    }
+                    break;
+                }
+                WsEvent::Open => {}
+            }
+        }
+        // Dropping our end tells the session the connection is gone.
+        let _ = to_session.shutdown().await;
+    };
+    futures::future::join(up, down).await;
+    let _ = ws.close();
+}

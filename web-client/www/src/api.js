@@ -1,0 +1,48 @@
+// The relay's JSON API, as the pages use it. The session is the HttpOnly
+// cookie set by POST /api/login: the pages never see the token.
+
+/** An answer that was not 2xx, with the relay's message. */
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function call(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(0, `cannot reach the relay (${e.message})`);
+  }
+  if (resp.status === 204) return null;
+  const data = await resp.json().catch(() => null);
+  if (!resp.ok) {
+    throw new ApiError(resp.status, data?.error ?? `the relay answered ${resp.status}`);
+  }
+  return data;
+}
+
+export const login = (user, password) => call("POST", "/api/login", { user, password });
+export const logout = () => call("POST", "/api/logout");
+export const me = () => call("GET", "/api/me");
+export const services = () => call("GET", "/api/services");
+
+/** Runs `f`; on 401 (signed out or expired) goes back to the sign-in page. */
+export async function signedIn(f) {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      location.replace("/");
+      return new Promise(() => {});
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,166 @@
+// Terminal page (/t/SERVICE): xterm.js in the whole window, driven by the
+// wasm SSH client. SSH runs here, end to end with sshd: the relay and the
+// connector carry only ciphertext. The client checks sshd's host key against
+// the keys the connector reported (from /api/services).
+//
+// Tests read the page through `window.sallyport` (the xterm Terminal, the
+// connection state, the end reason) instead of scraping the DOM.
+import { FitAddon } from "@xterm/addon-fit";
+import { Terminal } from "@xterm/xterm";
+import "@xterm/xterm/css/xterm.css";
+import "./terminal.css";
+import init, { start_session } from "./sallyport_web.js";
+import { me, services, signedIn } from "./api.js";
+
+const WASM_URL = "/assets/sallyport_web_bg.wasm";
+/** Lines kept above the screen. */
+const SCROLLBACK = 10000;
+const STATUS_TEXT = {
+  connecting: "connecting…",
+  authenticating: "authenticating",
+  connected: "connected",
+  closed: "closed",
+  error: "error",
+};
+
+const service = decodeURIComponent(location.pathname.replace(/^\/t\//, ""));
+const statusEl = document.getElementById("status");
+const endEl = document.getElementById("end");
+const reconnectBtn = document.getElementById("reconnect");
+document.getElementById("service").textContent = service;
+document.title = `${service} · Sallyport`;
+
+const term = new Terminal({
+  scrollback: SCROLLBACK,
+  cursorBlink: true,
+  fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
+  fontSize: 14,
+  theme: { background: "#10141c", foreground: "#d8dee9", cursor: "#7fd1b9" },
+});
+const fit = new FitAddon();
+term.loadAddon(fit);
+term.open(document.getElementById("terminal"));
+fit.fit();
+term.focus();
+
+/** What the page shows, for people (the header) and for tests. */
+const state = {
+  term,
+  service,
+  /** One of STATUS_TEXT's keys. */
+  status: "connecting",
+  message: "",
+  /** Every state in order, so a test can tell "never connected". */
+  statusHistory: [],
+  /** The final line of the last session, or null while it runs. */
+  endReason: null,
+  /** Session bytes received from sshd (for throughput measurements). */
+  bytesIn: 0,
+  session: null,
+};
+window.sallyport = state;
+
+// Loading the client starts at once, in parallel with the API calls.
+const clientReady = init({ module_or_path: WASM_URL });
+
+function setStatus(s, message = "") {
+  state.status = s;
+  state.message = message;
+  state.statusHistory.push(s);
+  statusEl.dataset.state = s;
+  statusEl.textContent = message ? `${STATUS_TEXT[s] ?? s}: ${message}` : (STATUS_TEXT[s] ?? s);
+  statusEl.title = message;
+  if (s === "closed" || s === "error") reconnectBtn.hidden = false;
+}
+
+function end(reason) {
+  state.endReason = reason;
+  endEl.textContent = reason;
+  endEl.hidden = false;
+  reconnectBtn.hidden = false;
+  if (state.status !== "closed" && state.status !== "error") setStatus("closed");
+  const newline = term.buffer.active.cursorX > 0 ? "\r\n" : "";
+  term.write(`${newline}\x1b[1;33m[${reason}]\x1b[0m\r\n`);
+}
+
+async function connect() {
+  state.endReason = null;
+  endEl.hidden = true;
+  reconnectBtn.hidden = true;
+  setStatus("connecting");
+  let user;
+  let svc;
+  try {
+    const [who, all] = await Promise.all([signedIn(me), signedIn(services), clientReady]);
+    user = who.user;
+    svc = all.find((s) => s.name === service);
+  } catch (e) {
+    setStatus("error", e.message);
+    return end(e.message);
+  }
+  if (!svc) {
+    setStatus("error", "no such service");
+    return end(`no such service "${service}"`);
+  }
+  if (!svc.online) {
+    setStatus("error", "offline");
+    return end(`no connector serving "${service}" is online`);
+  }
+  fit.fit();
+  const ws = location.protocol === "https:" ? "wss:" : "ws:";
+  try {
+    state.session = start_session({
+      wsUrl: `${ws}//${location.host}/ws/${encodeURIComponent(service)}`,
+      service,
+      user,
+      hostKeys: svc.host_keys ?? [],
+      cols: term.cols,
+      rows: term.rows,
+      onOutput(bytes) {
+        state.bytesIn += bytes.length;
+        term.write(bytes);
+      },
+      onStatus: setStatus,
+      onEnd: end,
+    });
+  } catch (e) {
+    setStatus("error", String(e?.message ?? e));
+    end(`the SSH client failed: ${e?.message ?? e}`);
+  }
+}
+
+term.onData((d) => state.session?.input(d));
+term.onResize(({ cols, rows }) => state.session?.resize(cols, rows));
+
+// Copy and paste: with a selection, Ctrl/Cmd-C copies (xterm answers the
+// browser's copy event) instead of sending ^C; Ctrl/Cmd-V (and the Shift
+// variants) paste through the browser's paste event instead of sending ^V.
+term.attachCustomKeyEventHandler((ev) => {
+  if (ev.type !== "keydown" || !(ev.ctrlKey || ev.metaKey) || ev.altKey) return true;
+  const key = ev.key.toLowerCase();
+  if (key === "c" && (ev.shiftKey || term.hasSelection())) return false;
+  if (key === "v") return false;
+  return true;
+});
+
+// The terminal follows the window: fit once per frame at most.
+let fitPending = false;
+new ResizeObserver(() => {
+  if (fitPending) return;
+  fitPending = true;
+  requestAnimationFrame(() => {
+    fitPending = false;
+    fit.fit();
+  });
+}).observe(document.getElementById("terminal"));
+
+reconnectBtn.addEventListener("click", () => {
+  state.session?.close();
+  state.session = null;
+  term.write("\r\n");
+  term.focus();
+  connect();
+});
+addEventListener("pagehide", () => state.session?.close());
+
+connect();
