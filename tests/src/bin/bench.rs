@@ -1,15 +1,24 @@
 //! Sallyport's benchmark: one run on loopback, direct path versus the
 //! tunnel, measured side by side so the shared machine's noise hits both.
 //! Writes docs/BENCHMARKS.md (or the path in $BENCH_OUT). Run it through
-//! `scripts/bench.sh`, which builds everything in release mode first.
+//! `scripts/bench.sh`, which builds everything in release mode first and
+//! installs the two reference web terminals the browser table compares
+//! against (webssh into a venv, shellinabox from Debian's packages).
+//!
+//! The second table is the browser's: headless Chromium (driven by
+//! `tests/browser/bench_browser.mjs`) against the release relay with a
+//! password sshd, and against webssh and shellinabox logging in to the same
+//! sshd, in the same run.
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sallyport_tests::*;
+use serde_json::Value;
 
 const ECHO_MESSAGE: usize = 64;
 
@@ -288,6 +297,11 @@ fn main() {
         target: "(no target)".into(),
     });
 
+    // The browser's budgets, with the tunnel benchmark's processes gone.
+    drop(_connector);
+    drop(env);
+    let browser = browser_section();
+
     let mut md = String::new();
     let date = Command::new("date")
         .arg("-u")
@@ -337,6 +351,508 @@ fn main() {
          Set-up is measured from starting `sallyport proxy` (process start, TLS, WebSocket upgrade, QUIC stream, \
          the connector's TCP connect) to the SSH banner; direct is a TCP connect to the banner."
     );
+    md.push_str(&browser);
     std::fs::write(&out_path, &md).expect("write benchmarks");
     print!("{md}");
+}
+
+// ---- the browser: page weight, page load to prompt, terminal throughput
+
+/// How long the whole browser half may take before it is stopped.
+const BROWSER_BENCH_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// A reference web terminal, started for the run, or why it is not measured.
+struct Peer {
+    name: &'static str,
+    version: String,
+    url: Result<String, String>,
+    _proc: Option<Proc>,
+}
+
+fn version_of(cmd: &str, arg: &str) -> String {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let text = format!("{}{}", stdout(&o), stderr(&o));
+            text.lines().next().unwrap_or_default().trim().to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn serve_on(port: u16, name: &str, mut proc: Proc) -> Result<(String, Proc), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if !proc.is_running() || Instant::now() > deadline {
+            let log = proc.log_text();
+            let last = log.lines().last().unwrap_or("no output").to_owned();
+            return Err(format!("{name} did not start: {last}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((format!("http://127.0.0.1:{port}/"), proc))
+}
+
+/// webssh (PyPI), from the venv `scripts/bench.sh` makes ($BENCH_WSSH).
+fn start_webssh(dir: &Path) -> Peer {
+    let wssh = std::env::var("BENCH_WSSH").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-venv/bin/wssh").into()
+    });
+    let mut peer = Peer {
+        name: "webssh",
+        version: String::new(),
+        url: Err(format!(
+            "not measured: {wssh} is missing (scripts/bench.sh installs webssh)"
+        )),
+        _proc: None,
+    };
+    if !Path::new(&wssh).exists() {
+        return peer;
+    }
+    peer.version = version_of(&wssh, "--version");
+    let port = free_port();
+    let proc = Proc::spawn(
+        "wssh",
+        Command::new(&wssh).args([
+            "--address=127.0.0.1",
+            &format!("--port={port}"),
+            // sshd's host key is new each run: accept it, as a person would.
+            "--policy=autoadd",
+        ]),
+        dir.join("wssh.log"),
+    );
+    match serve_on(port, "wssh", proc) {
+        Ok((url, proc)) => {
+            peer.url = Ok(url);
+            peer._proc = Some(proc);
+        }
+        Err(e) => peer.url = Err(format!("not measured: {e}")),
+    }
+    peer
+}
+
+/// shellinabox (Debian's package): a service that runs OpenSSH's `ssh` to
+/// the sshd, so the page shows ssh's password prompt.
+fn start_shellinabox(dir: &Path, sshd: &Sshd) -> Peer {
+    let bin = "/usr/bin/shellinaboxd";
+    let mut peer = Peer {
+        name: "shellinabox",
+        version: String::new(),
+        url: Err(format!(
+            "not measured: {bin} is missing (scripts/bench.sh installs shellinabox)"
+        )),
+        _proc: None,
+    };
+    if !Path::new(bin).exists() {
+        return peer;
+    }
+    peer.version = version_of(bin, "--version");
+    let port = free_port();
+    let ssh = format!(
+        "ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+         -o LogLevel=ERROR -p {} {}@127.0.0.1",
+        sshd.port, sshd.user
+    );
+    let proc = Proc::spawn(
+        "shellinaboxd",
+        Command::new(bin)
+            .args(["--disable-ssl", "--localhost-only", "--no-beep", "-p"])
+            .arg(port.to_string())
+            .arg("-s")
+            .arg(format!("/:root:root:/tmp:{ssh}")),
+        dir.join("shellinabox.log"),
+    );
+    match serve_on(port, "shellinaboxd", proc) {
+        Ok((url, proc)) => {
+            peer.url = Ok(url);
+            peer._proc = Some(proc);
+        }
+        Err(e) => peer.url = Err(format!("not measured: {e}")),
+    }
+    peer
+}
+
+/// Runs `tests/browser/bench_browser.mjs`; its progress goes to our stderr.
+fn run_browser_bench(vars: &[(String, String)]) -> Result<Value, String> {
+    let dir = browser_dir();
+    if !dir.join("node_modules/playwright-core").exists() {
+        return Err("playwright-core is not installed (scripts/bench.sh installs it)".into());
+    }
+    let mut child = Command::new("node")
+        .arg(dir.join("bench_browser.mjs"))
+        .current_dir(&dir)
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + BROWSER_BENCH_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("took longer than {BROWSER_BENCH_LIMIT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("bench_browser.mjs failed ({status})"));
+    }
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .map_err(|e| format!("bench_browser.mjs printed no JSON ({e})"))
+}
+
+/// Milliseconds from each run's JSON object, sorted.
+fn load_ms(v: &Value, field: &str) -> Vec<f64> {
+    let mut ms: Vec<f64> = v["load"]
+        .as_array()
+        .map(|runs| runs.iter().filter_map(|r| r[field].as_f64()).collect())
+        .unwrap_or_default();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn load_cell(sorted: &[f64]) -> String {
+    if sorted.is_empty() {
+        return "—".into();
+    }
+    format!(
+        "{:.0} / {:.0} ({:.0}–{:.0})",
+        pct(sorted, 0.5),
+        pct(sorted, 0.9),
+        sorted[0],
+        sorted[sorted.len() - 1]
+    )
+}
+
+/// Best MB/s over the runs, and a cell with every run.
+fn seq_cell(v: &Value, seq_n: u64) -> (Option<f64>, String) {
+    let runs = v["seq"].as_array().cloned().unwrap_or_default();
+    if runs.is_empty() {
+        return (None, "—".into());
+    }
+    let rate = |r: &Value| r["mbPerSecond"].as_f64().unwrap_or(0.0);
+    let best = runs.iter().map(rate).fold(0.0, f64::max);
+    let all = runs
+        .iter()
+        .map(|r| {
+            if r["complete"].as_bool() == Some(true) {
+                format!("{:.2} in {:.2} s", rate(r), r["seconds"].as_f64().unwrap_or(0.0))
+            } else {
+                let lines = r["lines"].as_u64().unwrap_or(0);
+                let secs = r["seconds"].as_f64().unwrap_or(0.0);
+                format!(
+                    "**did not finish**: {lines} of {seq_n} lines in {secs:.0} s = {:.0} lines/s, {:.4} MB/s",
+                    lines as f64 / secs.max(1e-9),
+                    rate(r)
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if runs.iter().all(|r| r["complete"].as_bool() == Some(true)) {
+        (Some(best), format!("{best:.2} ({all})"))
+    } else {
+        (Some(best), all)
+    }
+}
+
+/// A ratio, with the digits that matter: 0.64×, 1.3×, 2400×.
+fn times(r: f64) -> String {
+    match r {
+        r if r >= 100.0 => format!("{r:.0}×"),
+        r if r >= 10.0 => format!("{r:.1}×"),
+        r => format!("{r:.2}×"),
+    }
+}
+
+fn kb(bytes: f64) -> String {
+    format!("{:.0}", bytes / 1000.0)
+}
+
+/// The browser table, measured now: returns its Markdown.
+fn browser_section() -> String {
+    let runs = env_usize("BENCH_BROWSER_RUNS", 10);
+    let seq_runs = env_usize("BENCH_SEQ_RUNS", 3);
+    let siab_seq_s = env_usize("BENCH_SIAB_SEQ_S", 60);
+    let service = "web1";
+    let env = Env::start_with(SshdAuth::Password);
+    // The Sallyport user is named like the Unix account, so the login name
+    // the terminal prefills is the right one.
+    env.relay.add_user(E2E_UNIX_USER, PASSWORD);
+    let _connector = env.connector("browser", service, &[]);
+    env.relay.wait_online("browser", 2);
+    let webssh = start_webssh(env.path());
+    let siab = start_shellinabox(env.path(), &env.sshd);
+    let profile = env.path().join("chromium-bench");
+    std::fs::create_dir_all(&profile).expect("browser profile");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut vars: Vec<(String, String)> = vec![
+        ("SALLYPORT_URL".into(), env.relay.url()),
+        ("SALLYPORT_USER".into(), E2E_UNIX_USER.into()),
+        ("SALLYPORT_PASSWORD".into(), PASSWORD.into()),
+        ("SERVICE".into(), service.into()),
+        ("SSH_USER".into(), E2E_UNIX_USER.into()),
+        ("SSH_PASSWORD".into(), E2E_UNIX_PASSWORD.into()),
+        ("SSHD_PORT".into(), env.sshd.port.to_string()),
+        ("BROWSER_PROFILE".into(), profile.display().to_string()),
+        ("CHROMIUM".into(), chromium),
+        ("RUNS".into(), runs.to_string()),
+        ("SEQ_RUNS".into(), seq_runs.to_string()),
+        ("SIAB_SEQ_S".into(), siab_seq_s.to_string()),
+    ];
+    if let Ok(url) = &webssh.url {
+        vars.push(("WEBSSH_URL".into(), url.clone()));
+    }
+    if let Ok(url) = &siab.url {
+        vars.push(("SIAB_URL".into(), url.clone()));
+    }
+    eprintln!("browser: {runs} page loads, {seq_runs} seq runs each (shellinabox: one, {siab_seq_s} s at most)");
+    let result = run_browser_bench(&vars);
+    let mut md = String::new();
+    let _ = writeln!(md, "\n## In the browser\n");
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                md,
+                "Not measured: the browser benchmark could not run: {e}."
+            );
+            return md;
+        }
+    };
+    let seq_n = r["seqN"].as_u64().unwrap_or(0);
+    let seq_mb = r["seqBytes"].as_f64().unwrap_or(0.0) / 1e6;
+    let sp = &r["sallyport"];
+    // Each peer's column: its JSON, or why there is none.
+    let column = |peer: &Peer| -> Result<Value, String> {
+        match &peer.url {
+            Err(e) => Err(e.clone()),
+            Ok(_) => match r[peer.name].as_object() {
+                None => Err("not measured: no result".into()),
+                Some(_)
+                    if r[peer.name]["error"].is_string()
+                        && r[peer.name]["load"].as_array().is_none_or(|l| l.is_empty()) =>
+                {
+                    Err(format!(
+                        "not measured: {}",
+                        r[peer.name]["error"].as_str().unwrap_or("")
+                    ))
+                }
+                Some(_) => Ok(r[peer.name].clone()),
+            },
+        }
+    };
+    let peers: Vec<(&Peer, Result<Value, String>)> = [&webssh, &siab]
+        .into_iter()
+        .map(|p| (p, column(p)))
+        .collect();
+    let cell = |res: &Result<Value, String>, f: &dyn Fn(&Value) -> String| match res {
+        Ok(v) => f(v),
+        Err(e) => e.clone(),
+    };
+
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    // 1. Page weight.
+    let weight = |v: &Value| {
+        let w = &v["weight"];
+        match (w["bytes"].as_f64(), w["gzip"].as_f64()) {
+            (Some(b), Some(g)) => format!(
+                "{} ({} raw, {} files)",
+                kb(g),
+                kb(b),
+                w["files"].as_array().map_or(0, Vec::len)
+            ),
+            _ => "—".into(),
+        }
+    };
+    let sp_gz = sp["weight"]["gzip"].as_f64();
+    rows.push([
+        "whole terminal page, gzipped (KB)".into(),
+        weight(sp),
+        cell(&peers[0].1, &weight),
+        cell(&peers[1].1, &weight),
+        sp_gz.map_or("—".into(), |g| {
+            format!("{:.0} % of the budget", g / 600_000.0 * 100.0)
+        }),
+        sp_gz.map_or("not measured".into(), |g| {
+            format!("≤ 600: {}", if g <= 600_000.0 { "hit" } else { "miss" })
+        }),
+    ]);
+    // 2. Terminal page to prompt (Sallyport only: the peers have no separate sign-in).
+    let sp_term = load_ms(sp, "terminalMs");
+    rows.push([
+        format!("terminal page → shell prompt, signed in, p50 / p90 (min–max) of {runs} (ms)"),
+        load_cell(&sp_term),
+        "—".into(),
+        "—".into(),
+        if sp_term.is_empty() {
+            "—".into()
+        } else {
+            format!("p50 {:.0}", pct(&sp_term, 0.5))
+        },
+        if sp_term.is_empty() {
+            "not measured".into()
+        } else {
+            format!(
+                "p50 ≤ 1000: {}",
+                if pct(&sp_term, 0.5) <= 1000.0 {
+                    "hit"
+                } else {
+                    "miss"
+                }
+            )
+        },
+    ]);
+    // 3. The whole way in, from the first page.
+    let sp_all = load_ms(sp, "withSignInMs");
+    let all_cell = |v: &Value| load_cell(&load_ms(v, "withSignInMs"));
+    let ratios: Vec<String> = peers
+        .iter()
+        .filter_map(|(p, res)| {
+            let peer = load_ms(res.as_ref().ok()?, "withSignInMs");
+            (!peer.is_empty() && !sp_all.is_empty())
+                .then(|| format!("{} {}", times(pct(&sp_all, 0.5) / pct(&peer, 0.5)), p.name))
+        })
+        .collect();
+    rows.push([
+        format!("first page → shell prompt, with sign-in / login form, p50 / p90 (min–max) of {runs} (ms)"),
+        load_cell(&sp_all),
+        cell(&peers[0].1, &all_cell),
+        cell(&peers[1].1, &all_cell),
+        if ratios.is_empty() {
+            "—".into()
+        } else {
+            format!("Sallyport's p50 is {}", ratios.join(", "))
+        },
+        "(no budget)".into(),
+    ]);
+    // 4. Throughput.
+    let (sp_rate, sp_seq) = seq_cell(sp, seq_n);
+    let seq_of = |v: &Value| seq_cell(v, seq_n).1;
+    let ratios: Vec<String> = peers
+        .iter()
+        .filter_map(|(p, res)| {
+            let (rate, _) = seq_cell(res.as_ref().ok()?, seq_n);
+            let (ours, theirs) = (sp_rate?, rate?);
+            (theirs > 0.0).then(|| format!("{} {}", times(ours / theirs), p.name))
+        })
+        .collect();
+    rows.push([
+        format!(
+            "`seq 1 {seq_n}` ({seq_mb:.2} MB) into the terminal, MB/s, best of runs (each run)"
+        ),
+        sp_seq,
+        cell(&peers[0].1, &seq_of),
+        cell(&peers[1].1, &seq_of),
+        if ratios.is_empty() {
+            "—".into()
+        } else {
+            format!("Sallyport is {}", ratios.join(", "))
+        },
+        "(no budget; compared)".into(),
+    ]);
+
+    // `1.6.3`, `ShellInABox version 2.20`: the name and the last word.
+    let version = |p: &Peer| match p.version.split_whitespace().last() {
+        Some(v) => format!("{} {v}", p.name),
+        None => p.name.to_owned(),
+    };
+    let _ = writeln!(
+        md,
+        "Measured in the same run, after the table above: {} (headless, the test flags) driven by playwright-core, \
+         on loopback, against the release relay with a connector and a password sshd (PAM), and against two \
+         reference web terminals logging in to the same sshd as the same Unix user: {} (PyPI, in a venv; SSH \
+         terminated on the server by paramiko, xterm.js in the page) and {} (Debian's package; a service \
+         that runs OpenSSH's `ssh` to the sshd, AJAX long-polling).\n",
+        r["browserVersion"]
+            .as_str()
+            .map_or("Chromium".into(), |v| format!("Chromium {v}")),
+        version(&webssh),
+        version(&siab)
+    );
+    let _ = writeln!(
+        md,
+        "| measure | Sallyport | {} | {} | result | budget |",
+        version(&webssh),
+        version(&siab)
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for row in &rows {
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    for (name, v) in [
+        ("Sallyport", sp),
+        ("webssh", &r["webssh"]),
+        ("shellinabox", &r["shellinabox"]),
+    ] {
+        if let Some(e) = v["error"].as_str() {
+            let _ = writeln!(md, "\n{name}: the measurement stopped early: {e}");
+        }
+    }
+    let files = sp["weight"]["files"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .map(|f| {
+                    format!(
+                        "`{}` {:.1} → {:.1}",
+                        f["path"].as_str().unwrap_or("?"),
+                        f["bytes"].as_f64().unwrap_or(0.0) / 1000.0,
+                        f["gzip"].as_f64().unwrap_or(0.0) / 1000.0
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "\nWhat is measured, precisely:\n\n\
+         - **Page weight**: every GET response that loading Sallyport's terminal page `/t/{service}` made \
+         Chromium fetch (after sign-in, so the sign-in and services pages are not counted; the WebSocket is not a \
+         file), fetched again as served and gzipped at level 9 (the relay serves them uncompressed). The page \
+         uses no web fonts (the terminal uses the system's monospace font). KB = 1,000 bytes. Sallyport's files, \
+         KB raw → gzipped: {files}. The peers' cells are the same measure of their pages (webssh: its form page, \
+         which is also its terminal; shellinabox serves gzip itself).\n\
+         - **Terminal page → shell prompt**: each of {runs} runs is a fresh browser context (empty cache, no \
+         cookies). It signs in (not timed here), then the clock starts at the navigation to `/t/{service}` and \
+         stops when the terminal's cursor line ends in `$` or `#` (checked in the page every 10 ms), having on the \
+         way: waited for the `login as:` prompt with the prefilled user name and pressed Enter, waited for the \
+         password prompt, typed the password and Enter. That is: page, wasm and xterm.js load, TLS + WebSocket + \
+         QUIC stream to sshd, SSH key exchange in wasm, host-key check, password authentication (PAM), shell.\n\
+         - **First page → shell prompt**: the same runs, from the navigation to the sign-in page: fill and send \
+         the sign-in form, the services page, then the above. For webssh: its page, filling its form (host, \
+         port, user, password), Connect, until the prompt. For shellinabox: its page until ssh's password prompt, \
+         typing the password and Enter, until the prompt.\n\
+         - **Throughput**: in a fresh context signed in to a shell, `echo st\"\"art; seq 1 {seq_n}; echo e\"\"nd` \
+         is typed (the quotes keep the echoed command line from matching the marker lines `start` and `end`); the time runs from the page's clock just before the Enter key to the moment the terminal \
+         completes the `end` line. In xterm.js (Sallyport, webssh) every line is checked as the terminal \
+         completes it (`onLineFeed`), so a run counts only if all {seq_n} lines arrived in order; MB/s is the \
+         {seq_mb:.2} MB that `seq` prints divided by that time. shellinabox has its own DOM terminal that keeps \
+         about 2,000 lines: the page is polled every 50 ms for the highest number on a completed line and the \
+         `end` line; it gets one run, stopped after {siab_seq_s} s (or a little later: its page's main thread is busy), \
+         and if it does not finish, the rate is the lines it reached in the time it had.\n\
+         - Ratios: Sallyport's p50 over the peer's p50 (below 1 is faster); Sallyport's best MB/s over the \
+         peer's best. Everything shares the 2 cores with Chromium, the relay, the connector, sshd and the peers."
+    );
+    drop(peers);
+    md
 }
