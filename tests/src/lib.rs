@@ -554,6 +554,27 @@ pub fn start_connector(
     )
 }
 
+/// Stock `ssh` logging in with the harness's client key, never asking or
+/// remembering anything: the options every tunnelled and direct run shares.
+pub fn ssh_with_key(sshd: &Sshd) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-F", "/dev/null", "-i"])
+        .arg(&sshd.client_key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ]);
+    cmd
+}
+
 /// A user of the native client: its own SALLYPORT_HOME.
 pub struct Client {
     pub home: PathBuf,
@@ -605,24 +626,8 @@ impl Client {
 
     /// `ssh` through `sallyport proxy` to `service`, running `command` with `stdin`.
     pub fn ssh_command(&self, sshd: &Sshd, service: &str, command: &str) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-i"])
-            .arg(&sshd.client_key)
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=30",
-                "-o",
-            ])
+        let mut cmd = ssh_with_key(sshd);
+        cmd.args(["-o", "ConnectTimeout=30", "-o"])
             .arg(format!(
                 "ProxyCommand={} proxy %h",
                 bin("sallyport").display()

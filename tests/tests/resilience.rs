@@ -48,33 +48,31 @@ fn sessions_still_succeed_when_one_of_two_connectors_dies() {
     }
 }
 
-#[test]
-fn sigterm_drains_open_sessions_before_the_connector_exits() {
-    let env = Env::start();
-    let mut c = env.connector("c1", "web1", &["--ha-connections", "1"]);
-    env.relay.wait_online("c1", 1);
-
-    // A session that is in the middle of its work when SIGTERM arrives.
-    let mut ssh = env
-        .client
-        .ssh_command(&env.sshd, "web1", "read line; echo got-$line")
+/// Holds a session open while `proc` gets SIGTERM: `proc` must keep running
+/// until the session finishes, the session must finish intact, and `proc`
+/// must then exit cleanly. `opened` is the log line that says the session
+/// reached `proc`.
+fn assert_sigterm_drains(client: &Client, sshd: &Sshd, proc: &mut Proc, opened: &str) {
+    let mut ssh = client
+        .ssh_command(sshd, "web1", "read line; echo got-$line")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the session to be accepted", || {
-        c.log_text().contains("session accepted").then_some(())
+    wait_for("the session to open", || {
+        proc.log_text().contains(opened).then_some(())
     });
-    c.signal("TERM");
-    wait_for("the connector to start draining", || {
-        c.log_text()
+    proc.signal("TERM");
+    wait_for(&format!("the {} to start draining", proc.name), || {
+        proc.log_text()
             .contains("waiting for open sessions")
             .then_some(())
     });
     assert!(
-        c.is_running(),
-        "the connector must wait for the open session"
+        proc.is_running(),
+        "the {} must wait for the open session",
+        proc.name
     );
 
     use std::io::Write as _;
@@ -82,9 +80,18 @@ fn sigterm_drains_open_sessions_before_the_connector_exits() {
     let out = ssh.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "got-drained", "stderr: {}", stderr(&out));
     assert!(
-        c.wait_exit().success(),
-        "the connector should exit cleanly after draining"
+        proc.wait_exit().success(),
+        "the {} should exit cleanly after draining",
+        proc.name
     );
+}
+
+#[test]
+fn sigterm_drains_open_sessions_before_the_connector_exits() {
+    let env = Env::start();
+    let mut c = env.connector("c1", "web1", &["--ha-connections", "1"]);
+    env.relay.wait_online("c1", 1);
+    assert_sigterm_drains(&env.client, &env.sshd, &mut c, "session accepted");
 }
 
 #[test]
@@ -92,36 +99,6 @@ fn sigterm_on_the_relay_drains_open_sessions() {
     let mut env = Env::start();
     let _c = env.connector("c1", "web1", &[]);
     env.relay.wait_online("c1", 2);
-    let mut ssh = env
-        .client
-        .ssh_command(&env.sshd, "web1", "read line; echo got-$line")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let relay = env.relay.proc.as_mut().unwrap();
-    wait_for("the session to open", || {
-        relay.log_text().contains("session opened").then_some(())
-    });
-    relay.signal("TERM");
-    wait_for("the relay to start draining", || {
-        relay
-            .log_text()
-            .contains("waiting for open sessions to finish")
-            .then_some(())
-    });
-    assert!(
-        relay.is_running(),
-        "the relay must wait for the open session"
-    );
-
-    use std::io::Write as _;
-    ssh.stdin.take().unwrap().write_all(b"drained\n").unwrap();
-    let out = ssh.wait_with_output().unwrap();
-    assert_eq!(stdout(&out), "got-drained", "stderr: {}", stderr(&out));
-    assert!(
-        relay.wait_exit().success(),
-        "the relay should exit cleanly after draining"
-    );
+    assert_sigterm_drains(&env.client, &env.sshd, relay, "session opened");
 }

@@ -63,22 +63,8 @@ fn ms(d: Duration) -> f64 {
 
 /// Direct ssh to sshd, with the same options as the tunnelled one.
 fn direct_ssh(sshd: &Sshd, command: &str) -> Command {
-    let mut cmd = Command::new("ssh");
-    cmd.args(["-F", "/dev/null", "-i"])
-        .arg(&sshd.client_key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-        ])
+    let mut cmd = ssh_with_key(sshd);
+    cmd.arg("-p")
         .arg(sshd.port.to_string())
         .arg(format!("{}@127.0.0.1", sshd.user))
         .arg(command);
