@@ -69,3 +69,26 @@ pub struct LoginResponse {
     pub token: String,
     pub expires: u64,
 }
+
+/// `POST /api/ssh-cert` request body: certify this public key for a service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshCertRequest {
+    pub service: String,
+    /// The client's public key, OpenSSH form; the private half never leaves the client.
+    pub public_key: String,
+    /// The Unix account to log in as [default: the Sallyport user name].
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// A shorter validity than the relay's, in seconds.
+    #[serde(default)]
+    pub valid_secs: Option<u64>,
+}
+
+/// `POST /api/ssh-cert` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshCertResponse {
+    /// The certificate, OpenSSH form (what `…-cert.pub` files hold).
+    pub certificate: String,
+    pub principal: String,
+    pub valid_before: u64,
+}

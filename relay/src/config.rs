@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// How long shutdown waits for open sessions, e.g. 30s [default: 30s].
     #[arg(long, env = "SALLYPORT_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<String>,
+    /// How long SSH certificates the relay signs are valid, e.g. 5m [default: 5m].
+    #[arg(long, env = "SALLYPORT_SSH_CERT_TTL")]
+    pub ssh_cert_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +55,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     drain_timeout: Option<String>,
+    ssh_cert_ttl: Option<String>,
 }
 
 /// Resolved settings of a relay.
@@ -64,6 +68,8 @@ pub struct ServeConfig {
     pub public_tunnel_addr: String,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub drain_timeout: Duration,
+    /// Validity of the SSH certificates the relay signs.
+    pub ssh_cert_ttl: Duration,
 }
 
 impl ServeArgs {
@@ -111,6 +117,10 @@ impl ServeArgs {
             Some(d) => parse_duration(&d)?,
             None => Duration::from_secs(30),
         };
+        let ssh_cert_ttl = match self.ssh_cert_ttl.or(file.ssh_cert_ttl) {
+            Some(d) => parse_duration(&d)?,
+            None => crate::ssh_ca::DEFAULT_CERT_TTL,
+        };
         Ok(ServeConfig {
             data_dir,
             listen_https,
@@ -119,6 +129,7 @@ impl ServeArgs {
             public_tunnel_addr,
             tls,
             drain_timeout,
+            ssh_cert_ttl,
         })
     }
 }

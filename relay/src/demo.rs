@@ -61,6 +61,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         public_tunnel_addr: args.listen_tunnel.to_string(),
         tls: None,
         drain_timeout: Duration::from_secs(5),
+        ssh_cert_ttl: crate::ssh_ca::DEFAULT_CERT_TTL,
     };
     let relay = Relay::start(config).await?;
 

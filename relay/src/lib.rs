@@ -9,6 +9,7 @@ pub mod identity;
 pub mod metrics;
 pub mod pki;
 pub mod server;
+pub mod ssh_ca;
 pub mod store;
 pub mod tunnel;
 pub mod util;

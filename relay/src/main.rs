@@ -38,6 +38,18 @@ enum Command {
     /// Manage connectors.
     #[command(subcommand)]
     Connector(ConnectorCmd),
+    /// The SSH user certificate authority.
+    #[command(subcommand)]
+    SshCa(SshCaCmd),
+}
+
+#[derive(Subcommand)]
+enum SshCaCmd {
+    /// Print the CA's public key, for sshd's TrustedUserCAKeys.
+    Show {
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(clap::Args)]
@@ -145,6 +157,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ttl_secs: ttl.as_secs(),
             };
             admin_command(&dir.data_dir, req).await
+        }
+        Command::SshCa(SshCaCmd::Show { dir }) => {
+            if !dir.data_dir.is_dir() {
+                anyhow::bail!(
+                    "{} does not exist: start `sallyport-relay serve --data-dir {}` once first",
+                    dir.data_dir.display(),
+                    dir.data_dir.display()
+                );
+            }
+            // The CA is a file of its own, not in sled: no need to ask a running relay.
+            let ca = sallyport_relay::ssh_ca::SshCa::load_or_create(&dir.data_dir)?;
+            println!("{}", ca.public_line());
+            Ok(())
         }
         Command::Connector(ConnectorCmd::List { dir }) => {
             admin_command(&dir.data_dir, Request::ConnectorList).await

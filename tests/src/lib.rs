@@ -142,6 +142,9 @@ pub enum SshdAuth {
     /// PAM), for the [`E2E_UNIX_USER`] account: what a person types at the
     /// browser terminal's login prompt.
     Password,
+    /// User certificates signed by the CA in `user_ca.pub` (see
+    /// [`Sshd::start_trusting_ca`]), for the [`E2E_UNIX_USER`] account.
+    Certificate,
 }
 
 /// OpenSSH's sshd from Debian's packages, on a free port.
@@ -247,10 +250,21 @@ impl Sshd {
         Self::start_with(dir, SshdAuth::Password)
     }
 
+    /// An sshd that trusts user certificates from `ca_pub` (one OpenSSH
+    /// line, e.g. the relay's `/ssh-ca.pub`) for [`E2E_UNIX_USER`].
+    pub fn start_trusting_ca(dir: &Path, ca_pub: &str) -> Self {
+        ensure_unix_user();
+        let sshd_dir = dir.join("sshd-ca");
+        std::fs::create_dir_all(&sshd_dir).expect("sshd dir");
+        std::fs::write(sshd_dir.join("user_ca.pub"), ca_pub).expect("user_ca.pub");
+        Self::start_with(dir, SshdAuth::Certificate)
+    }
+
     fn start_with(dir: &Path, auth: SshdAuth) -> Self {
         let dir = dir.join(match auth {
             SshdAuth::Key => "sshd",
             SshdAuth::Password => "sshd-password",
+            SshdAuth::Certificate => "sshd-ca",
         });
         std::fs::create_dir_all(&dir).expect("sshd dir");
         let _ = std::fs::create_dir_all("/run/sshd");
@@ -266,13 +280,19 @@ impl Sshd {
         let port = free_port();
         let auth_lines = match auth {
             SshdAuth::Key => {
-                "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n".to_owned()
             }
             // keyboard-interactive needs PAM on Linux; PAM also does the passwords.
             SshdAuth::Password => {
                 "UsePAM yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n\
                  PubkeyAuthentication no\n"
+                    .to_owned()
             }
+            SshdAuth::Certificate => format!(
+                "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 TrustedUserCAKeys {}\n",
+                dir.join("user_ca.pub").display()
+            ),
         };
         std::fs::write(
             dir.join("sshd_config"),
@@ -291,7 +311,7 @@ impl Sshd {
             host_pub: String::new(),
             user: match auth {
                 SshdAuth::Key => current_user(),
-                SshdAuth::Password => E2E_UNIX_USER.to_owned(),
+                SshdAuth::Password | SshdAuth::Certificate => E2E_UNIX_USER.to_owned(),
             },
             auth,
             dir,
@@ -681,11 +701,17 @@ impl Env {
             .prefix("sallyport-e2e")
             .tempdir()
             .expect("tempdir");
+        let relay = RelayProc::start(dir.path());
         let sshd = match auth {
             SshdAuth::Key => Sshd::start(dir.path()),
             SshdAuth::Password => Sshd::start_password(dir.path()),
+            SshdAuth::Certificate => {
+                // What an admin does: fetch the relay's CA for TrustedUserCAKeys.
+                let (code, ca) = relay.curl("/ssh-ca.pub", &[]);
+                assert_eq!(code, 200, "GET /ssh-ca.pub: {ca}");
+                Sshd::start_trusting_ca(dir.path(), &ca)
+            }
         };
-        let relay = RelayProc::start(dir.path());
         relay.add_user(USER, PASSWORD);
         let client = Client::new(dir.path(), USER);
         let out = client.login(&relay, USER, PASSWORD);

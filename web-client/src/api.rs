@@ -6,7 +6,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
-use sallyport_proto::client::{ApiError, LoginRequest, LoginResponse};
+use sallyport_proto::client::{
+    ApiError, LoginRequest, LoginResponse, SshCertRequest, SshCertResponse,
+};
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -119,23 +121,49 @@ pub async fn login(
     user: &str,
     password: &str,
 ) -> Result<LoginResponse, ClientError> {
+    let req = LoginRequest {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    };
+    post_json(relay, tls, "/api/login", None, &req).await
+}
+
+/// Asks the relay's SSH CA to certify a public key.
+pub async fn ssh_cert(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    token: &str,
+    req: &SshCertRequest,
+) -> Result<SshCertResponse, ClientError> {
+    post_json(relay, tls, "/api/ssh-cert", Some(token), req).await
+}
+
+/// POSTs `body` as JSON to `path` (with the bearer `token`, if any) and
+/// parses the JSON answer; an error answer becomes the relay's reason.
+async fn post_json<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+    token: Option<&str>,
+    body: &Req,
+) -> Result<Resp, ClientError> {
     let stream = connect_tls(relay, tls).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Connect(relay.base.clone(), e.to_string()))?;
     let conn = tokio::spawn(conn);
-    let body = serde_json::to_vec(&LoginRequest {
-        user: user.to_owned(),
-        password: password.to_owned(),
-    })
-    .map_err(|e| ClientError::Usage(e.to_string()))?;
-    let req = hyper::Request::post(format!("{}/api/login", relay.base))
+    let body = serde_json::to_vec(body).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let mut req = hyper::Request::post(format!("{}{path}", relay.base))
         .header(
             hyper::header::HOST,
             relay.base.trim_start_matches("https://"),
         )
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| ClientError::Usage(e.to_string()))?;
     let resp = sender

@@ -5,6 +5,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod api;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod certs;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod credentials;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;

@@ -86,7 +86,7 @@ pub async fn logout(
 }
 
 /// The bearer token (`Authorization: Bearer ...`) or session cookie of a request.
-fn credential(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

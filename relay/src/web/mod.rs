@@ -6,6 +6,7 @@
 mod api;
 mod auth;
 mod pages;
+mod ssh_cert;
 mod ws;
 
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub public: PublicUrl,
     /// Open session pipes, so shutdown can drain them.
     pub sessions: tokio_util::task::TaskTracker,
+    pub ssh_ca: Arc<crate::ssh_ca::SshCa>,
+    pub ssh_cert_ttl: std::time::Duration,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.
@@ -117,6 +120,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/logout", post(auth::logout))
         .route("/api/me", get(api::me))
         .route("/api/services", get(api::services))
+        .route("/api/ssh-cert", post(ssh_cert::issue))
+        .route("/ssh-ca.pub", get(ssh_cert::ca_public_key))
         .route("/ws/{service}", get(ws::session))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))

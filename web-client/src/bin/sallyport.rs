@@ -5,7 +5,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sallyport_client::api::{self, RelayUrl};
 use sallyport_client::credentials::{self, Credentials};
-use sallyport_client::{proxy, ClientError};
+use sallyport_client::{certs, proxy, ClientError};
+use sallyport_proto::client::SshCertRequest;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// Sallyport client: sign in to a relay and reach its SSH services with stock OpenSSH.
 #[derive(Parser)]
@@ -34,6 +42,19 @@ enum Command {
     },
     /// Bridge stdin/stdout to SERVICE, for `ssh -o ProxyCommand='sallyport proxy %h' USER@SERVICE`.
     Proxy { service: String },
+    /// Make a key pair and have the relay's SSH CA certify it for SERVICE, for stock OpenSSH.
+    SshCert {
+        service: String,
+        /// The account to log in as [default: your Sallyport user name].
+        #[arg(long)]
+        principal: Option<String>,
+        /// Ask for a shorter validity than the relay's, in seconds.
+        #[arg(long)]
+        valid_secs: Option<u64>,
+        /// Where to write the key and certificate [default: $SALLYPORT_HOME/certs].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -80,6 +101,34 @@ async fn run(command: Command) -> Result<(), ClientError> {
             }
             .save(&home)?;
             eprintln!("signed in to {} as {}", relay.base, resp.user);
+            Ok(())
+        }
+        Command::SshCert {
+            service,
+            principal,
+            valid_secs,
+            out,
+        } => {
+            let creds = Credentials::load(&home)?;
+            let relay = RelayUrl::parse(&creds.relay)?;
+            let tls = api::tls_config(creds.ca_pem.as_deref())?;
+            let (key, public_key) = certs::new_key()?;
+            let req = SshCertRequest {
+                service: service.clone(),
+                public_key,
+                principal,
+                valid_secs,
+            };
+            let cert = api::ssh_cert(&relay, tls, &creds.token, &req).await?;
+            let dir = out.unwrap_or_else(|| home.join("certs"));
+            let key_path = certs::save(&dir, &service, &key, &cert.certificate)?;
+            eprintln!(
+                "certificate for {} valid for {} s; log in with:\n  ssh -i {} -o ProxyCommand='sallyport proxy %h' {}@{service}",
+                cert.principal,
+                cert.valid_before.saturating_sub(now_secs()),
+                key_path.display(),
+                cert.principal
+            );
             Ok(())
         }
         Command::Proxy { service } => {

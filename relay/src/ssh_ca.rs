@@ -1,0 +1,155 @@
+//! The relay's SSH user certificate authority: an Ed25519 key created on
+//! first start, whose public half sshd trusts through `TrustedUserCAKeys`.
+//! It signs short-lived certificates for keys that clients generate and
+//! never send (only their public halves reach the relay).
+
+use std::path::Path;
+use std::time::Duration;
+
+use russh::keys::ssh_key::certificate::{Builder, CertType};
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
+
+use crate::util::{now_secs, write_private};
+
+/// How long a certificate is valid unless the relay is configured otherwise.
+pub const DEFAULT_CERT_TTL: Duration = Duration::from_secs(5 * 60);
+/// Certificates are valid from this long before they are issued, so a
+/// server whose clock is a little behind accepts them.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshCaError {
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is not an OpenSSH private key")]
+    BadKey(String),
+    #[error("the public key is not valid: {0}")]
+    BadPublicKey(String),
+    #[error("only Ed25519 and ECDSA keys are certified, not {0}")]
+    Algorithm(String),
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+pub struct SshCa {
+    key: PrivateKey,
+}
+
+/// What a certificate says.
+pub struct CertRequest<'a> {
+    /// The client's public key, OpenSSH form.
+    pub public_key: &'a str,
+    /// The Unix account it may log in as.
+    pub principal: &'a str,
+    /// Names the Sallyport user and session, for sshd's logs.
+    pub key_id: &'a str,
+    pub ttl: Duration,
+}
+
+impl SshCa {
+    /// Loads the CA from `dir/ssh_ca` (OpenSSH format, mode 0600), creating it
+    /// on first use, with its public key beside it in `ssh_ca.pub`.
+    pub fn load_or_create(dir: &Path) -> Result<Self, SshCaError> {
+        let path = dir.join("ssh_ca");
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SshCaError::Io { path, source }
+        };
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let key = PrivateKey::from_openssh(text)
+                .map_err(|_| SshCaError::BadKey(path.display().to_string()))?;
+            return Ok(Self { key });
+        }
+        let mut seed = [0u8; 32];
+        rand::fill(&mut seed);
+        let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+        key.set_comment("sallyport relay SSH user CA");
+        let pem = key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| SshCaError::Sign(e.to_string()))?;
+        write_private(&path, pem.as_bytes()).map_err(io(&path))?;
+        let ca = Self { key };
+        let pub_path = dir.join("ssh_ca.pub");
+        write_private(&pub_path, format!("{}\n", ca.public_line()).as_bytes())
+            .map_err(io(&pub_path))?;
+        Ok(ca)
+    }
+
+    /// The CA's public key as one OpenSSH line, for `TrustedUserCAKeys`.
+    pub fn public_line(&self) -> String {
+        self.key.public_key().to_openssh().unwrap_or_default()
+    }
+
+    /// Signs a user certificate; returns it in OpenSSH form (`…-cert.pub`).
+    pub fn sign(&self, req: &CertRequest<'_>) -> Result<String, SshCaError> {
+        let public = PublicKey::from_openssh(req.public_key.trim())
+            .map_err(|e| SshCaError::BadPublicKey(e.to_string()))?;
+        match public.algorithm() {
+            Algorithm::Ed25519 | Algorithm::Ecdsa { .. } => {}
+            other => return Err(SshCaError::Algorithm(other.to_string())),
+        }
+        let now = now_secs();
+        let mut nonce = [0u8; 32];
+        rand::fill(&mut nonce);
+        let sign_err = |e: russh::keys::ssh_key::Error| SshCaError::Sign(e.to_string());
+        let mut builder = Builder::new(
+            nonce.to_vec(),
+            public.key_data().clone(),
+            now.saturating_sub(CLOCK_SKEW.as_secs()),
+            now + req.ttl.as_secs().max(1),
+        )
+        .map_err(sign_err)?;
+        builder.cert_type(CertType::User).map_err(sign_err)?;
+        builder.valid_principal(req.principal).map_err(sign_err)?;
+        builder.key_id(req.key_id).map_err(sign_err)?;
+        builder.extension("permit-pty", "").map_err(sign_err)?;
+        let cert = builder.sign(&self.key).map_err(sign_err)?;
+        cert.to_openssh().map_err(sign_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_user_certificates_that_name_principal_and_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = SshCa::load_or_create(dir.path()).unwrap();
+        let again = SshCa::load_or_create(dir.path()).unwrap();
+        assert_eq!(ca.public_line(), again.public_line(), "the CA persists");
+
+        let user_key = PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]));
+        let public = user_key.public_key().to_openssh().unwrap();
+        let text = ca
+            .sign(&CertRequest {
+                public_key: &public,
+                principal: "alice",
+                key_id: "sallyport user=alice session=abc",
+                ttl: DEFAULT_CERT_TTL,
+            })
+            .unwrap();
+        let cert = russh::keys::ssh_key::Certificate::from_openssh(&text).unwrap();
+        assert_eq!(cert.valid_principals(), ["alice".to_string()]);
+        assert_eq!(cert.key_id(), "sallyport user=alice session=abc");
+        assert_eq!(cert.cert_type(), CertType::User);
+        assert!(cert.extensions().contains_key("permit-pty"));
+        assert_eq!(
+            cert.valid_before() - cert.valid_after(),
+            DEFAULT_CERT_TTL.as_secs() + CLOCK_SKEW.as_secs()
+        );
+        assert!(ca
+            .sign(&CertRequest {
+                public_key: "ssh-ed25519 junk",
+                principal: "a",
+                key_id: "k",
+                ttl: DEFAULT_CERT_TTL
+            })
+            .is_err());
+    }
+}

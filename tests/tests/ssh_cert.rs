@@ -1,0 +1,129 @@
+//! Short-lived SSH certificates from the relay's CA: stock OpenSSH logs in
+//! with no password, only as the user's own account, and not once expired.
+
+use std::process::Output;
+
+use sallyport_tests::*;
+
+/// `sallyport ssh-cert SERVICE ARGS`.
+fn ssh_cert(client: &Client, args: &[&str]) -> Output {
+    std::process::Command::new(bin("sallyport"))
+        .arg("ssh-cert")
+        .args(args)
+        .env("SALLYPORT_HOME", &client.home)
+        .output()
+        .unwrap()
+}
+
+/// ssh with the certified key and nothing else.
+fn ssh_with_cert(client: &Client, command: &str) -> Output {
+    let key = client.home.join("certs/web1");
+    std::process::Command::new("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(&key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "PasswordAuthentication=no",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+        ])
+        .arg(format!(
+            "ProxyCommand={} proxy %h",
+            bin("sallyport").display()
+        ))
+        .arg(format!("{E2E_UNIX_USER}@web1"))
+        .arg(command)
+        .env("SALLYPORT_HOME", &client.home)
+        .output()
+        .unwrap()
+}
+
+/// A relay user named like the Unix account, signed in.
+fn e2e_user(env: &Env) -> Client {
+    env.relay.add_user(E2E_UNIX_USER, "cert user password");
+    let client = Client::new(env.path(), E2E_UNIX_USER);
+    let out = client.login(&env.relay, E2E_UNIX_USER, "cert user password");
+    assert!(out.status.success(), "{}", stderr(&out));
+    client
+}
+
+#[test]
+fn a_certificate_logs_in_with_no_password_as_the_users_own_account() {
+    let env = Env::start_with(SshdAuth::Certificate);
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let client = e2e_user(&env);
+
+    // The CA the relay serves is the one `ssh-ca show` prints.
+    let show = env.relay.admin(&["ssh-ca", "show"], "");
+    let (_, served) = env.relay.curl("/ssh-ca.pub", &[]);
+    assert_eq!(stdout(&show), served.trim());
+    assert!(served.starts_with("ssh-ed25519 "), "{served}");
+
+    let out = ssh_cert(&client, &["web1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cert = std::fs::read_to_string(client.home.join("certs/web1-cert.pub")).unwrap();
+    assert!(
+        cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{cert}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(client.home.join("certs/web1"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the private key is readable by others");
+
+    let out = ssh_with_cert(&client, "echo in as $(whoami)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("in as {E2E_UNIX_USER}"));
+    // sshd names the certificate's key id: user and session.
+    let log = env.sshd.log_text();
+    assert!(
+        log.contains(&format!(
+            "ID sallyport user={E2E_UNIX_USER} service=web1 session="
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn certificates_for_other_accounts_are_refused_and_expired_ones_do_not_log_in() {
+    let env = Env::start_with(SshdAuth::Certificate);
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let client = e2e_user(&env);
+
+    let out = ssh_cert(&client, &["web1", "--principal", "root"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        format!("sallyport: user {E2E_UNIX_USER} may not log in as \"root\"")
+    );
+    let out = ssh_cert(&client, &["nope"]);
+    assert_eq!(stderr(&out), "sallyport: no such service \"nope\"");
+
+    // A one-second certificate, used after it expired: sshd says no.
+    let out = ssh_cert(&client, &["web1", "--valid-secs", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = ssh_with_cert(&client, "true");
+    assert!(!out.status.success(), "an expired certificate logged in");
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    wait_for("sshd to log the expired certificate", || {
+        env.sshd.log_text().contains("expired").then_some(())
+    });
+}
