@@ -144,6 +144,99 @@ fn a_websocket_from_a_foreign_origin_is_refused() {
     );
 }
 
+/// One `/assets/` file fetched with curl as bytes: (headers, body as sent).
+fn fetch_asset(
+    relay: &RelayProc,
+    dir: &std::path::Path,
+    file: &str,
+    extra: &[&str],
+) -> (String, Vec<u8>) {
+    let (head, body) = (dir.join("head"), dir.join("body"));
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--http1.1", "-D"])
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .args(extra)
+        .arg(format!("{}/assets/{file}", relay.url()))
+        .args([
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", relay.https_port),
+        ])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl: {}", stderr(&out));
+    let head = std::fs::read_to_string(head)
+        .expect("headers")
+        .to_ascii_lowercase();
+    (head, std::fs::read(body).expect("body"))
+}
+
+#[test]
+fn assets_are_served_gzipped_to_those_who_accept_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = RelayProc::start(dir.path());
+    let file = "sallyport_web_bg.wasm";
+    let built = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../web-client/dist")
+            .join(file),
+    )
+    .expect("the built wasm client");
+
+    // A browser's Accept-Encoding: the gzipped bytes, which decode to the file.
+    let accept = ["-H", "Accept-Encoding: gzip, deflate, br, zstd"];
+    let (head, body) = fetch_asset(&relay, dir.path(), file, &accept);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\ncontent-encoding: gzip\r\n"), "{head}");
+    assert!(head.contains("\r\nvary: accept-encoding\r\n"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: application/wasm\r\n"),
+        "{head}"
+    );
+    assert!(body.len() < built.len() / 2, "{} bytes gzipped", body.len());
+    let gz = dir.path().join("wasm.gz");
+    std::fs::write(&gz, &body).expect("write");
+    let out = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(&gz)
+        .output()
+        .expect("gzip");
+    assert!(out.status.success(), "gzip -d: {}", stderr(&out));
+    assert!(
+        out.stdout == built,
+        "the gzipped wasm is not the built file"
+    );
+
+    // Its own ETag revalidates it.
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("etag")
+        .trim()
+        .to_owned();
+    let inm = format!("If-None-Match: {etag}");
+    let (head, _) = fetch_asset(
+        &relay,
+        dir.path(),
+        file,
+        &[accept[0], accept[1], "-H", &inm],
+    );
+    assert!(head.starts_with("http/1.1 304"), "{head}");
+
+    // No Accept-Encoding, or gzip refused: the file as built.
+    for extra in [&[][..], &["-H", "Accept-Encoding: gzip;q=0, br"][..]] {
+        let (head, body) = fetch_asset(&relay, dir.path(), file, extra);
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("content-encoding"), "{head}");
+        assert!(head.contains("\r\nvary: accept-encoding\r\n"), "{head}");
+        assert!(body == built, "{extra:?}: not the built file");
+    }
+    // The gzipped copy's ETag is not the plain file's.
+    let (head, _) = fetch_asset(&relay, dir.path(), file, &["-H", &inm]);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}
+
 #[test]
 fn the_terminal_page_loads_for_a_signed_in_user() {
     let (env, _c1) = with_web1(SshdAuth::Key);
