@@ -51,6 +51,12 @@ pub trait Frontend {
     fn output(&self, bytes: &[u8]);
     /// A change of state, with a short human-readable message.
     fn status(&self, state: State, message: &str);
+    /// Resolves when the front end can take more output. Until then the
+    /// session reads nothing more from the server, so a flood of output waits
+    /// in SSH's flow control at the server, not in the front end's memory.
+    fn drained(&self) -> impl std::future::Future<Output = ()> {
+        std::future::ready(())
+    }
 }
 
 /// What the front end sends in.
@@ -352,8 +358,10 @@ where
     loop {
         tokio::select! {
             msg = reader.wait() => match msg {
-                Some(ChannelMsg::Data { data }) => ui.output(&data),
-                Some(ChannelMsg::ExtendedData { data, .. }) => ui.output(&data),
+                Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    ui.output(&data);
+                    ui.drained().await;
+                }
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Ended::Exit(exit_status)),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                     exit = Some(Ended::Signal(format!("{signal_name:?}")))

@@ -38,6 +38,8 @@ enum WsEvent {
 struct JsFrontend {
     on_output: Function,
     on_status: Function,
+    /// Optional: returns a promise while the page's output queue is full.
+    output_drained: Option<Function>,
 }
 
 impl Frontend for JsFrontend {
@@ -53,6 +55,18 @@ impl Frontend for JsFrontend {
             &JsValue::from_str(state.as_str()),
             &JsValue::from_str(message),
         );
+    }
+
+    async fn drained(&self) {
+        let Some(f) = &self.output_drained else {
+            return;
+        };
+        if let Ok(promise) = f
+            .call0(&JsValue::NULL)
+            .and_then(|v| v.dyn_into::<js_sys::Promise>())
+        {
+            let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        }
     }
 }
 
@@ -127,6 +141,7 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
     let ui = JsFrontend {
         on_output: function(&opts, "onOutput")?,
         on_status: function(&opts, "onStatus")?,
+        output_drained: function(&opts, "outputDrained").ok(),
     };
     let on_end = function(&opts, "onEnd")?;
 

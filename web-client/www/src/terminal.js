@@ -20,6 +20,13 @@ const SCROLLBACK = 10000;
  * without yielding, so this bounds how long one can hold the page.
  */
 const MAX_WRITE = 256 * 1024;
+/**
+ * Output queued for xterm above which the session stops reading from sshd
+ * (SSH's flow control then holds the rest at the server), and below which it
+ * reads again: a flood (`cat` of a huge file) costs bounded memory.
+ */
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
 const STATUS_TEXT = {
   connecting: "connecting…",
   authenticating: "authenticating",
@@ -76,12 +83,23 @@ const clientReady = init({ module_or_path: WASM_URL });
  */
 const output = {
   queue: [],
+  queued: 0,
   busy: false,
+  waiters: [],
   push(bytes) {
     this.queue.push(bytes);
+    this.queued += bytes.length;
     if (!this.busy) this.flush();
   },
+  /** Nothing while there is room; else a promise for when there is again. */
+  drained() {
+    if (this.queued < HIGH_WATER) return undefined;
+    return new Promise((resolve) => this.waiters.push(resolve));
+  },
   flush() {
+    if (this.queued <= LOW_WATER && this.waiters.length > 0) {
+      for (const resolve of this.waiters.splice(0)) resolve();
+    }
     if (this.queue.length === 0) {
       this.busy = false;
       return;
@@ -93,6 +111,7 @@ const output = {
       take++;
     }
     const parts = this.queue.splice(0, take);
+    this.queued -= n;
     let data = parts[0];
     if (parts.length > 1) {
       data = new Uint8Array(n);
@@ -165,6 +184,7 @@ async function connect() {
         state.bytesIn += bytes.length;
         output.push(bytes);
       },
+      outputDrained: () => output.drained(),
       onStatus: setStatus,
       onEnd: end,
     });
