@@ -814,7 +814,7 @@ fn browser_section() -> String {
         "\nWhat is measured, precisely:\n\n\
          - **Page weight**: every GET response that loading Sallyport's terminal page `/t/{service}` made \
          Chromium fetch (after sign-in, so the sign-in and services pages are not counted; the WebSocket is not a \
-         file), fetched again as served and gzipped at level 9 (the relay serves them uncompressed). The page \
+         file), fetched again as served and gzipped at level 9 (what the relay sends browsers, which ask for gzip: it serves each file pre-compressed with gzip -9n). The page \
          uses no web fonts (the terminal uses the system's monospace font). KB = 1,000 bytes. Sallyport's files, \
          KB raw → gzipped: {files}. The peers' cells are the same measure of their pages (webssh: its form page, \
          which is also its terminal; shellinabox serves gzip itself).\n\
