@@ -45,6 +45,23 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Waits for `child` to exit, polling every 50 ms; after `limit` kills it
+/// and returns `None`.
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, or panics after [`PATIENCE`].
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
@@ -803,20 +820,11 @@ pub fn browser(
         .stderr(std::fs::File::create(&err_path).expect("browser stderr file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start node (install Debian's nodejs): {e}"));
-    let deadline = Instant::now() + BROWSER_PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "browser journey {script} took longer than {BROWSER_PATIENCE:?}:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = wait_or_kill(&mut child, BROWSER_PATIENCE) else {
+        panic!(
+            "browser journey {script} took longer than {BROWSER_PATIENCE:?}:\n{}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        );
     };
     let out = std::fs::read_to_string(&out_path).unwrap_or_default();
     let err = std::fs::read_to_string(&err_path).unwrap_or_default();

@@ -480,17 +480,8 @@ fn run_browser_bench(vars: &[(String, String)]) -> Result<Value, String> {
         let _ = out.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + BROWSER_BENCH_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("took longer than {BROWSER_BENCH_LIMIT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = wait_or_kill(&mut child, BROWSER_BENCH_LIMIT) else {
+        return Err(format!("took longer than {BROWSER_BENCH_LIMIT:?}"));
     };
     let text = reader.join().unwrap_or_default();
     if !status.success() {
