@@ -42,6 +42,14 @@ pub struct ServeArgs {
     /// How long SSH certificates the relay signs are valid, e.g. 5m [default: 5m].
     #[arg(long, env = "SALLYPORT_SSH_CERT_TTL")]
     pub ssh_cert_ttl: Option<String>,
+    /// Services whose sshd trusts the relay's SSH CA (repeatable): the
+    /// browser logs in to them with a certificate, no password.
+    #[arg(
+        long = "ssh-cert-service",
+        env = "SALLYPORT_SSH_CERT_SERVICES",
+        value_delimiter = ','
+    )]
+    pub ssh_cert_services: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +64,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     drain_timeout: Option<String>,
     ssh_cert_ttl: Option<String>,
+    #[serde(default)]
+    ssh_cert_services: Vec<String>,
 }
 
 /// Resolved settings of a relay.
@@ -70,6 +80,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// Validity of the SSH certificates the relay signs.
     pub ssh_cert_ttl: Duration,
+    /// Services whose sshd trusts the relay's SSH CA.
+    pub ssh_cert_services: Vec<String>,
 }
 
 impl ServeArgs {
@@ -117,6 +129,12 @@ impl ServeArgs {
             Some(d) => parse_duration(&d)?,
             None => Duration::from_secs(30),
         };
+        let mut ssh_cert_services = self.ssh_cert_services;
+        ssh_cert_services.extend(file.ssh_cert_services);
+        for s in &ssh_cert_services {
+            sallyport_proto::frame::check_name("--ssh-cert-service", s)
+                .map_err(|e| e.to_string())?;
+        }
         let ssh_cert_ttl = match self.ssh_cert_ttl.or(file.ssh_cert_ttl) {
             Some(d) => parse_duration(&d)?,
             None => crate::ssh_ca::DEFAULT_CERT_TTL,
@@ -130,6 +148,7 @@ impl ServeArgs {
             tls,
             drain_timeout,
             ssh_cert_ttl,
+            ssh_cert_services,
         })
     }
 }

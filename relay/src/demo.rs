@@ -62,6 +62,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         tls: None,
         drain_timeout: Duration::from_secs(5),
         ssh_cert_ttl: crate::ssh_ca::DEFAULT_CERT_TTL,
+        ssh_cert_services: Vec::new(),
     };
     let relay = Relay::start(config).await?;
 

@@ -102,6 +102,7 @@ impl Relay {
             sessions: sessions.clone(),
             ssh_ca: Arc::new(crate::ssh_ca::SshCa::load_or_create(&config.data_dir)?),
             ssh_cert_ttl: config.ssh_cert_ttl,
+            ssh_cert_services: config.ssh_cert_services.clone(),
         });
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let https = axum_server::Handle::new();

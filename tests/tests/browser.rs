@@ -489,3 +489,29 @@ fn api_token(relay: &RelayProc, user: &str, password: &str) -> String {
     let v: Value = serde_json::from_str(&text).expect("sign-in answer");
     str_of(&v, "/token").to_owned()
 }
+
+#[test]
+fn with_certificates_on_a_browser_session_reaches_a_shell_with_no_password_typed() {
+    // The relay (started by Env, inheriting this process's environment)
+    // knows web1's sshd trusts its CA; nextest runs each test in its own process.
+    std::env::set_var("SALLYPORT_SSH_CERT_SERVICES", "web1");
+    let env = Env::start_with(SshdAuth::Certificate);
+    let _c1 = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    env.relay.add_user(E2E_UNIX_USER, PASSWORD);
+    let r = run(
+        &env,
+        (E2E_UNIX_USER, PASSWORD),
+        "cert",
+        &[("SERVICE", "web1")],
+    );
+    assert_eq!(str_of(&r, "/answer"), "42", "{r}");
+    assert_eq!(r["prompted"], false, "a login prompt was shown: {r}");
+    assert_eq!(r["session"]["status"], "connected", "{r}");
+    let log = env.sshd.log_text();
+    assert!(
+        log.contains(&format!("Accepted publickey for {E2E_UNIX_USER}"))
+            && log.contains(&format!("ID sallyport user={E2E_UNIX_USER} service=web1")),
+        "sshd did not log a certificate login:\n{log}"
+    );
+}

@@ -63,6 +63,7 @@ async fn start(
         service: "web1".into(),
         cols: 100,
         rows: 30,
+        certificate: None,
     };
     let (tx, rx) = mpsc::channel(ssh::INPUT_QUEUE);
     let screen = Arc::new(Screen::default());

@@ -5,22 +5,14 @@
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::{LineEnding, PrivateKey};
 
 use crate::ClientError;
 
-/// The key pair of a new certificate: the private key in OpenSSH form and
-/// the public key line to send for signing.
+/// The key pair of a new certificate: the private key and the public key
+/// line to send for signing.
 pub fn new_key() -> Result<(PrivateKey, String), ClientError> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| ClientError::Usage(format!("no randomness: {e}")))?;
-    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
-    let public = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| ClientError::Usage(e.to_string()))?;
-    Ok((key, public))
+    crate::ssh::new_key().map_err(ClientError::Usage)
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), ClientError> {

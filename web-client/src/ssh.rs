@@ -108,6 +108,27 @@ pub struct Options {
     pub service: String,
     pub cols: u32,
     pub rows: u32,
+    /// A key and the relay CA's certificate for it: log in as `user`
+    /// without a prompt (the prompt is the fallback if sshd says no).
+    pub certificate: Option<Certified>,
+}
+
+/// A client key and its certificate.
+#[derive(Debug, Clone)]
+pub struct Certified {
+    pub key: russh::keys::ssh_key::PrivateKey,
+    pub certificate: russh::keys::ssh_key::Certificate,
+}
+
+/// A fresh Ed25519 key pair: the private key, and the public key line to
+/// have certified. The private key never leaves this client.
+pub fn new_key() -> Result<(russh::keys::ssh_key::PrivateKey, String), String> {
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+    let key = russh::keys::ssh_key::PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let public = key.public_key().to_openssh().map_err(|e| e.to_string())?;
+    Ok((key, public))
 }
 
 /// Accepts exactly the host keys the connector attested.
@@ -251,7 +272,7 @@ where
 
 async fn session<S, F>(
     stream: S,
-    options: Options,
+    mut options: Options,
     input: &mut mpsc::Receiver<Input>,
     ui: &F,
 ) -> Ended
@@ -282,18 +303,43 @@ where
         input,
         size: (options.cols, options.rows),
     };
-    let user = match prompter.read_line("login as: ", &options.user, false).await {
-        Line::Text(u) if !u.trim().is_empty() => u.trim().to_owned(),
-        Line::Text(_) => options.user.clone(),
-        Line::Cancelled => return Ended::Closed,
+    let certified = match options.certificate.take() {
+        Some(c) => match handle
+            .authenticate_openssh_cert(options.user.clone(), Arc::new(c.key), c.certificate)
+            .await
+        {
+            Ok(r) if r.success() => true,
+            Ok(_) => {
+                ui.output(
+                    b"The server did not accept the certificate; log in with a password.\r\n",
+                );
+                false
+            }
+            Err(e) => return Ended::Lost(e.to_string()),
+        },
+        None => false,
     };
-    let methods = match handle.authenticate_none(user.clone()).await {
-        Ok(r) if r.success() => None,
-        Ok(russh::client::AuthResult::Failure {
-            remaining_methods, ..
-        }) => Some(remaining_methods),
-        Ok(_) => None,
-        Err(e) => return Ended::Lost(e.to_string()),
+    let user = if certified {
+        options.user.clone()
+    } else {
+        match prompter.read_line("login as: ", &options.user, false).await {
+            Line::Text(u) if !u.trim().is_empty() => u.trim().to_owned(),
+            Line::Text(_) => options.user.clone(),
+            Line::Cancelled => return Ended::Closed,
+        }
+    };
+    // Which methods the server offers (none needed after a certificate).
+    let methods = if certified {
+        None
+    } else {
+        match handle.authenticate_none(user.clone()).await {
+            Ok(r) if r.success() => None,
+            Ok(russh::client::AuthResult::Failure {
+                remaining_methods, ..
+            }) => Some(remaining_methods),
+            Ok(_) => None,
+            Err(e) => return Ended::Lost(e.to_string()),
+        }
     };
     if let Some(methods) = methods {
         let kbd = methods.contains(&MethodKind::KeyboardInteractive);

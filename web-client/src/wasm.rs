@@ -131,13 +131,17 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         .iter()
         .filter_map(|k| k.as_string())
         .collect();
-    let options = Options {
+    let mut options = Options {
         user: string(&opts, "user")?,
         host_keys,
         service: string(&opts, "service")?,
         cols: number(&opts, "cols")?,
         rows: number(&opts, "rows")?,
+        certificate: None,
     };
+    // Optional: `fetchCertificate(publicKey)` resolves to a certificate from
+    // the relay's SSH CA, for services whose sshd trusts it.
+    let fetch_certificate = function(&opts, "fetchCertificate").ok();
     let ui = JsFrontend {
         on_output: function(&opts, "onOutput")?,
         on_status: function(&opts, "onStatus")?,
@@ -158,6 +162,14 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
     let relay_error = Rc::new(RefCell::new(None::<String>));
     wasm_bindgen_futures::spawn_local(pump(ws.clone(), pump_side, events_rx, relay_error.clone()));
     wasm_bindgen_futures::spawn_local(async move {
+        if let Some(fetch) = fetch_certificate {
+            match certify(&fetch).await {
+                Ok(c) => options.certificate = Some(c),
+                Err(why) => ui.output(
+                    format!("No certificate ({why}); log in with a password.\r\n").as_bytes(),
+                ),
+            }
+        }
         let ended = ssh::run(session_side, options, input_rx, &ui).await;
         let text = match (&ended, relay_error.borrow().clone()) {
             (Ended::Lost(_), Some(reason)) => Ended::Lost(reason).to_string(),
@@ -170,6 +182,28 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         input: input_tx,
         ws,
     })
+}
+
+/// A fresh key pair, its public half certified through the page's
+/// `fetchCertificate`. The private key stays in this module's memory.
+async fn certify(fetch: &Function) -> Result<ssh::Certified, String> {
+    let (key, public) = ssh::new_key()?;
+    let promise = fetch
+        .call1(&JsValue::NULL, &JsValue::from_str(&public))
+        .and_then(|v| v.dyn_into::<js_sys::Promise>())
+        .map_err(|_| "fetchCertificate must return a promise".to_string())?;
+    let text = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| {
+            e.as_string()
+                .or_else(|| js_sys::Error::from(e).message().as_string())
+                .unwrap_or_else(|| "the relay refused".into())
+        })?
+        .as_string()
+        .ok_or("the certificate is not text")?;
+    let certificate =
+        russh::keys::ssh_key::Certificate::from_openssh(text.trim()).map_err(|e| e.to_string())?;
+    Ok(ssh::Certified { key, certificate })
 }
 
 type Handlers = (

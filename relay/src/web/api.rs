@@ -45,6 +45,8 @@ pub struct ServiceView {
     /// The host keys the live connectors reported for the service, in
     /// OpenSSH's one-line form; empty while it is offline.
     pub host_keys: Vec<String>,
+    /// The service's sshd trusts the relay's SSH CA: log in with a certificate.
+    pub ssh_certificates: bool,
 }
 
 /// Services the signed-in user may reach, with whether a connector is online.
@@ -61,6 +63,7 @@ pub async fn services(
             online: true,
             connectors: s.connectors.clone(),
             host_keys: s.host_keys.clone(),
+            ssh_certificates: state.ssh_cert_services.contains(name),
         })
         .collect();
     for c in state.store.connectors()? {
@@ -70,6 +73,7 @@ pub async fn services(
         for s in c.services {
             if !live.contains_key(&s.name) && !out.iter().any(|v| v.name == s.name) {
                 out.push(ServiceView {
+                    ssh_certificates: state.ssh_cert_services.contains(&s.name),
                     name: s.name,
                     online: false,
                     connectors: vec![c.name.clone()],

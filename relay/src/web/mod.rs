@@ -86,6 +86,8 @@ pub struct AppState {
     pub sessions: tokio_util::task::TaskTracker,
     pub ssh_ca: Arc<crate::ssh_ca::SshCa>,
     pub ssh_cert_ttl: std::time::Duration,
+    /// Services whose sshd trusts the CA: the browser logs in with a certificate.
+    pub ssh_cert_services: Vec<String>,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.

@@ -127,6 +127,18 @@ const output = {
 };
 const encoder = new TextEncoder();
 
+/** Asks the relay's SSH CA to certify `publicKey` for this service. */
+async function fetchCertificate(publicKey) {
+  const resp = await fetch("/api/ssh-cert", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ service, public_key: publicKey }),
+  });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(body.error ?? `the relay answered ${resp.status}`);
+  return body.certificate;
+}
+
 function setStatus(s, message = "") {
   state.status = s;
   state.message = message;
@@ -185,6 +197,9 @@ async function connect() {
         output.push(bytes);
       },
       outputDrained: () => output.drained(),
+      // For services whose sshd trusts the relay's SSH CA: the wasm client
+      // makes a key pair and the relay certifies its public half.
+      fetchCertificate: svc.ssh_certificates ? (publicKey) => fetchCertificate(publicKey) : undefined,
       onStatus: setStatus,
       onEnd: end,
     });
