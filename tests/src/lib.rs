@@ -594,21 +594,25 @@ pub fn start_connector(
 /// Stock `ssh` logging in with the harness's client key, never asking or
 /// remembering anything: the options every tunnelled and direct run shares.
 pub fn ssh_with_key(sshd: &Sshd) -> Command {
+    ssh_with_identity(&sshd.client_key)
+}
+
+/// Stock `ssh` offering only the key at `key` (and a certificate beside it,
+/// `KEY-cert.pub`, if there is one), never asking or remembering anything.
+pub fn ssh_with_identity(key: &Path) -> Command {
     let mut cmd = Command::new("ssh");
-    cmd.args(["-F", "/dev/null", "-i"])
-        .arg(&sshd.client_key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ]);
+    cmd.args(["-F", "/dev/null", "-i"]).arg(key).args([
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]);
     cmd
 }
 

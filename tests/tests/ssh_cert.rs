@@ -17,25 +17,8 @@ fn ssh_cert(client: &Client, args: &[&str]) -> Output {
 
 /// ssh with the certified key and nothing else.
 fn ssh_with_cert(client: &Client, command: &str) -> Output {
-    let key = client.home.join("certs/web1");
-    std::process::Command::new("ssh")
-        .args(["-F", "/dev/null", "-i"])
-        .arg(&key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "PasswordAuthentication=no",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-        ])
+    ssh_with_identity(&client.home.join("certs/web1"))
+        .args(["-o", "PasswordAuthentication=no", "-o"])
         .arg(format!(
             "ProxyCommand={} proxy %h",
             bin("sallyport").display()
