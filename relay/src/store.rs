@@ -319,3 +319,75 @@ impl Store {
         self.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(store: &Store, secret: &str, connector: &str, expires: u64) {
+        store
+            .put_token(
+                secret,
+                &TokenRecord {
+                    connector: connector.into(),
+                    expires,
+                    used: false,
+                },
+            )
+            .unwrap();
+    }
+
+    /// The relay's own checks, whatever a connector checked before asking.
+    #[test]
+    fn tokens_are_single_use_expire_and_die_with_their_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let later = now_secs() + 600;
+
+        token(&store, "fresh", "c1", later);
+        assert_eq!(store.redeem_token("fresh").unwrap(), Ok("c1".to_string()));
+        assert_eq!(
+            store.redeem_token("fresh").unwrap(),
+            Err(TokenRefusal::Used)
+        );
+
+        token(&store, "stale", "c2", now_secs().saturating_sub(1));
+        assert_eq!(
+            store.redeem_token("stale").unwrap(),
+            Err(TokenRefusal::Expired)
+        );
+
+        assert_eq!(
+            store.redeem_token("never issued").unwrap(),
+            Err(TokenRefusal::Unknown)
+        );
+
+        store.enrol_connector("c3", "cert-hash").unwrap();
+        let mut c3 = store.connector("c3").unwrap().unwrap();
+        c3.state = ConnectorState::Revoked;
+        store.put_connector(&c3).unwrap();
+        token(&store, "for-revoked", "c3", later);
+        assert_eq!(
+            store.redeem_token("for-revoked").unwrap(),
+            Err(TokenRefusal::Revoked("c3".into()))
+        );
+    }
+
+    #[test]
+    fn heartbeats_never_undo_a_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.enrol_connector("c1", "cert-hash").unwrap();
+        let mut rec = store.connector("c1").unwrap().unwrap();
+        rec.state = ConnectorState::Revoked;
+        store.put_connector(&rec).unwrap();
+        store.touch_connector("c1", Some(&[])).unwrap();
+        let after = store.connector("c1").unwrap().unwrap();
+        assert_eq!(after.state, ConnectorState::Revoked);
+        assert!(after.last_seen.is_some());
+        assert_eq!(
+            store.connector_by_cert("cert-hash").unwrap().unwrap().state,
+            ConnectorState::Revoked
+        );
+    }
+}
