@@ -59,6 +59,9 @@ pub struct ApiError {
 pub struct LoginRequest {
     pub user: String,
     pub password: String,
+    /// The one-time code, for users with a second factor set up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// `POST /api/login` answer: a bearer token for non-browser clients (the

@@ -1,10 +1,13 @@
-//! Admin commands (`user add`, `connector add|list|revoke`).
+//! Admin commands (`user add|totp`, `connector add|list|revoke`,
+//! `device add|list|revoke`, `policy test|log`).
 //!
 //! The same [`execute`] runs whether the relay is up or not: a running relay
 //! holds the sled database, so it serves the commands on a Unix socket in the
 //! data dir (mode 0600); when no relay answers there, the command opens the
 //! database itself.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity;
 use crate::pki::RelayCa;
-use crate::store::{ConnectorRecord, ConnectorState, Store};
+use crate::policy::{decide, PolicyHandle, Stage};
+use crate::store::{ConnectorRecord, ConnectorState, DeviceRecord, Store};
+use crate::totp;
 use crate::tunnel::Registry;
 use crate::util::{now_secs, random_secret};
 
@@ -43,7 +48,52 @@ pub enum Request {
     ConnectorRevoke {
         name: String,
     },
+    /// Set up (or replace) a user's TOTP second factor.
+    UserTotp {
+        name: String,
+    },
+    /// Issue a device certificate; the output is a [`DeviceIssued`] as JSON.
+    DeviceAdd {
+        name: String,
+        attributes: BTreeMap<String, String>,
+    },
+    DeviceList,
+    DeviceRevoke {
+        name: String,
+    },
+    /// Explain the decision for the given inputs.
+    PolicyTest(PolicyTest),
+    /// The most recent recorded decisions.
+    PolicyLog {
+        limit: usize,
+    },
 }
+
+/// Inputs of `sallyport-relay policy test`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyTest {
+    pub user: String,
+    pub service: String,
+    pub ip: IpAddr,
+    pub device: Option<String>,
+    pub second_factor: bool,
+    /// Unix time [default: now].
+    pub at: Option<u64>,
+    /// A fixed risk score instead of the one the relay would compute.
+    pub risk: Option<u32>,
+    pub country: Option<String>,
+}
+
+/// What `device add` hands the admin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceIssued {
+    pub name: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Key in the store's meta tree holding the relay's public URL.
+pub const META_PUBLIC_URL: &str = "public_url";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reply {
@@ -57,6 +107,8 @@ pub struct AdminCtx {
     pub ca: Arc<RelayCa>,
     /// Present when the relay is running: revocation closes live connections.
     pub registry: Option<Arc<Registry>>,
+    /// The live policy of a running relay, or the one of `--config`.
+    pub policy: Option<Arc<PolicyHandle>>,
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -77,7 +129,164 @@ pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
         Request::ConnectorAdd { name, ttl_secs } => connector_add(ctx, &name, ttl_secs),
         Request::ConnectorList => connector_list(ctx),
         Request::ConnectorRevoke { name } => connector_revoke(ctx, &name),
+        Request::UserTotp { name } => user_totp(ctx, &name),
+        Request::DeviceAdd { name, attributes } => device_add(ctx, &name, attributes),
+        Request::DeviceList => device_list(ctx),
+        Request::DeviceRevoke { name } => device_revoke(ctx, &name),
+        Request::PolicyTest(t) => policy_test(ctx, t),
+        Request::PolicyLog { limit } => policy_log(ctx, limit),
     }
+}
+
+fn user_totp(ctx: &AdminCtx, name: &str) -> Result<String, String> {
+    let secret = identity::enrol_totp(&ctx.store, name).map_err(|e| e.to_string())?;
+    let host = ctx
+        .store
+        .meta(META_PUBLIC_URL)
+        .map_err(store_err)?
+        .map(|u| u.trim_start_matches("https://").to_owned());
+    let issuer = match host {
+        Some(h) => format!("Sallyport {h}"),
+        None => "Sallyport".to_owned(),
+    };
+    let uri = totp::otpauth_uri(&issuer, name, &secret);
+    let qr = totp::qr_text(&uri)?;
+    Ok(format!(
+        "One-time codes are on for {name}: sign-in now asks for one.\n\
+         Scan this QR code with an authenticator app (or enter the URI below):\n\n{qr}\n{uri}"
+    ))
+}
+
+fn device_add(
+    ctx: &AdminCtx,
+    name: &str,
+    attributes: BTreeMap<String, String>,
+) -> Result<String, String> {
+    check_name("device name", name).map_err(|e| e.to_string())?;
+    for (k, v) in &attributes {
+        check_name("device attribute", k).map_err(|e| e.to_string())?;
+        if v.len() > 128 || v.contains(['\n', '\0']) {
+            return Err(format!(
+                "device attribute {k}: the value must be one line of at most 128 bytes"
+            ));
+        }
+    }
+    if ctx.store.device(name).map_err(store_err)?.is_some() {
+        return Err(format!(
+            "device {name} already exists; revoke it or pick another name"
+        ));
+    }
+    let issued = ctx.ca.issue_device(name).map_err(|e| e.to_string())?;
+    ctx.store
+        .put_device(&DeviceRecord {
+            name: name.to_owned(),
+            cert_sha256: issued.cert_sha256,
+            attributes,
+            created: now_secs(),
+            revoked: false,
+        })
+        .map_err(store_err)?;
+    serde_json::to_string(&DeviceIssued {
+        name: name.to_owned(),
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn device_list(ctx: &AdminCtx) -> Result<String, String> {
+    let mut out = format!("{:<24} {:<8} ATTRIBUTES\n", "NAME", "STATE");
+    for d in ctx.store.devices().map_err(store_err)? {
+        let attrs: Vec<String> = d
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out.push_str(&format!(
+            "{:<24} {:<8} {}\n",
+            d.name,
+            if d.revoked { "revoked" } else { "active" },
+            attrs.join(",")
+        ));
+    }
+    Ok(out.trim_end().to_owned())
+}
+
+fn device_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
+    let mut d = ctx
+        .store
+        .device(name)
+        .map_err(store_err)?
+        .ok_or_else(|| format!("no device named {name}"))?;
+    d.revoked = true;
+    ctx.store.put_device(&d).map_err(store_err)?;
+    Ok(format!(
+        "device {name} revoked; its certificate no longer counts as a device"
+    ))
+}
+
+fn policy_test(ctx: &AdminCtx, t: PolicyTest) -> Result<String, String> {
+    let handle = ctx
+        .policy
+        .as_ref()
+        .ok_or("the relay is not running: give --config with the policy to test")?;
+    let policy = handle.current();
+    let req = decide::Request {
+        user: &t.user,
+        second_factor: t.second_factor,
+        ip: t.ip,
+        device: match t.device {
+            Some(d) => decide::DeviceRef::Name(d),
+            None => decide::DeviceRef::None,
+        },
+        service: &t.service,
+        at: t.at.unwrap_or_else(now_secs),
+        stage: Stage::Test,
+        risk: t.risk,
+        country: t.country,
+    };
+    let (inputs, decision) =
+        decide::decide(&ctx.store, &policy, &req).map_err(|e| e.to_string())?;
+    let device = match &inputs.device {
+        Some(d) => {
+            let attrs: Vec<String> = d
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("{} ({})", d.name, attrs.join(","))
+        }
+        None => "none".into(),
+    };
+    let mut out = format!(
+        "decision: {}\nreason:   {}\ninputs:   user={} groups={} service={} ip={} country={} device={} second_factor={} risk={} at={}\nrules:\n",
+        if decision.allowed { "allow" } else { "deny" },
+        decision.reason,
+        inputs.user,
+        if inputs.groups.is_empty() { "-".into() } else { inputs.groups.join(",") },
+        inputs.service,
+        inputs.ip,
+        inputs.country.as_deref().unwrap_or("-"),
+        device,
+        if inputs.second_factor { "yes" } else { "no" },
+        inputs.risk,
+        inputs.at,
+    );
+    for line in decision.trace {
+        out.push_str(&format!("  {line}\n"));
+    }
+    Ok(out.trim_end().to_owned())
+}
+
+fn policy_log(ctx: &AdminCtx, limit: usize) -> Result<String, String> {
+    let lines: Vec<String> = ctx
+        .store
+        .recent_decisions(limit)
+        .map_err(store_err)?
+        .into_iter()
+        .map(|d| d.to_string())
+        .collect();
+    Ok(lines.join("\n"))
 }
 
 fn store_err(e: crate::store::StoreError) -> String {

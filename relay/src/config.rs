@@ -66,6 +66,8 @@ struct FileConfig {
     ssh_cert_ttl: Option<String>,
     #[serde(default)]
     ssh_cert_services: Vec<String>,
+    /// Access policy; reloaded on change (see `policy::PolicyHandle`).
+    policy: Option<crate::policy::PolicyConfig>,
 }
 
 /// Resolved settings of a relay.
@@ -82,6 +84,8 @@ pub struct ServeConfig {
     pub ssh_cert_ttl: Duration,
     /// Services whose sshd trusts the relay's SSH CA.
     pub ssh_cert_services: Vec<String>,
+    /// The config file, which also holds the access policy.
+    pub config_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -149,8 +153,15 @@ impl ServeArgs {
             drain_timeout,
             ssh_cert_ttl,
             ssh_cert_services,
+            config_file: self.config,
         })
     }
+}
+
+/// The `[policy]` of a config file (`None` when it has none). The whole
+/// file is parsed, so a reload refuses a file `serve` would refuse.
+pub fn read_policy(path: &Path) -> Result<Option<crate::policy::PolicyConfig>, String> {
+    Ok(read_file(path)?.policy)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {

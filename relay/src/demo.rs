@@ -63,6 +63,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         drain_timeout: Duration::from_secs(5),
         ssh_cert_ttl: crate::ssh_ca::DEFAULT_CERT_TTL,
         ssh_cert_services: Vec::new(),
+        config_file: None,
     };
     let relay = Relay::start(config).await?;
 
@@ -73,6 +74,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         password_hash: hash_password(&password)?,
         groups: vec!["demo".into()],
         created: now_secs(),
+        totp_secret: None,
     })?;
 
     let token = if sallyport_connector::identity::Identity::exists(&connector_dir) {
@@ -82,6 +84,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
             store: relay.store.clone(),
             ca: relay.ca.clone(),
             registry: Some(relay.registry.clone()),
+            policy: None,
         };
         let out = admin::execute(
             &ctx,

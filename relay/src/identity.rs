@@ -33,6 +33,14 @@ pub enum IdentityError {
     Exists(String),
     #[error("wrong user name or password")]
     BadCredentials,
+    #[error("enter the one-time code from your authenticator app")]
+    CodeRequired,
+    #[error("wrong one-time code")]
+    BadCode,
+    #[error("this one-time code was already used; wait for the next one")]
+    CodeReused,
+    #[error("no user named {0}")]
+    NoSuchUser(String),
     #[error("too many failed sign-ins; try again in {0} seconds")]
     RateLimited(u64),
     #[error("the relay is busy checking passwords; try again in a moment")]
@@ -80,8 +88,26 @@ pub fn add_user(
         password_hash: hash_password(password)?,
         groups: groups.to_vec(),
         created: now_secs(),
+        totp_secret: None,
     })?;
     Ok(())
+}
+
+/// Gives `name` a new TOTP secret (replacing any old one); from now on
+/// sign-in needs a code. Returns the secret, base32.
+pub fn enrol_totp(store: &Store, name: &str) -> Result<String, IdentityError> {
+    let mut user = store
+        .user(name)?
+        .ok_or_else(|| IdentityError::NoSuchUser(name.to_owned()))?;
+    let secret = crate::totp::new_secret();
+    user.totp_secret = Some(secret.clone());
+    store.reset_totp_steps(name)?;
+    store.put_user(&user)?;
+    Ok(secret)
+}
+
+fn record_exists(store: &Store, user: &str) -> bool {
+    matches!(store.user(user), Ok(Some(_)))
 }
 
 /// Sign-in and session checks, with a limit on failed attempts.
@@ -143,6 +169,7 @@ impl Identity {
         self: &std::sync::Arc<Self>,
         user: &str,
         password: &str,
+        code: Option<&str>,
         from: IpAddr,
     ) -> Result<(String, SessionRecord), IdentityError> {
         // Only well-formed names get a budget of their own, so junk names
@@ -173,16 +200,39 @@ impl Identity {
             .await
             .unwrap_or(false);
         drop(permit);
-        if !ok || record.is_none() {
+        let now = now_secs();
+        let Some(record) = record.filter(|_| ok) else {
+            if record_exists(&self.store, user) {
+                self.store.record_failed_sign_in(user, now)?;
+            }
             return Err(IdentityError::BadCredentials);
-        }
+        };
+        let second_factor = match &record.totp_secret {
+            None => false,
+            Some(secret) => {
+                // A missing code is not a failure: the page asks for it next.
+                let Some(code) = code.filter(|c| !c.is_empty()) else {
+                    self.refund_attempt(&keys);
+                    return Err(IdentityError::CodeRequired);
+                };
+                let Some(step) = crate::totp::matching_step(secret, code, now) else {
+                    self.store.record_failed_sign_in(user, now)?;
+                    return Err(IdentityError::BadCode);
+                };
+                if !self.store.claim_totp_step(user, step)? {
+                    self.store.record_failed_sign_in(user, now)?;
+                    return Err(IdentityError::CodeReused);
+                }
+                true
+            }
+        };
         self.refund_attempt(&keys);
         let token = random_secret(32);
-        let now = now_secs();
         let session = SessionRecord {
             user: user.to_owned(),
             created: now,
             expires: now + SESSION_TTL.as_secs(),
+            second_factor,
         };
         self.store.put_session(&token, &session)?;
         Ok((token, session))

@@ -10,6 +10,7 @@ use sallyport_relay::admin::{self, AdminCtx, Request};
 use sallyport_relay::config::ServeArgs;
 use sallyport_relay::demo::DemoArgs;
 use sallyport_relay::pki::RelayCa;
+use sallyport_relay::policy::PolicyHandle;
 use sallyport_relay::store::Store;
 use sallyport_relay::util::parse_duration;
 use sallyport_relay::Relay;
@@ -41,6 +42,95 @@ enum Command {
     /// The SSH user certificate authority.
     #[command(subcommand)]
     SshCa(SshCaCmd),
+    /// Device certificates: what the policy's device conditions check.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// The access policy (it lives in the config file under [policy]).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Issue a certificate for a device; writes NAME.crt and NAME.key to --out.
+    Add {
+        name: String,
+        /// A posture attribute recorded with the device (repeatable), e.g. --attr disk=encrypted.
+        #[arg(long = "attr", value_parser = parse_attr)]
+        attributes: Vec<(String, String)>,
+        /// Directory for the certificate and key.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Show devices and their attributes.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Stop counting a device's certificate as a device.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Explain the decision for a user reaching a service with the given inputs.
+    Test {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        service: String,
+        /// The source address.
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// A registered device's name (as if its certificate were presented).
+        #[arg(long)]
+        device: Option<String>,
+        /// As if the sign-in used a one-time code.
+        #[arg(long)]
+        second_factor: bool,
+        /// When: unix seconds or RFC 3339 (2026-11-30T09:00:00Z) [default: now].
+        #[arg(long, value_parser = parse_time)]
+        at: Option<u64>,
+        /// Use this risk score instead of the one the relay computes.
+        #[arg(long)]
+        risk: Option<u32>,
+        /// Use this country code instead of the database's.
+        #[arg(long)]
+        country: Option<String>,
+        /// The relay's config file, when the relay is not running.
+        #[arg(long, env = "SALLYPORT_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Print the most recent decisions with their inputs, as JSON lines.
+    Log {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+fn parse_attr(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp().max(0) as u64)
+        .map_err(|_| format!("{s:?} is neither unix seconds nor RFC 3339 time"))
 }
 
 #[derive(Subcommand)]
@@ -70,6 +160,13 @@ enum UserCmd {
         /// Groups the user belongs to, comma-separated.
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Turn on one-time codes (TOTP) for a user: prints a QR code and the
+    /// otpauth URI for their authenticator app. Running it again replaces the secret.
+    Totp {
+        name: String,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -177,11 +274,95 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Connector(ConnectorCmd::Revoke { name, dir }) => {
             admin_command(&dir.data_dir, Request::ConnectorRevoke { name }).await
         }
+        Command::User(UserCmd::Totp { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserTotp { name }).await
+        }
+        Command::Device(DeviceCmd::Add {
+            name,
+            attributes,
+            out,
+            dir,
+        }) => {
+            let req = Request::DeviceAdd {
+                name,
+                attributes: attributes.into_iter().collect(),
+            };
+            let json = admin_output(&dir.data_dir, req, None).await?;
+            let issued: admin::DeviceIssued =
+                serde_json::from_str(&json).context("the relay's answer is not a device")?;
+            let cert = out.join(format!("{}.crt", issued.name));
+            let key = out.join(format!("{}.key", issued.name));
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::write(&cert, &issued.cert_pem)
+                .with_context(|| format!("cannot write {}", cert.display()))?;
+            sallyport_relay::util::write_private(&key, issued.key_pem.as_bytes())
+                .with_context(|| format!("cannot write {}", key.display()))?;
+            println!(
+                "device {} added: certificate {} and key {} (keep the key secret).\n\
+                 For a browser, bundle them: openssl pkcs12 -export -in {} -inkey {} -out {}.p12",
+                issued.name,
+                cert.display(),
+                key.display(),
+                cert.display(),
+                key.display(),
+                issued.name
+            );
+            Ok(())
+        }
+        Command::Device(DeviceCmd::List { dir }) => {
+            admin_command(&dir.data_dir, Request::DeviceList).await
+        }
+        Command::Device(DeviceCmd::Revoke { name, dir }) => {
+            admin_command(&dir.data_dir, Request::DeviceRevoke { name }).await
+        }
+        Command::Policy(PolicyCmd::Test {
+            user,
+            service,
+            ip,
+            device,
+            second_factor,
+            at,
+            risk,
+            country,
+            config,
+            dir,
+        }) => {
+            let req = Request::PolicyTest(admin::PolicyTest {
+                user,
+                service,
+                ip,
+                device,
+                second_factor,
+                at,
+                risk,
+                country,
+            });
+            println!(
+                "{}",
+                admin_output(&dir.data_dir, req, config.as_deref()).await?
+            );
+            Ok(())
+        }
+        Command::Policy(PolicyCmd::Log { limit, dir }) => {
+            admin_command(&dir.data_dir, Request::PolicyLog { limit }).await
+        }
     }
 }
 
-/// Runs an admin command through the running relay, or on the data dir directly.
+/// Runs an admin command and prints its output.
 async fn admin_command(data_dir: &Path, req: Request) -> anyhow::Result<()> {
+    println!("{}", admin_output(data_dir, req, None).await?);
+    Ok(())
+}
+
+/// Runs an admin command through the running relay, or on the data dir
+/// directly (with the policy of `config`, if given).
+async fn admin_output(
+    data_dir: &Path,
+    req: Request,
+    config: Option<&Path>,
+) -> anyhow::Result<String> {
     let reply = match admin::send_to_running(data_dir, &req).await {
         Some(reply) => {
             let reply = reply.context("the running relay failed to answer")?;
@@ -204,15 +385,16 @@ async fn admin_command(data_dir: &Path, req: Request) -> anyhow::Result<()> {
                 store,
                 ca: Arc::new(RelayCa::load_or_create(data_dir)?),
                 registry: None,
+                policy: match config {
+                    Some(path) => Some(Arc::new(
+                        PolicyHandle::load(Some(path.to_owned()), Vec::new())
+                            .map_err(anyhow::Error::msg)?,
+                    )),
+                    None => None,
+                },
             };
             tokio::task::spawn_blocking(move || admin::execute(&ctx, req)).await?
         }
     };
-    match reply {
-        Ok(out) => {
-            println!("{out}");
-            Ok(())
-        }
-        Err(e) => anyhow::bail!(e),
-    }
+    reply.map_err(anyhow::Error::msg)
 }

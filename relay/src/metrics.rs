@@ -16,6 +16,8 @@ pub struct Metrics {
     pub connector_connections: AtomicU64,
     pub enrolments: AtomicU64,
     pub tunnel_protocol_errors: AtomicU64,
+    pub policy_allowed: AtomicU64,
+    pub policy_denied: AtomicU64,
 }
 
 impl Metrics {
@@ -48,6 +50,18 @@ impl Metrics {
                 "",
                 "",
                 self.sessions_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_policy_decisions_total{result=\"allow\"}",
+                "counter",
+                "Access policy decisions (page, WebSocket, certificate).",
+                self.policy_allowed.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_policy_decisions_total{result=\"deny\"}",
+                "",
+                "",
+                self.policy_denied.load(Ordering::Relaxed),
             ),
             (
                 "sallyport_tunnel_streams_opened_total",

@@ -157,6 +157,44 @@ impl RelayCa {
     }
 }
 
+/// How long a device certificate is valid.
+pub const DEVICE_CERT_DAYS: i64 = 365;
+
+/// A device certificate and its private key, for the device's browser.
+pub struct DeviceCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_sha256: String,
+}
+
+impl RelayCa {
+    /// Issues a client certificate for a device. The relay makes the key:
+    /// browsers import a key and certificate together, and nothing on the
+    /// device side can run a CSR step.
+    pub fn issue_device(&self, device: &str) -> Result<DeviceCert, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("Sallyport device {device}"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = vec![SanType::DnsName(
+            format!("{device}.device.sallyport.invalid")
+                .try_into()
+                .map_err(PkiError::Rcgen)?,
+        )];
+        let now = time_now();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::days(DEVICE_CERT_DAYS);
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        Ok(DeviceCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_sha256: sha256_hex(cert.der()),
+        })
+    }
+}
+
 fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }

@@ -15,6 +15,7 @@ use crate::config::ServeConfig;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::pki::{self, RelayCa};
+use crate::policy::PolicyHandle;
 use crate::store::Store;
 use crate::tunnel::{self, Registry, TunnelServer};
 use crate::web::{self, AppState};
@@ -87,12 +88,35 @@ impl Relay {
             config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
             &config.public_url.host,
         )?;
+        // Device certificates: asked for, never required. A browser without
+        // one connects as before; the policy decides what a device is worth.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert_der().clone())?;
+        let devices = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            quic::crypto_provider(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .context("cannot set up device certificate checks")?;
         let mut tls = rustls::ServerConfig::builder_with_provider(quic::crypto_provider())
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(devices)
             .with_single_cert(chain, key)
             .context("the HTTPS certificate and key do not match")?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        let policy = Arc::new(
+            PolicyHandle::load(config.config_file.clone(), config.ssh_cert_services.clone())
+                .map_err(anyhow::Error::msg)?,
+        );
+        if !policy.current().configured {
+            tracing::warn!(
+                "no [policy] in the config file: every signed-in user may reach every service"
+            );
+        }
+        tasks.spawn(policy.clone().watch(shutdown.clone()));
+        store.set_meta(admin::META_PUBLIC_URL, &config.public_url.origin)?;
         let state = Arc::new(AppState {
             store: store.clone(),
             identity: Arc::new(Identity::new(store.clone())?),
@@ -102,7 +126,7 @@ impl Relay {
             sessions: sessions.clone(),
             ssh_ca: Arc::new(crate::ssh_ca::SshCa::load_or_create(&config.data_dir)?),
             ssh_cert_ttl: config.ssh_cert_ttl,
-            ssh_cert_services: config.ssh_cert_services.clone(),
+            policy: policy.clone(),
         });
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let https = axum_server::Handle::new();
@@ -129,6 +153,7 @@ impl Relay {
             store: store.clone(),
             ca: ca.clone(),
             registry: Some(registry.clone()),
+            policy: Some(policy),
         });
         let sock = admin::socket_path(&config.data_dir);
         let sd = shutdown.clone();

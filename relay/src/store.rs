@@ -29,6 +29,9 @@ pub struct UserRecord {
     pub password_hash: String,
     pub groups: Vec<String>,
     pub created: u64,
+    /// Base32 TOTP secret, once a second factor is set up.
+    #[serde(default)]
+    pub totp_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +39,20 @@ pub struct SessionRecord {
     pub user: String,
     pub created: u64,
     pub expires: u64,
+    /// The sign-in used a one-time code.
+    #[serde(default)]
+    pub second_factor: bool,
+}
+
+/// A device certificate the relay issued, with the posture recorded for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub name: String,
+    /// SHA-256 of the certificate (DER), as presented on HTTPS.
+    pub cert_sha256: String,
+    pub attributes: std::collections::BTreeMap<String, String>,
+    pub created: u64,
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,7 +93,19 @@ pub struct Store {
     connectors: sled::Tree,
     certs: sled::Tree,
     meta: sled::Tree,
+    /// user -> last TOTP time step used (u64 big-endian).
+    totp_used: sled::Tree,
+    /// user -> recent failed sign-ins (unix times, JSON).
+    failures: sled::Tree,
+    /// "user\0net:NETWORK" / "user\0dev:DEVICE" -> first use (for the risk score).
+    known: sled::Tree,
+    devices: sled::Tree,
+    /// id (u64 big-endian, increasing) -> policy decision with its inputs (JSON).
+    decisions: sled::Tree,
 }
+
+/// Most failed sign-ins kept per user for the risk score.
+pub const MAX_FAILURES_KEPT: usize = 20;
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
     match tree.get(key)? {
@@ -133,6 +162,11 @@ impl Store {
             connectors: db.open_tree("connectors")?,
             certs: db.open_tree("certs")?,
             meta: db.open_tree("meta")?,
+            totp_used: db.open_tree("totp_used")?,
+            failures: db.open_tree("sign_in_failures")?,
+            known: db.open_tree("known")?,
+            devices: db.open_tree("devices")?,
+            decisions: db.open_tree("decisions")?,
             db,
         })
     }
@@ -303,6 +337,116 @@ impl Store {
         Ok(self.connectors()?.iter().any(|c| {
             c.state == ConnectorState::Enrolled && c.services.iter().any(|s| s.name == service)
         }))
+    }
+
+    // ---- second factor
+
+    /// Claims a TOTP time step for `user`: true if it is later than every
+    /// step used before (and is now the last one), false for a replay.
+    /// Atomic, and flushed: a code stays used across a crash.
+    pub fn claim_totp_step(&self, user: &str, step: u64) -> Result<bool, StoreError> {
+        let mut fresh = false;
+        self.totp_used.fetch_and_update(user, |old| {
+            let last = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            fresh = last.is_none_or(|l| step > l);
+            let keep = if fresh { step } else { last.unwrap_or(step) };
+            Some(keep.to_be_bytes().to_vec())
+        })?;
+        self.flush()?;
+        Ok(fresh)
+    }
+
+    /// Forgets the steps used with an old secret.
+    pub fn reset_totp_steps(&self, user: &str) -> Result<(), StoreError> {
+        self.totp_used.remove(user)?;
+        Ok(())
+    }
+
+    // ---- risk facts
+
+    pub fn record_failed_sign_in(&self, user: &str, at: u64) -> Result<(), StoreError> {
+        self.failures.fetch_and_update(user, |old| {
+            let mut times: Vec<u64> = old
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            times.push(at);
+            let drop = times.len().saturating_sub(MAX_FAILURES_KEPT);
+            times.drain(..drop);
+            serde_json::to_vec(&times).ok()
+        })?;
+        Ok(())
+    }
+
+    /// Failed sign-ins of `user` at or after `since`.
+    pub fn failed_sign_ins_since(&self, user: &str, since: u64) -> Result<u32, StoreError> {
+        let times: Vec<u64> = get(&self.failures, user)?.unwrap_or_default();
+        Ok(times.iter().filter(|t| **t >= since).count() as u32)
+    }
+
+    /// When `user` first reached a service with `what` (a network or a
+    /// device); `None` if never.
+    pub fn first_use(&self, user: &str, what: &str) -> Result<Option<u64>, StoreError> {
+        get(&self.known, &format!("{user}\0{what}"))
+    }
+
+    /// Records that `user` reached a service with `what`, keeping the first time.
+    pub fn note_use(&self, user: &str, what: &str, at: u64) -> Result<(), StoreError> {
+        let key = format!("{user}\0{what}");
+        let value = serde_json::to_vec(&at)?;
+        let _ = self
+            .known
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?;
+        Ok(())
+    }
+
+    // ---- devices
+
+    pub fn device(&self, name: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        get(&self.devices, name)
+    }
+
+    pub fn put_device(&self, d: &DeviceRecord) -> Result<(), StoreError> {
+        put(&self.devices, &d.name, d)?;
+        self.flush()
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.devices
+            .iter()
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    /// The live (not revoked) device whose certificate has this SHA-256.
+    pub fn device_by_cert(&self, sha256: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        Ok(self
+            .devices()?
+            .into_iter()
+            .find(|d| d.cert_sha256 == sha256 && !d.revoked))
+    }
+
+    // ---- policy decisions
+
+    /// Appends a decision record (JSON); returns its id.
+    pub fn record_decision<T: Serialize>(&self, decision: &T) -> Result<u64, StoreError> {
+        let id = self.db.generate_id()?;
+        self.decisions
+            .insert(id.to_be_bytes(), serde_json::to_vec(decision)?)?;
+        Ok(id)
+    }
+
+    /// The last `limit` decisions, oldest first.
+    pub fn recent_decisions(&self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.decisions.iter().rev().take(limit) {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice::<serde_json::Value>(&v)?);
+        }
+        out.reverse();
+        Ok(out)
     }
 
     // ---- meta

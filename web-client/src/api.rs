@@ -114,16 +114,19 @@ fn reason(status: hyper::StatusCode, body: &[u8]) -> String {
     }
 }
 
-/// Signs in with a password; returns the session token.
+/// Signs in with a password (and a one-time code, if the account has one);
+/// returns the session token.
 pub async fn login(
     relay: &RelayUrl,
     tls: Arc<rustls::ClientConfig>,
     user: &str,
     password: &str,
+    code: Option<&str>,
 ) -> Result<LoginResponse, ClientError> {
     let req = LoginRequest {
         user: user.to_owned(),
         password: password.to_owned(),
+        code: code.map(str::to_owned),
     };
     post_json(relay, tls, "/api/login", None, &req).await
 }

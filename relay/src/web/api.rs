@@ -47,6 +47,10 @@ pub struct ServiceView {
     pub host_keys: Vec<String>,
     /// The service's sshd trusts the relay's SSH CA: log in with a certificate.
     pub ssh_certificates: bool,
+    /// The account a certificate login uses (the policy's first for this
+    /// user); absent when the service takes no certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_principal: Option<String>,
 }
 
 /// Services the signed-in user may reach, with whether a connector is online.
@@ -54,7 +58,24 @@ pub async fn services(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ServiceView>>, ApiErr> {
-    require_session(&state, &headers)?;
+    let session = require_session(&state, &headers)?;
+    let groups = state
+        .store
+        .user(&session.user)?
+        .map(|u| u.groups)
+        .unwrap_or_default();
+    let policy = state.policy.current();
+    let principal = |service: &str| {
+        policy
+            .certificates(service)
+            .then(|| {
+                policy
+                    .principals(&session.user, &groups, service)
+                    .into_iter()
+                    .next()
+            })
+            .flatten()
+    };
     let live = state.registry.services();
     let mut out: Vec<ServiceView> = live
         .iter()
@@ -63,7 +84,8 @@ pub async fn services(
             online: true,
             connectors: s.connectors.clone(),
             host_keys: s.host_keys.clone(),
-            ssh_certificates: state.ssh_cert_services.contains(name),
+            ssh_certificates: policy.certificates(name),
+            ssh_principal: principal(name),
         })
         .collect();
     for c in state.store.connectors()? {
@@ -73,7 +95,8 @@ pub async fn services(
         for s in c.services {
             if !live.contains_key(&s.name) && !out.iter().any(|v| v.name == s.name) {
                 out.push(ServiceView {
-                    ssh_certificates: state.ssh_cert_services.contains(&s.name),
+                    ssh_certificates: policy.certificates(&s.name),
+                    ssh_principal: principal(&s.name),
                     name: s.name,
                     online: false,
                     connectors: vec![c.name.clone()],

@@ -21,12 +21,12 @@ pub async fn login(
 ) -> Result<Response, ApiErr> {
     match state
         .identity
-        .sign_in(&req.user, &req.password, peer.ip())
+        .sign_in(&req.user, &req.password, req.code.as_deref(), peer.ip())
         .await
     {
         Ok((token, session)) => {
             Metrics::add(&state.metrics.sign_ins_ok, 1);
-            tracing::info!(user = %session.user, %peer, "signed in");
+            tracing::info!(user = %session.user, %peer, second_factor = session.second_factor, "signed in");
             let cookie = format!(
                 "{SESSION_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
                 SESSION_TTL.as_secs()
@@ -52,6 +52,14 @@ pub async fn login(
         }
         Err(IdentityError::Store(e)) => Err(e.into()),
         Err(e @ IdentityError::Busy) => Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e @ IdentityError::CodeRequired) => {
+            Err(ApiErr(StatusCode::UNAUTHORIZED, e.to_string()))
+        }
+        Err(e @ (IdentityError::BadCode | IdentityError::CodeReused)) => {
+            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            tracing::warn!(user = %req.user, %peer, error = %e, "sign-in failed: second factor");
+            Err(ApiErr(StatusCode::UNAUTHORIZED, e.to_string()))
+        }
         Err(e) => {
             Metrics::add(&state.metrics.sign_ins_failed, 1);
             tracing::warn!(user = %req.user, %peer, error = %e, "sign-in failed");

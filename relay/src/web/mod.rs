@@ -3,6 +3,7 @@
 //! origin checks, body limits) are layers on the router, not code in
 //! handlers.
 
+mod access;
 mod api;
 mod auth;
 mod pages;
@@ -86,8 +87,8 @@ pub struct AppState {
     pub sessions: tokio_util::task::TaskTracker,
     pub ssh_ca: Arc<crate::ssh_ca::SshCa>,
     pub ssh_cert_ttl: std::time::Duration,
-    /// Services whose sshd trusts the CA: the browser logs in with a certificate.
-    pub ssh_cert_services: Vec<String>,
+    /// Access policy (also says which services take certificates).
+    pub policy: Arc<crate::policy::PolicyHandle>,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.

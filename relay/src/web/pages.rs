@@ -12,13 +12,18 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use axum_server::tls::TlsInfo;
 use sallyport_proto::frame::check_name;
 
 use super::auth::require_session;
-use super::{AppState, TERMINAL_CSP};
+use super::{access, AppState, TERMINAL_CSP};
+use crate::policy::Stage;
 
 /// One embedded file of `web-client/dist/`.
 struct Asset {
@@ -171,14 +176,26 @@ pub async fn services(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 /// (and its host keys) through the API; here only the name's shape counts.
 pub async fn terminal(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(service): Path<String>,
+    tls: Option<Extension<TlsInfo>>,
     headers: HeaderMap,
 ) -> Response {
-    if !signed_in(&state, &headers) {
+    let Ok(session) = require_session(&state, &headers) else {
         return Redirect::to("/").into_response();
-    }
+    };
     if check_name("service name", &service).is_err() {
         return (StatusCode::NOT_FOUND, "no such service\n").into_response();
+    }
+    if let Err(e) = access::check(
+        &state,
+        &session,
+        peer.ip(),
+        tls.as_deref(),
+        &service,
+        Stage::Page,
+    ) {
+        return denied_page(e.0, &e.1);
     }
     let mut resp = serve("terminal.html", &headers);
     resp.headers_mut().insert(
@@ -186,6 +203,35 @@ pub async fn terminal(
         HeaderValue::from_static(TERMINAL_CSP),
     );
     resp
+}
+
+/// A page saying why the terminal cannot open: the policy's reason, for a
+/// person to read (and act on).
+fn denied_page(status: StatusCode, reason: &str) -> Response {
+    let escaped: String = reason
+        .chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let title = if status == StatusCode::FORBIDDEN {
+        "Access denied"
+    } else {
+        "Cannot open the terminal"
+    };
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} - Sallyport</title><link rel=\"stylesheet\" href=\"/assets/page.css\"></head>\
+         <body><main><h1>{title}</h1><p id=\"reason\">{escaped}</p>\
+         <p><a href=\"/services\">Back to your services</a></p></main></body></html>\n"
+    );
+    (status, [(header::CONTENT_TYPE, HTML)], body).into_response()
 }
 
 /// `/assets/{file}`: the bundle's scripts, styles, the wasm client.

@@ -3,15 +3,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use axum::Extension;
 use axum::Json;
+use axum_server::tls::TlsInfo;
 use sallyport_proto::client::{SshCertRequest, SshCertResponse};
 use sallyport_proto::frame::check_name;
 
 use super::auth::{credential, require_session};
-use super::{ApiErr, AppState};
+use super::{access, ApiErr, AppState};
+use crate::policy::Stage;
 use crate::ssh_ca::CertRequest;
 use crate::util::{now_secs, sha256_hex};
 
@@ -23,12 +28,13 @@ pub async fn ca_public_key(State(state): State<Arc<AppState>>) -> impl IntoRespo
     )
 }
 
-/// `POST /api/ssh-cert`: certifies the caller's public key for a service.
-///
-/// Until access policy maps Sallyport users to Unix accounts, a user may
-/// only be certified as the account of the same name.
+/// `POST /api/ssh-cert`: certifies the caller's public key for a service,
+/// if the policy lets them reach it now, for one of the accounts the
+/// policy maps them to (by default the first).
 pub async fn issue(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<TlsInfo>>,
     headers: HeaderMap,
     Json(req): Json<SshCertRequest>,
 ) -> Result<Json<SshCertResponse>, ApiErr> {
@@ -41,15 +47,35 @@ pub async fn issue(
             format!("no such service {:?}", req.service),
         ));
     }
-    let principal = req
-        .principal
-        .clone()
-        .unwrap_or_else(|| session.user.clone());
-    if principal != session.user {
-        tracing::warn!(user = %session.user, %principal, service = %req.service, "certificate refused");
+    let (policy, inputs) = access::check(
+        &state,
+        &session,
+        peer.ip(),
+        tls.as_deref(),
+        &req.service,
+        Stage::Certificate,
+    )?;
+    let allowed = policy.principals(&session.user, &inputs.groups, &req.service);
+    let principal = match &req.principal {
+        Some(p) => p.clone(),
+        None => allowed.first().cloned().ok_or_else(|| {
+            ApiErr(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the policy maps user {} to no account on service {}",
+                    session.user, req.service
+                ),
+            )
+        })?,
+    };
+    if !allowed.contains(&principal) {
+        tracing::warn!(user = %session.user, %principal, service = %req.service, "certificate refused: principal not allowed");
         return Err(ApiErr(
             StatusCode::FORBIDDEN,
-            format!("user {} may not log in as {principal:?}", session.user),
+            format!(
+                "user {} may not log in to service {} as {principal:?}",
+                session.user, req.service
+            ),
         ));
     }
     let ttl = match req.valid_secs {

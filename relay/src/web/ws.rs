@@ -12,6 +12,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
+use axum_server::tls::TlsInfo;
 use futures::{SinkExt as _, StreamExt as _};
 use sallyport_proto::client::Control;
 use sallyport_proto::frame::check_name;
@@ -21,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::auth::require_session;
-use super::{ApiErr, AppState};
+use super::{access, ApiErr, AppState};
 use crate::metrics::Metrics;
+use crate::policy::Stage;
 use crate::tunnel::{open_session, OpenError, FAILOVER_TIMEOUT, SESSION_OPEN_TIMEOUT};
 use crate::util::random_secret;
 
@@ -44,12 +47,24 @@ pub async fn session(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(service): Path<String>,
+    tls: Option<Extension<TlsInfo>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiErr> {
-    let user = require_session(&state, &headers)?.user;
+    let session = require_session(&state, &headers)?;
     check_name("service name", &service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
+    // Policy first: a denied request learns nothing about the service and
+    // opens no stream.
+    access::check(
+        &state,
+        &session,
+        peer.ip(),
+        tls.as_deref(),
+        &service,
+        Stage::Websocket,
+    )?;
+    let user = session.user;
     let candidates = state.registry.candidates(&service);
     if candidates.is_empty() {
         return Err(if state.store.service_known(&service)? {

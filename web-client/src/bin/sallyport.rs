@@ -39,6 +39,9 @@ enum Command {
         /// instead of the public web PKI.
         #[arg(long, env = "SALLYPORT_CA_CERT")]
         ca_cert: Option<PathBuf>,
+        /// The one-time code from your authenticator app, if your account has one.
+        #[arg(long)]
+        code: Option<String>,
     },
     /// Bridge stdin/stdout to SERVICE, for `ssh -o ProxyCommand='sallyport proxy %h' USER@SERVICE`.
     Proxy { service: String },
@@ -77,6 +80,7 @@ async fn run(command: Command) -> Result<(), ClientError> {
             relay,
             user,
             ca_cert,
+            code,
             ..
         } => {
             let relay = RelayUrl::parse(&relay)?;
@@ -91,7 +95,7 @@ async fn run(command: Command) -> Result<(), ClientError> {
             std::io::stdin().take(4096).read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
             let tls = api::tls_config(ca_pem.as_deref())?;
-            let resp = api::login(&relay, tls, &user, password).await?;
+            let resp = api::login(&relay, tls, &user, password, code.as_deref()).await?;
             Credentials {
                 relay: relay.base.clone(),
                 user: resp.user.clone(),

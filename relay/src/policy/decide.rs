@@ -1,0 +1,139 @@
+//! Gathering a request's inputs from the store (groups, second factor,
+//! device, risk facts), asking the policy, and recording the decision.
+//! The web handlers and `policy test` both come through here, so a test
+//! explains exactly what a real request would get.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::net::network_of;
+use super::risk::{RiskFacts, RiskScore, FAILURE_LOOKBACK};
+use super::{Decision, DeviceInput, Inputs, Policy, Stage};
+use crate::store::{DeviceRecord, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no user named {0}")]
+    NoSuchUser(String),
+    #[error("no device named {0}")]
+    NoSuchDevice(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which device a request came from.
+#[derive(Debug, Clone)]
+pub enum DeviceRef {
+    None,
+    /// SHA-256 of the certificate presented on HTTPS; an unknown or revoked
+    /// certificate counts as no device.
+    Cert(String),
+    /// By name, for `policy test`.
+    Name(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub second_factor: bool,
+    pub ip: IpAddr,
+    pub device: DeviceRef,
+    pub service: &'a str,
+    pub at: u64,
+    pub stage: Stage,
+    /// `policy test` may fix the score or the country instead of computing them.
+    pub risk: Option<u32>,
+    pub country: Option<String>,
+}
+
+/// What is stored for every decision.
+#[derive(Serialize)]
+struct Record<'a> {
+    at: u64,
+    stage: Stage,
+    allowed: bool,
+    rule: Option<&'a str>,
+    reason: &'a str,
+    inputs: &'a Inputs,
+}
+
+fn device_input(d: &DeviceRecord) -> DeviceInput {
+    DeviceInput {
+        name: d.name.clone(),
+        attributes: d.attributes.clone(),
+    }
+}
+
+/// Decides `req` and, except for tests, records the decision and (when
+/// allowed) that this user has now used this network and device.
+pub fn decide(
+    store: &Store,
+    policy: &Policy,
+    req: &Request<'_>,
+) -> Result<(Inputs, Decision), DecideError> {
+    let user = store
+        .user(req.user)?
+        .ok_or_else(|| DecideError::NoSuchUser(req.user.to_owned()))?;
+    let device = match &req.device {
+        DeviceRef::None => None,
+        DeviceRef::Cert(sha) => store.device_by_cert(sha)?,
+        DeviceRef::Name(n) => Some(
+            store
+                .device(n)?
+                .filter(|d| !d.revoked)
+                .ok_or_else(|| DecideError::NoSuchDevice(n.clone()))?,
+        ),
+    };
+    let net_key = format!("net:{}", network_of(req.ip));
+    let dev_key = device.as_ref().map(|d| format!("dev:{}", d.name));
+    let risk = match req.risk {
+        Some(score) => RiskScore {
+            score,
+            factors: vec![("given".into(), score)],
+        },
+        None => {
+            let since = req.at.saturating_sub(FAILURE_LOOKBACK.as_secs());
+            let new_device = match &dev_key {
+                Some(k) => Some(store.first_use(req.user, k)?.is_none()),
+                None => None,
+            };
+            policy.risk.score(&RiskFacts {
+                failed_sign_ins: store.failed_sign_ins_since(req.user, since)?,
+                new_network: store.first_use(req.user, &net_key)?.is_none(),
+                new_device,
+                at: req.at,
+            })
+        }
+    };
+    let inputs = Inputs {
+        user: user.name.clone(),
+        groups: user.groups.clone(),
+        service: req.service.to_owned(),
+        ip: req.ip,
+        country: req.country.clone().or_else(|| policy.country(req.ip)),
+        device: device.as_ref().map(device_input),
+        second_factor: req.second_factor,
+        second_factor_enrolled: user.totp_secret.is_some(),
+        risk,
+        at: req.at,
+    };
+    let decision = policy.evaluate(&inputs);
+    if req.stage != Stage::Test {
+        store.record_decision(&Record {
+            at: req.at,
+            stage: req.stage,
+            allowed: decision.allowed,
+            rule: decision.rule.as_deref(),
+            reason: &decision.reason,
+            inputs: &inputs,
+        })?;
+        if decision.allowed {
+            store.note_use(req.user, &net_key, req.at)?;
+            if let Some(k) = &dev_key {
+                store.note_use(req.user, k, req.at)?;
+            }
+        }
+    }
+    Ok((inputs, decision))
+}

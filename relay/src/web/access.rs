@@ -1,0 +1,69 @@
+//! The policy check of the web routes: the terminal page, the session
+//! WebSocket and certificate issue all ask here, with what the request
+//! carries (session, address, device certificate), before doing anything.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum_server::tls::TlsInfo;
+
+use super::{ApiErr, AppState};
+use crate::metrics::Metrics;
+use crate::policy::decide::{decide, DecideError, DeviceRef, Request};
+use crate::policy::{Inputs, Policy, Stage};
+use crate::store::SessionRecord;
+use crate::util::{now_secs, sha256_hex};
+
+/// The device certificate of the HTTPS connection, by SHA-256.
+pub fn device_ref(tls: Option<&TlsInfo>) -> DeviceRef {
+    match tls.and_then(|t| t.peer_certificates.first()) {
+        Some(der) => DeviceRef::Cert(sha256_hex(der)),
+        None => DeviceRef::None,
+    }
+}
+
+/// Decides whether the session's user may reach `service` now; a denial is
+/// a 403 whose message is the reason. The policy used is returned, so the
+/// caller's later questions (principals) get answers from the same version.
+pub fn check(
+    state: &AppState,
+    session: &SessionRecord,
+    ip: IpAddr,
+    tls: Option<&TlsInfo>,
+    service: &str,
+    stage: Stage,
+) -> Result<(Arc<Policy>, Inputs), ApiErr> {
+    let policy = state.policy.current();
+    let req = Request {
+        user: &session.user,
+        second_factor: session.second_factor,
+        ip,
+        device: device_ref(tls),
+        service,
+        at: now_secs(),
+        stage,
+        risk: None,
+        country: None,
+    };
+    let (inputs, decision) = match decide(&state.store, &policy, &req) {
+        Ok(d) => d,
+        Err(DecideError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            return Err(ApiErr(
+                StatusCode::UNAUTHORIZED,
+                format!("{e}; sign in again"),
+            ))
+        }
+    };
+    let device = inputs.device.as_ref().map(|d| d.name.as_str());
+    if decision.allowed {
+        Metrics::add(&state.metrics.policy_allowed, 1);
+        tracing::info!(user = %session.user, %service, %ip, ?stage, ?device, risk = inputs.risk.score, rule = ?decision.rule, "policy allows");
+        Ok((policy, inputs))
+    } else {
+        Metrics::add(&state.metrics.policy_denied, 1);
+        tracing::warn!(user = %session.user, %service, %ip, ?stage, ?device, risk = %inputs.risk, reason = %decision.reason, "policy denies");
+        Err(ApiErr(StatusCode::FORBIDDEN, decision.reason))
+    }
+}
