@@ -388,6 +388,8 @@ pub struct RelayProc {
     pub data_dir: PathBuf,
     pub https_port: u16,
     pub tunnel_port: u16,
+    /// The config file (`--config`), when the relay has one.
+    pub config: Option<PathBuf>,
     dir: PathBuf,
     starts: u32,
     pub proc: Option<Proc>,
@@ -395,10 +397,21 @@ pub struct RelayProc {
 
 impl RelayProc {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with_config(dir, None)
+    }
+
+    /// A relay with `config` (TOML) as its config file, if given.
+    pub fn start_with_config(dir: &Path, config: Option<&str>) -> Self {
+        let config = config.map(|text| {
+            let path = dir.join("relay.toml");
+            std::fs::write(&path, text).expect("write relay.toml");
+            path
+        });
         let mut r = Self {
             data_dir: dir.join("relay"),
             https_port: free_port(),
             tunnel_port: free_port(),
+            config,
             dir: dir.to_owned(),
             starts: 0,
             proc: None,
@@ -420,11 +433,14 @@ impl RelayProc {
         self.starts += 1;
         let sock = self.data_dir.join("admin.sock");
         let _ = std::fs::remove_file(&sock);
+        let mut cmd = Command::new(bin("sallyport-relay"));
+        cmd.arg("serve");
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
         let proc = Proc::spawn(
             "relay",
-            Command::new(bin("sallyport-relay"))
-                .arg("serve")
-                .arg("--data-dir")
+            cmd.arg("--data-dir")
                 .arg(&self.data_dir)
                 .args(["--listen-https", &format!("127.0.0.1:{}", self.https_port)])
                 .args([
@@ -472,10 +488,17 @@ impl RelayProc {
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
-        let out = self.admin(
-            &["user", "add", name, "--password-stdin"],
-            &format!("{password}\n"),
-        );
+        self.add_user_in(name, password, &[]);
+    }
+
+    /// Adds a user who belongs to `groups`.
+    pub fn add_user_in(&self, name: &str, password: &str, groups: &[&str]) {
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        let groups = groups.join(",");
+        if !groups.is_empty() {
+            args.extend(["--groups", &groups]);
+        }
+        let out = self.admin(&args, &format!("{password}\n"));
         assert!(
             out.status.success(),
             "user add: {}",
@@ -637,8 +660,36 @@ impl Client {
         )
     }
 
+    /// `sallyport login --code CODE`, for users with a second factor.
+    pub fn login_with_code(
+        &self,
+        relay: &RelayProc,
+        user: &str,
+        password: &str,
+        code: &str,
+    ) -> Output {
+        self.login_args(
+            &relay.url(),
+            &relay.data_dir.join("https.pem"),
+            user,
+            password,
+            &["--code", code],
+        )
+    }
+
     /// `sallyport login` to the relay at `url`, trusting its certificate `ca`.
     pub fn login_to(&self, url: &str, ca: &Path, user: &str, password: &str) -> Output {
+        self.login_args(url, ca, user, password, &[])
+    }
+
+    fn login_args(
+        &self,
+        url: &str,
+        ca: &Path,
+        user: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Output {
         let mut child = Command::new(bin("sallyport"))
             .args([
                 "login",
@@ -650,6 +701,7 @@ impl Client {
                 "--ca-cert",
             ])
             .arg(ca)
+            .args(extra)
             .env("SALLYPORT_HOME", &self.home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -718,11 +770,16 @@ impl Env {
 
     /// Like [`Env::start`], with an sshd that lets people in as `auth` says.
     pub fn start_with(auth: SshdAuth) -> Self {
+        Self::start_configured(auth, None)
+    }
+
+    /// Like [`Env::start_with`], the relay reading `config` (TOML) as its config file.
+    pub fn start_configured(auth: SshdAuth, config: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sallyport-e2e")
             .tempdir()
             .expect("tempdir");
-        let relay = RelayProc::start(dir.path());
+        let relay = RelayProc::start_with_config(dir.path(), config);
         let sshd = match auth {
             SshdAuth::Key => Sshd::start(dir.path()),
             SshdAuth::Password => Sshd::start_password(dir.path()),

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use axum::Extension;
 use axum_server::tls::TlsInfo;
 
 use super::{ApiErr, AppState};
@@ -15,9 +16,13 @@ use crate::policy::{Inputs, Policy, Stage};
 use crate::store::SessionRecord;
 use crate::util::{now_secs, sha256_hex};
 
+/// What axum-server's TLS acceptor attaches to each request: the
+/// connection's TLS details, among them the client (device) certificate.
+pub type Tls = Option<Extension<Arc<TlsInfo>>>;
+
 /// The device certificate of the HTTPS connection, by SHA-256.
-pub fn device_ref(tls: Option<&TlsInfo>) -> DeviceRef {
-    match tls.and_then(|t| t.peer_certificates.first()) {
+pub fn device_ref(tls: &Tls) -> DeviceRef {
+    match tls.as_ref().and_then(|t| t.peer_certificates.first()) {
         Some(der) => DeviceRef::Cert(sha256_hex(der)),
         None => DeviceRef::None,
     }
@@ -30,7 +35,7 @@ pub fn check(
     state: &AppState,
     session: &SessionRecord,
     ip: IpAddr,
-    tls: Option<&TlsInfo>,
+    tls: &Tls,
     service: &str,
     stage: Stage,
 ) -> Result<(Arc<Policy>, Inputs), ApiErr> {

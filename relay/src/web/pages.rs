@@ -17,8 +17,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Extension;
-use axum_server::tls::TlsInfo;
 use sallyport_proto::frame::check_name;
 
 use super::auth::require_session;
@@ -178,7 +176,7 @@ pub async fn terminal(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(service): Path<String>,
-    tls: Option<Extension<TlsInfo>>,
+    tls: access::Tls,
     headers: HeaderMap,
 ) -> Response {
     let Ok(session) = require_session(&state, &headers) else {
@@ -187,14 +185,7 @@ pub async fn terminal(
     if check_name("service name", &service).is_err() {
         return (StatusCode::NOT_FOUND, "no such service\n").into_response();
     }
-    if let Err(e) = access::check(
-        &state,
-        &session,
-        peer.ip(),
-        tls.as_deref(),
-        &service,
-        Stage::Page,
-    ) {
+    if let Err(e) = access::check(&state, &session, peer.ip(), &tls, &service, Stage::Page) {
         return denied_page(e.0, &e.1);
     }
     let mut resp = serve("terminal.html", &headers);

@@ -8,9 +8,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::Extension;
 use axum::Json;
-use axum_server::tls::TlsInfo;
 use sallyport_proto::client::{SshCertRequest, SshCertResponse};
 use sallyport_proto::frame::check_name;
 
@@ -34,7 +32,7 @@ pub async fn ca_public_key(State(state): State<Arc<AppState>>) -> impl IntoRespo
 pub async fn issue(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    tls: Option<Extension<TlsInfo>>,
+    tls: access::Tls,
     headers: HeaderMap,
     Json(req): Json<SshCertRequest>,
 ) -> Result<Json<SshCertResponse>, ApiErr> {
@@ -51,7 +49,7 @@ pub async fn issue(
         &state,
         &session,
         peer.ip(),
-        tls.as_deref(),
+        &tls,
         &req.service,
         Stage::Certificate,
     )?;

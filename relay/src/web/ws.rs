@@ -12,8 +12,6 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Extension;
-use axum_server::tls::TlsInfo;
 use futures::{SinkExt as _, StreamExt as _};
 use sallyport_proto::client::Control;
 use sallyport_proto::frame::check_name;
@@ -47,7 +45,7 @@ pub async fn session(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(service): Path<String>,
-    tls: Option<Extension<TlsInfo>>,
+    tls: access::Tls,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiErr> {
@@ -60,7 +58,7 @@ pub async fn session(
         &state,
         &session,
         peer.ip(),
-        tls.as_deref(),
+        &tls,
         &service,
         Stage::Websocket,
     )?;
