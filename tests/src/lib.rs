@@ -456,8 +456,14 @@ impl RelayProc {
                 .env("RUST_LOG", "info"),
             self.dir.join(format!("relay-{}.log", self.starts)),
         );
-        self.proc = Some(proc);
-        wait_for_tcp(self.https_addr());
+        let addr = self.https_addr();
+        let proc = self.proc.insert(proc);
+        // A relay that refuses its configuration exits at once: say why
+        // instead of waiting out the patience.
+        wait_for(&format!("the relay to serve on {addr}"), || {
+            assert!(proc.is_running(), "the relay exited:\n{}", proc.log_text());
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        });
         wait_for("the relay's admin socket", || sock.exists().then_some(()));
     }
 
@@ -897,4 +903,84 @@ pub fn browser(
     serde_json::from_str(last).unwrap_or_else(|e| {
         panic!("browser journey {script} printed no JSON result ({e}):\n{out}\n{err}")
     })
+}
+
+/// Writes a MaxMind-format (MMDB) country database in which the IPv4 range
+/// `net/prefix` is in `country` and nothing else is anywhere: what
+/// `policy.geoip_db` reads, without a download. Format: MaxMind DB spec 2.0
+/// (a binary search tree over address bits, 24-bit records, a data
+/// section, then metadata after a marker).
+pub fn write_country_db(path: &Path, net: std::net::Ipv4Addr, prefix: u32, country: &str) {
+    // Data section values (MaxMind DB encoding): control byte = type << 5 | size.
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.push((2 << 5) | s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn map(out: &mut Vec<u8>, pairs: usize) {
+        out.push((7 << 5) | pairs as u8);
+    }
+    fn uint(out: &mut Vec<u8>, kind: u8, v: u64) {
+        let bytes: Vec<u8> = v
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        if kind <= 7 {
+            out.push((kind << 5) | bytes.len() as u8);
+        } else {
+            // Extended types: type 0 in the control byte, type - 7 after it.
+            out.push(bytes.len() as u8);
+            out.push(kind - 7);
+        }
+        out.extend_from_slice(&bytes);
+    }
+    let node_count = prefix;
+    let bits = u32::from(net);
+    let data_pointer = node_count + 16; // the first (only) value, at data offset 0
+    let mut tree = Vec::new();
+    for depth in 0..prefix {
+        let next = if depth + 1 == prefix {
+            data_pointer
+        } else {
+            depth + 1
+        };
+        let bit = (bits >> (31 - depth)) & 1;
+        let (left, right) = if bit == 0 {
+            (next, node_count)
+        } else {
+            (node_count, next)
+        };
+        tree.extend_from_slice(&left.to_be_bytes()[1..]);
+        tree.extend_from_slice(&right.to_be_bytes()[1..]);
+    }
+    let mut out = tree;
+    out.extend_from_slice(&[0u8; 16]);
+    map(&mut out, 1);
+    string(&mut out, "country");
+    map(&mut out, 1);
+    string(&mut out, "iso_code");
+    string(&mut out, country);
+    out.extend_from_slice(b"\xAB\xCD\xEFMaxMind.com");
+    map(&mut out, 9);
+    string(&mut out, "node_count");
+    uint(&mut out, 6, u64::from(node_count));
+    string(&mut out, "record_size");
+    uint(&mut out, 5, 24);
+    string(&mut out, "ip_version");
+    uint(&mut out, 5, 4);
+    string(&mut out, "database_type");
+    string(&mut out, "Sallyport-Test-Country");
+    string(&mut out, "languages");
+    out.extend_from_slice(&[0, 4]); // an empty array (extended type 11)
+    string(&mut out, "binary_format_major_version");
+    uint(&mut out, 5, 2);
+    string(&mut out, "binary_format_minor_version");
+    uint(&mut out, 5, 0);
+    string(&mut out, "build_epoch");
+    uint(&mut out, 9, 1_800_000_000);
+    string(&mut out, "description");
+    map(&mut out, 1);
+    string(&mut out, "en");
+    string(&mut out, "Test countries");
+    std::fs::write(path, out).expect("write the country database");
 }

@@ -60,6 +60,7 @@ async fn bad_frames_close_only_their_stream() {
         store: relay.store.clone(),
         ca: relay.ca.clone(),
         registry: Some(relay.registry.clone()),
+        policy: None,
     };
     admin::execute(
         &ctx,

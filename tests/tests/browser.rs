@@ -492,26 +492,71 @@ fn api_token(relay: &RelayProc, user: &str, password: &str) -> String {
 
 #[test]
 fn with_certificates_on_a_browser_session_reaches_a_shell_with_no_password_typed() {
-    // The relay (started by Env, inheriting this process's environment)
-    // knows web1's sshd trusts its CA; nextest runs each test in its own process.
-    std::env::set_var("SALLYPORT_SSH_CERT_SERVICES", "web1");
-    let env = Env::start_with(SshdAuth::Certificate);
+    // The policy says web1's sshd trusts the relay's CA and maps alice to
+    // the Unix account the test sshd lets in.
+    let policy = format!(
+        "[policy]\n[policy.services.web1]\ncertificates = true\n\
+         principals = {{ {USER} = [\"{E2E_UNIX_USER}\"] }}\n\
+         [[policy.services.web1.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n"
+    );
+    let env = Env::start_configured(SshdAuth::Certificate, Some(&policy));
     let _c1 = env.connector("c1", "web1", &[]);
     env.relay.wait_online("c1", 2);
-    env.relay.add_user(E2E_UNIX_USER, PASSWORD);
-    let r = run(
-        &env,
-        (E2E_UNIX_USER, PASSWORD),
-        "cert",
-        &[("SERVICE", "web1")],
-    );
+    let r = run(&env, (USER, PASSWORD), "cert", &[("SERVICE", "web1")]);
     assert_eq!(str_of(&r, "/answer"), "42", "{r}");
     assert_eq!(r["prompted"], false, "a login prompt was shown: {r}");
     assert_eq!(r["session"]["status"], "connected", "{r}");
     let log = env.sshd.log_text();
     assert!(
         log.contains(&format!("Accepted publickey for {E2E_UNIX_USER}"))
-            && log.contains(&format!("ID sallyport user={E2E_UNIX_USER} service=web1")),
+            && log.contains(&format!("ID sallyport user={USER} service=web1")),
         "sshd did not log a certificate login:\n{log}"
     );
+}
+
+#[test]
+fn a_second_factor_is_asked_for_after_the_password_and_a_denied_page_says_why() {
+    let policy = format!(
+        "[policy]\n[[policy.services.web1.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n\
+         [[policy.services.office.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\ncidr = [\"10.0.0.0/8\"]\n"
+    );
+    let env = Env::start_configured(SshdAuth::Key, Some(&policy));
+    let token = env.relay.token("c1", "10m");
+    let services = [
+        format!("web1={}", env.sshd.target()),
+        format!("office={}", env.sshd.target()),
+    ];
+    let _c1 = start_connector(env.path(), "c1", Some(&token), &services, &[]);
+    env.relay.wait_online("c1", 2);
+    let out = env.relay.admin(&["user", "totp", USER], "");
+    assert!(out.status.success(), "user totp: {}", stderr(&out));
+    let text = stdout(&out);
+    let secret = text
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("secret="))
+        .unwrap_or_else(|| panic!("no secret in {text}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = sallyport_relay::totp::code_now(secret, now).unwrap();
+
+    let r = run(
+        &env,
+        (USER, PASSWORD),
+        "signin_totp",
+        &[("CODE", &code), ("DENIED", "office")],
+    );
+    assert!(str_of(&r, "/askedFor").contains("one-time code"), "{r}");
+    assert_eq!(r["codeShown"], true, "{r}");
+    assert_eq!(str_of(&r, "/stayed"), "/", "{r}");
+    assert_eq!(str_of(&r, "/afterCode"), "/services", "{r}");
+    assert_eq!(u64_of(&r, "/deniedStatus"), 403, "{r}");
+    assert_eq!(
+        str_of(&r, "/reason"),
+        "your address 127.0.0.1 is not in a network allowed for service office",
+        "{r}"
+    );
+    assert_eq!(r["terminalShown"], false, "{r}");
+    assert_eq!(r["csp"], serde_json::json!([]), "CSP violations: {r}");
 }

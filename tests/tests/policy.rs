@@ -12,7 +12,9 @@ use sallyport_tests::*;
 
 /// Every service the connector exposes points at the same sshd; each
 /// service's rules exercise one kind of condition.
-const SERVICES: &[&str] = &["ident", "device", "office", "risky", "hours", "mfa"];
+const SERVICES: &[&str] = &[
+    "ident", "device", "office", "risky", "hours", "mfa", "abroad",
+];
 
 fn now() -> u64 {
     SystemTime::now()
@@ -21,9 +23,11 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// `[policy]` with a time window that is certainly closed now: it opens
-/// two hours from now and lasts one hour.
-fn policy_toml() -> String {
+/// `[policy]` with a time window that is certainly closed now (it opens
+/// two hours from now and lasts one hour), and a country database `geo`
+/// that puts 127.0.0.0/8 in Germany.
+fn policy_toml(geo: &std::path::Path) -> String {
+    write_country_db(geo, std::net::Ipv4Addr::new(127, 0, 0, 0), 8, "DE");
     let minute = |offset_h: u64| {
         let m = (now() / 60 + offset_h * 60) % (24 * 60);
         format!("{:02}:{:02}", m / 60, m % 60)
@@ -31,6 +35,7 @@ fn policy_toml() -> String {
     format!(
         r#"
 [policy]
+geoip_db = "{}"
 [policy.risk]
 failed_sign_in = 20
 new_network = 10
@@ -71,7 +76,13 @@ hours = "{}-{}"
 action = "allow"
 groups = ["ops"]
 second_factor = true
+
+[[policy.services.abroad.rules]]
+action = "allow"
+groups = ["ops"]
+not_countries = ["DE"]
 "#,
+        geo.display(),
         minute(2),
         minute(3)
     )
@@ -213,7 +224,11 @@ fn streams(relay: &RelayProc, connector: &Proc) -> (u64, usize) {
 
 #[test]
 fn denials_by_user_group_device_cidr_risk_and_time_say_why_and_open_no_stream() {
-    let env = Env::start_configured(SshdAuth::Key, Some(&policy_toml()));
+    let geo = tempfile::tempdir().unwrap();
+    let env = Env::start_configured(
+        SshdAuth::Key,
+        Some(&policy_toml(&geo.path().join("country.mmdb"))),
+    );
     let c = connector(&env);
     env.relay.add_user_in("olivia", "pw-olivia", &["ops"]);
     env.relay
@@ -320,6 +335,13 @@ fn denials_by_user_group_device_cidr_risk_and_time_say_why_and_open_no_stream() 
         &[],
         "service hours may be reached only every day ",
     );
+    assert_denied(
+        &env.relay,
+        &olivia_token,
+        "abroad",
+        &[],
+        "your location (DE) is blocked for service abroad",
+    );
     assert_eq!(
         streams(&env.relay, &c),
         before,
@@ -365,7 +387,11 @@ fn denials_by_user_group_device_cidr_risk_and_time_say_why_and_open_no_stream() 
 
 #[test]
 fn policy_test_explains_a_decision_for_given_inputs() {
-    let env = Env::start_configured(SshdAuth::Key, Some(&policy_toml()));
+    let geo = tempfile::tempdir().unwrap();
+    let env = Env::start_configured(
+        SshdAuth::Key,
+        Some(&policy_toml(&geo.path().join("country.mmdb"))),
+    );
     env.relay.add_user_in("olivia", "pw-olivia", &["ops"]);
     let test = |args: &[&str]| {
         let out = env.relay.admin(
@@ -389,6 +415,18 @@ fn policy_test_explains_a_decision_for_given_inputs() {
     );
     assert!(away.contains("rule 1 allow"), "{away}");
     let risky = test(&["--service", "risky", "--ip", "10.0.0.1", "--risk", "31"]);
+    assert!(risky.contains("your risk score 31"), "{risky}");
+    // The country database: 127/8 is in Germany, 10/8 is nowhere.
+    let de = test(&["--service", "abroad", "--ip", "127.0.0.1"]);
+    assert!(
+        de.contains("country=DE") && de.starts_with("decision: deny"),
+        "{de}"
+    );
+    let nowhere = test(&["--service", "abroad", "--ip", "10.0.0.1"]);
+    assert!(
+        nowhere.contains("country=-") && nowhere.starts_with("decision: allow"),
+        "{nowhere}"
+    );
     assert!(risky.contains("your risk score 31"), "{risky}");
     // The window opens two hours from now: closed now, open in 150 minutes.
     let closed = test(&["--service", "hours", "--ip", "10.0.0.1"]);
@@ -425,7 +463,11 @@ fn policy_test_explains_a_decision_for_given_inputs() {
 
 #[test]
 fn totp_admits_the_right_code_once_and_refuses_wrong_and_replayed_codes() {
-    let env = Env::start_configured(SshdAuth::Key, Some(&policy_toml()));
+    let geo = tempfile::tempdir().unwrap();
+    let env = Env::start_configured(
+        SshdAuth::Key,
+        Some(&policy_toml(&geo.path().join("country.mmdb"))),
+    );
     let _c = connector(&env);
     env.relay.add_user_in("tom", "pw-tom", &["ops"]);
     env.relay.add_user_in("olivia", "pw-olivia", &["ops"]);

@@ -15,7 +15,7 @@ fn ssh_cert(client: &Client, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// ssh with the certified key and nothing else.
+/// ssh with the certified key and nothing else, as [`E2E_UNIX_USER`].
 fn ssh_with_cert(client: &Client, command: &str) -> Output {
     ssh_with_identity(&client.home.join("certs/web1"))
         .args(["-o", "PasswordAuthentication=no", "-o"])
@@ -90,7 +90,7 @@ fn certificates_for_other_accounts_are_refused_and_expired_ones_do_not_log_in() 
     assert!(!out.status.success());
     assert_eq!(
         stderr(&out),
-        format!("sallyport: user {E2E_UNIX_USER} may not log in as \"root\"")
+        format!("sallyport: user {E2E_UNIX_USER} may not log in to service web1 as \"root\"")
     );
     let out = ssh_cert(&client, &["nope"]);
     assert_eq!(stderr(&out), "sallyport: no such service \"nope\"");
@@ -109,4 +109,51 @@ fn certificates_for_other_accounts_are_refused_and_expired_ones_do_not_log_in() 
     wait_for("sshd to log the expired certificate", || {
         env.sshd.log_text().contains("expired").then_some(())
     });
+}
+
+#[test]
+fn the_policy_maps_users_to_the_accounts_their_certificates_name() {
+    // alice is not a Unix account here: the policy maps her to one that is,
+    // and lets only her reach web1.
+    let policy = format!(
+        "[policy]\n[policy.services.web1]\ncertificates = true\n\
+         principals = {{ {USER} = [\"{E2E_UNIX_USER}\"], \"group:ops\" = [\"operator\"] }}\n\
+         [[policy.services.web1.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n"
+    );
+    let env = Env::start_configured(SshdAuth::Certificate, Some(&policy));
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+
+    // The first account the policy lists is the default.
+    let out = ssh_cert(&env.client, &["web1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ssh_with_cert(&env.client, "echo in as $(whoami)");
+    assert_eq!(
+        stdout(&out),
+        format!("in as {E2E_UNIX_USER}"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env
+        .sshd
+        .log_text()
+        .contains(&format!("ID sallyport user={USER} service=web1 session=")));
+
+    // Not her own name, not another group's account.
+    for other in [USER, "operator", "root"] {
+        let out = ssh_cert(&env.client, &["web1", "--principal", other]);
+        assert_eq!(
+            stderr(&out),
+            format!("sallyport: user {USER} may not log in to service web1 as \"{other}\"")
+        );
+    }
+    // Someone the rules do not admit gets no certificate at all.
+    env.relay.add_user_in("dave", "pw-dave", &["ops"]);
+    let dave = Client::new(env.path(), "dave");
+    assert!(dave.login(&env.relay, "dave", "pw-dave").status.success());
+    let out = ssh_cert(&dave, &["web1"]);
+    assert_eq!(
+        stderr(&out),
+        "sallyport: user dave may not reach service web1"
+    );
 }

@@ -645,7 +645,8 @@ mod tests {
         let d = p.evaluate(&inputs("bob", &["dev"]));
         assert_eq!(d.reason, "user bob may not reach service web");
 
-        let cases: Vec<(Box<dyn Fn(&mut Inputs)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Inputs)>;
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|i| i.second_factor = false),
                 "sign in again with your one-time code",
@@ -752,5 +753,27 @@ mod tests {
             bad("[[policy.services.web.rules]]\naction = \"allow\"\nuserz = []\n")
                 .contains("unknown field")
         );
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    /// The example in README.md is a policy the relay accepts.
+    #[test]
+    fn the_readme_example_compiles() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block in README.md");
+        #[derive(serde::Deserialize)]
+        struct File {
+            policy: super::PolicyConfig,
+        }
+        let file: File = toml::from_str(block).expect("README example parses");
+        let p = super::Policy::compile(Some(file.policy), &[]).expect("README example compiles");
+        assert!(p.certificates("web1"));
+        assert_eq!(p.principals("alice", &[], "web1"), ["alice", "deploy"]);
     }
 }

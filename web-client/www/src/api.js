@@ -29,7 +29,8 @@ async function call(method, path, body) {
   return data;
 }
 
-export const login = (user, password) => call("POST", "/api/login", { user, password });
+export const login = (user, password, code) =>
+  call("POST", "/api/login", code ? { user, password, code } : { user, password });
 export const logout = () => call("POST", "/api/logout");
 export const me = () => call("GET", "/api/me");
 export const services = () => call("GET", "/api/services");

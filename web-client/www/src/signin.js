@@ -4,6 +4,7 @@ import { login } from "./api.js";
 const form = document.getElementById("signin");
 const fields = document.getElementById("fields");
 const error = document.getElementById("error");
+const codeField = document.getElementById("code-field");
 
 form.addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -11,12 +12,20 @@ form.addEventListener("submit", async (ev) => {
   error.hidden = true;
   fields.disabled = true;
   try {
-    await login(String(data.get("user")).trim(), String(data.get("password")));
+    const code = codeField.hidden ? undefined : String(data.get("code")).trim();
+    await login(String(data.get("user")).trim(), String(data.get("password")), code);
     location.assign("/services");
   } catch (e) {
     error.textContent = e.message;
     error.hidden = false;
     fields.disabled = false;
+    // The account has a second factor: keep the password, ask for the code.
+    if (/one-time code/.test(e.message)) {
+      codeField.hidden = false;
+      form.elements.code.value = "";
+      form.elements.code.focus();
+      return;
+    }
     form.elements.password.value = "";
     form.elements.password.focus();
   }

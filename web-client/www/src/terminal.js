@@ -188,7 +188,8 @@ async function connect() {
     state.session = start_session({
       wsUrl: `${ws}//${location.host}/ws/${encodeURIComponent(service)}`,
       service,
-      user,
+      // With a certificate, the account the policy maps this user to.
+      user: (svc.ssh_certificates && svc.ssh_principal) || user,
       hostKeys: svc.host_keys ?? [],
       cols: term.cols,
       rows: term.rows,
