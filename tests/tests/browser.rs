@@ -525,6 +525,7 @@ fn a_second_factor_is_asked_for_after_the_password_and_a_denied_page_says_why() 
     let services = [
         format!("web1={}", env.sshd.target()),
         format!("office={}", env.sshd.target()),
+        format!("secret={}", env.sshd.target()),
     ];
     let _c1 = start_connector(env.path(), "c1", Some(&token), &services, &[]);
     env.relay.wait_online("c1", 2);
@@ -551,6 +552,18 @@ fn a_second_factor_is_asked_for_after_the_password_and_a_denied_page_says_why() 
     assert_eq!(r["codeShown"], true, "{r}");
     assert_eq!(str_of(&r, "/stayed"), "/", "{r}");
     assert_eq!(str_of(&r, "/afterCode"), "/services", "{r}");
+    // The services page: web1 to open, office held back with the reason,
+    // and hidden a service the policy does not give alice at all.
+    let services = r["services"].as_array().expect("services");
+    let names: Vec<&str> = services.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["office", "web1"], "{r}");
+    assert_eq!(services[0]["state"], "not allowed", "{r}");
+    assert_eq!(services[0]["href"], "", "{r}");
+    assert_eq!(services[1]["href"], "/t/web1", "{r}");
+    assert!(
+        str_of(&r, "/heldBack").contains("not in a network allowed for service office"),
+        "{r}"
+    );
     assert_eq!(u64_of(&r, "/deniedStatus"), 403, "{r}");
     assert_eq!(
         str_of(&r, "/reason"),

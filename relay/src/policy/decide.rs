@@ -72,6 +72,38 @@ pub fn decide(
     policy: &Policy,
     req: &Request<'_>,
 ) -> Result<(Inputs, Decision), DecideError> {
+    let inputs = gather(store, policy, req)?;
+    let decision = policy.evaluate(&inputs);
+    if req.stage != Stage::Test {
+        store.record_decision(&Record {
+            at: req.at,
+            stage: req.stage,
+            allowed: decision.allowed,
+            rule: decision.rule.as_deref(),
+            reason: &decision.reason,
+            inputs: &inputs,
+        })?;
+        if decision.allowed {
+            store.note_use(req.user, &network_key(req.ip), req.at)?;
+            if let Some(d) = &inputs.device {
+                store.note_use(req.user, &device_key(&d.name), req.at)?;
+            }
+        }
+    }
+    Ok((inputs, decision))
+}
+
+fn network_key(ip: IpAddr) -> String {
+    format!("net:{}", network_of(ip))
+}
+
+fn device_key(name: &str) -> String {
+    format!("dev:{name}")
+}
+
+/// The inputs of `req` as the store knows them, without deciding or
+/// recording anything (the service list asks this once for all services).
+pub fn gather(store: &Store, policy: &Policy, req: &Request<'_>) -> Result<Inputs, DecideError> {
     let user = store
         .user(req.user)?
         .ok_or_else(|| DecideError::NoSuchUser(req.user.to_owned()))?;
@@ -85,8 +117,8 @@ pub fn decide(
                 .ok_or_else(|| DecideError::NoSuchDevice(n.clone()))?,
         ),
     };
-    let net_key = format!("net:{}", network_of(req.ip));
-    let dev_key = device.as_ref().map(|d| format!("dev:{}", d.name));
+    let net_key = network_key(req.ip);
+    let dev_key = device.as_ref().map(|d| device_key(&d.name));
     let risk = match req.risk {
         Some(score) => RiskScore {
             score,
@@ -106,7 +138,7 @@ pub fn decide(
             })
         }
     };
-    let inputs = Inputs {
+    Ok(Inputs {
         user: user.name.clone(),
         groups: user.groups.clone(),
         service: req.service.to_owned(),
@@ -117,23 +149,5 @@ pub fn decide(
         second_factor_enrolled: user.totp_secret.is_some(),
         risk,
         at: req.at,
-    };
-    let decision = policy.evaluate(&inputs);
-    if req.stage != Stage::Test {
-        store.record_decision(&Record {
-            at: req.at,
-            stage: req.stage,
-            allowed: decision.allowed,
-            rule: decision.rule.as_deref(),
-            reason: &decision.reason,
-            inputs: &inputs,
-        })?;
-        if decision.allowed {
-            store.note_use(req.user, &net_key, req.at)?;
-            if let Some(k) = &dev_key {
-                store.note_use(req.user, k, req.at)?;
-            }
-        }
-    }
-    Ok((inputs, decision))
+    })
 }

@@ -171,6 +171,11 @@ pub struct Decision {
     pub rule: Option<String>,
     /// For admins: each rule in order and how it fared.
     pub trace: Vec<String>,
+    /// Denied, but an allow rule admits this person and another condition
+    /// failed (device, place, time, risk...): worth showing them the
+    /// service with the reason. False for denials of who they are.
+    #[serde(default)]
+    pub near_miss: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -490,6 +495,7 @@ impl Policy {
                         .into(),
                 rule: None,
                 trace: vec!["no [policy] in the config file".into()],
+                near_miss: false,
             };
         }
         let Some(service) = self.service(&i.service) else {
@@ -506,6 +512,7 @@ impl Policy {
                     "service {} has no policy; default {}",
                     i.service, self.default
                 )],
+                near_miss: false,
             };
         };
         let mut trace = Vec::new();
@@ -546,6 +553,7 @@ impl Policy {
                         },
                         rule: Some(rule.name.clone()),
                         trace,
+                        near_miss: false,
                     };
                 }
                 Some((why, identity)) => {
@@ -559,6 +567,7 @@ impl Policy {
         trace.push("no rule applies: deny".into());
         Decision {
             allowed: false,
+            near_miss: nearest.is_some(),
             reason: nearest
                 .unwrap_or_else(|| format!("user {} may not reach service {}", i.user, i.service)),
             rule: None,

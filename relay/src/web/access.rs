@@ -11,7 +11,7 @@ use axum_server::tls::TlsInfo;
 
 use super::{ApiErr, AppState};
 use crate::metrics::Metrics;
-use crate::policy::decide::{decide, DecideError, DeviceRef, Request};
+use crate::policy::decide::{decide, gather, DecideError, DeviceRef, Request};
 use crate::policy::{Inputs, Policy, Stage};
 use crate::store::SessionRecord;
 use crate::util::{now_secs, sha256_hex};
@@ -28,6 +28,50 @@ pub fn device_ref(tls: &Tls) -> DeviceRef {
     }
 }
 
+fn request<'a>(
+    session: &'a SessionRecord,
+    ip: IpAddr,
+    tls: &Tls,
+    service: &'a str,
+    stage: Stage,
+) -> Request<'a> {
+    Request {
+        user: &session.user,
+        second_factor: session.second_factor,
+        ip,
+        device: device_ref(tls),
+        service,
+        at: now_secs(),
+        stage,
+        risk: None,
+        country: None,
+    }
+}
+
+fn decide_err(e: DecideError) -> ApiErr {
+    match e {
+        DecideError::Store(e) => e.into(),
+        e => ApiErr(StatusCode::UNAUTHORIZED, format!("{e}; sign in again")),
+    }
+}
+
+/// The policy inputs of a request (for no service in particular), without
+/// deciding anything.
+pub fn inputs(
+    state: &AppState,
+    session: &SessionRecord,
+    ip: IpAddr,
+    tls: &Tls,
+    policy: &Policy,
+) -> Result<Inputs, ApiErr> {
+    gather(
+        &state.store,
+        policy,
+        &request(session, ip, tls, "", Stage::Page),
+    )
+    .map_err(decide_err)
+}
+
 /// Decides whether the session's user may reach `service` now; a denial is
 /// a 403 whose message is the reason. The policy used is returned, so the
 /// caller's later questions (principals) get answers from the same version.
@@ -40,27 +84,8 @@ pub fn check(
     stage: Stage,
 ) -> Result<(Arc<Policy>, Inputs), ApiErr> {
     let policy = state.policy.current();
-    let req = Request {
-        user: &session.user,
-        second_factor: session.second_factor,
-        ip,
-        device: device_ref(tls),
-        service,
-        at: now_secs(),
-        stage,
-        risk: None,
-        country: None,
-    };
-    let (inputs, decision) = match decide(&state.store, &policy, &req) {
-        Ok(d) => d,
-        Err(DecideError::Store(e)) => return Err(e.into()),
-        Err(e) => {
-            return Err(ApiErr(
-                StatusCode::UNAUTHORIZED,
-                format!("{e}; sign in again"),
-            ))
-        }
-    };
+    let req = request(session, ip, tls, service, stage);
+    let (inputs, decision) = decide(&state.store, &policy, &req).map_err(decide_err)?;
     let device = inputs.device.as_ref().map(|d| d.name.as_str());
     if decision.allowed {
         Metrics::add(&state.metrics.policy_allowed, 1);

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
 use super::auth::require_session;
-use super::{ApiErr, AppState};
+use super::{access, ApiErr, AppState};
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -51,20 +53,27 @@ pub struct ServiceView {
     /// user); absent when the service takes no certificates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_principal: Option<String>,
+    /// The policy lets this user reach it from here, now.
+    pub allowed: bool,
+    /// Why not, when `allowed` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-/// Services the signed-in user may reach, with whether a connector is online.
+/// Services the signed-in user may reach, with whether a connector is
+/// online. Services the policy denies for a reason the person can act on
+/// (device, place, time, risk, second factor) are listed with the reason;
+/// services it denies to who they are are not listed at all.
 pub async fn services(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: access::Tls,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ServiceView>>, ApiErr> {
     let session = require_session(&state, &headers)?;
-    let groups = state
-        .store
-        .user(&session.user)?
-        .map(|u| u.groups)
-        .unwrap_or_default();
     let policy = state.policy.current();
+    let mut inputs = access::inputs(&state, &session, peer.ip(), &tls, &policy)?;
+    let groups = inputs.groups.clone();
     let principal = |service: &str| {
         policy
             .certificates(service)
@@ -86,6 +95,8 @@ pub async fn services(
             host_keys: s.host_keys.clone(),
             ssh_certificates: policy.certificates(name),
             ssh_principal: principal(name),
+            allowed: true,
+            reason: None,
         })
         .collect();
     for c in state.store.connectors()? {
@@ -101,10 +112,22 @@ pub async fn services(
                     online: false,
                     connectors: vec![c.name.clone()],
                     host_keys: Vec::new(),
+                    allowed: true,
+                    reason: None,
                 });
             }
         }
     }
+    // Asked for display only: not a decision to reach anything, so not recorded.
+    out.retain_mut(|view| {
+        inputs.service.clone_from(&view.name);
+        let d = policy.evaluate(&inputs);
+        view.allowed = d.allowed;
+        if !d.allowed {
+            view.reason = Some(d.reason);
+        }
+        d.allowed || d.near_miss
+    });
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(out))
 }

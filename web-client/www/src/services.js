@@ -1,5 +1,7 @@
 // Services page: the services the user may reach, online or not, each
-// linking to its terminal page. Refreshed while the page is open.
+// linking to its terminal page; services the policy holds back for now
+// (device, place, time, risk) are shown with the reason instead of a link.
+// Refreshed while the page is open.
 import { logout, me, services, signedIn } from "./api.js";
 
 /** How often the list is fetched again (connectors come and go). */
@@ -14,10 +16,23 @@ function item(svc) {
   li.className = "service";
   li.dataset.name = svc.name;
   li.dataset.online = String(svc.online);
+  li.dataset.allowed = String(svc.allowed !== false);
+  const state = document.createElement("span");
+  if (svc.allowed === false) {
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = svc.name;
+    state.className = "state denied";
+    state.textContent = "not allowed";
+    const reason = document.createElement("p");
+    reason.className = "reason";
+    reason.textContent = svc.reason ?? "";
+    li.append(name, state, reason);
+    return li;
+  }
   const a = document.createElement("a");
   a.href = `/t/${encodeURIComponent(svc.name)}`;
   a.textContent = svc.name;
-  const state = document.createElement("span");
   state.className = `state ${svc.online ? "online" : "offline"}`;
   state.textContent = svc.online ? "online" : "offline";
   li.append(a, state);
