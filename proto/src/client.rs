@@ -64,6 +64,29 @@ pub struct LoginRequest {
     pub code: Option<String>,
 }
 
+/// `POST /api/totp/setup` request: starting over needs a code from the
+/// current secret, so a stolen session cannot replace the second factor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TotpSetupRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// `POST /api/totp/setup` answer: a new secret, not yet in force, for the
+/// authenticator app: as an `otpauth://` URI and as a QR code image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpSetupResponse {
+    pub uri: String,
+    /// `data:image/svg+xml;base64,...`
+    pub qr: String,
+}
+
+/// `POST /api/totp/confirm` request: a code from the new secret puts it in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpConfirmRequest {
+    pub code: String,
+}
+
 /// `POST /api/login` answer: a bearer token for non-browser clients (the
 /// browser gets the same token as an HttpOnly cookie).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -75,6 +75,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         groups: vec!["demo".into()],
         created: now_secs(),
         totp_secret: None,
+        totp_pending: None,
     })?;
 
     let token = if sallyport_connector::identity::Identity::exists(&connector_dir) {

@@ -41,6 +41,8 @@ pub enum IdentityError {
     CodeReused,
     #[error("no user named {0}")]
     NoSuchUser(String),
+    #[error("start setting up one-time codes first")]
+    NoPendingSecret,
     #[error("too many failed sign-ins; try again in {0} seconds")]
     RateLimited(u64),
     #[error("the relay is busy checking passwords; try again in a moment")]
@@ -89,6 +91,7 @@ pub fn add_user(
         groups: groups.to_vec(),
         created: now_secs(),
         totp_secret: None,
+        totp_pending: None,
     })?;
     Ok(())
 }
@@ -101,6 +104,7 @@ pub fn enrol_totp(store: &Store, name: &str) -> Result<String, IdentityError> {
         .ok_or_else(|| IdentityError::NoSuchUser(name.to_owned()))?;
     let secret = crate::totp::new_secret();
     user.totp_secret = Some(secret.clone());
+    user.totp_pending = None;
     store.reset_totp_steps(name)?;
     store.put_user(&user)?;
     Ok(secret)
@@ -236,6 +240,69 @@ impl Identity {
         };
         self.store.put_session(&token, &session)?;
         Ok((token, session))
+    }
+
+    /// Checks `code` against `secret` for `user` and claims its time step,
+    /// within the user's failed sign-in budget (a signed-in session must
+    /// not be able to guess codes without limit).
+    fn check_code(&self, user: &str, secret: &str, code: &str) -> Result<u64, IdentityError> {
+        let keys = [format!("user:{user}")];
+        self.take_attempt(&keys)
+            .map_err(IdentityError::RateLimited)?;
+        let now = now_secs();
+        let Some(step) = crate::totp::matching_step(secret, code, now) else {
+            self.store.record_failed_sign_in(user, now)?;
+            return Err(IdentityError::BadCode);
+        };
+        if !self.store.claim_totp_step(user, step)? {
+            return Err(IdentityError::CodeReused);
+        }
+        self.refund_attempt(&keys);
+        Ok(step)
+    }
+
+    /// Starts (or restarts) setting up one-time codes for `user`: a new
+    /// secret, pending until confirmed. A user who already has codes must
+    /// give a current one. Returns the new secret.
+    pub fn start_totp_setup(&self, user: &str, code: Option<&str>) -> Result<String, IdentityError> {
+        let mut record = self
+            .store
+            .user(user)?
+            .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?;
+        if let Some(current) = &record.totp_secret {
+            let code = code.filter(|c| !c.is_empty()).ok_or(IdentityError::CodeRequired)?;
+            self.check_code(user, current, code)?;
+        }
+        let secret = crate::totp::new_secret();
+        record.totp_pending = Some(secret.clone());
+        self.store.put_user(&record)?;
+        Ok(secret)
+    }
+
+    /// Puts the pending secret in force if `code` comes from it.
+    pub fn confirm_totp_setup(&self, user: &str, code: &str) -> Result<(), IdentityError> {
+        let mut record = self
+            .store
+            .user(user)?
+            .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?;
+        let pending = record
+            .totp_pending
+            .clone()
+            .ok_or(IdentityError::NoPendingSecret)?;
+        // Steps used with the old secret mean nothing for the new one.
+        let keys = [format!("user:{user}")];
+        self.take_attempt(&keys)
+            .map_err(IdentityError::RateLimited)?;
+        let now = now_secs();
+        let step = crate::totp::matching_step(&pending, code, now).ok_or(IdentityError::BadCode)?;
+        self.refund_attempt(&keys);
+        record.totp_secret = Some(pending);
+        record.totp_pending = None;
+        self.store.reset_totp_steps(user)?;
+        self.store.put_user(&record)?;
+        // The code that confirmed the secret is used.
+        self.store.claim_totp_step(user, step)?;
+        Ok(())
     }
 
     /// Ends the session of a bearer token or cookie value; returns its user.

@@ -32,6 +32,9 @@ pub struct UserRecord {
     /// Base32 TOTP secret, once a second factor is set up.
     #[serde(default)]
     pub totp_secret: Option<String>,
+    /// A secret the user is setting up; in force once they confirm a code.
+    #[serde(default)]
+    pub totp_pending: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

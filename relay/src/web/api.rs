@@ -27,6 +27,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 #[derive(Serialize)]
 pub struct Me {
     pub user: String,
+    /// The user has one-time codes on.
+    pub second_factor_enrolled: bool,
+    /// This session's sign-in used one.
+    pub second_factor: bool,
 }
 
 /// `GET /api/me`: who the session belongs to (the page prefills the SSH
@@ -35,8 +39,16 @@ pub async fn me(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Me>, ApiErr> {
-    let user = require_session(&state, &headers)?.user;
-    Ok(Json(Me { user }))
+    let session = require_session(&state, &headers)?;
+    let enrolled = state
+        .store
+        .user(&session.user)?
+        .is_some_and(|u| u.totp_secret.is_some());
+    Ok(Json(Me {
+        user: session.user,
+        second_factor_enrolled: enrolled,
+        second_factor: session.second_factor,
+    }))
 }
 
 #[derive(Serialize)]

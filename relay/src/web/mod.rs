@@ -4,6 +4,7 @@
 //! handlers.
 
 mod access;
+mod account;
 mod api;
 mod auth;
 mod pages;
@@ -115,6 +116,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(pages::signin))
         .route("/services", get(pages::services))
+        .route("/account", get(pages::account))
         .route("/t/{service}", get(pages::terminal))
         .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(api::healthz))
@@ -124,6 +126,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/me", get(api::me))
         .route("/api/services", get(api::services))
         .route("/api/ssh-cert", post(ssh_cert::issue))
+        .route("/api/totp/setup", post(account::setup))
+        .route("/api/totp/confirm", post(account::confirm))
         .route("/ssh-ca.pub", get(ssh_cert::ca_public_key))
         .route("/ws/{service}", get(ws::session))
         .layer(DefaultBodyLimit::max(MAX_BODY))

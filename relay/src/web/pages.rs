@@ -59,11 +59,13 @@ const JS: &str = "text/javascript; charset=utf-8";
 static ASSETS: &[Asset] = &[
     asset!("index.html", HTML),
     asset!("services.html", HTML),
+    asset!("account.html", HTML),
     asset!("terminal.html", HTML),
     asset!("page.css", CSS),
     asset!("terminal.css", CSS),
     asset!("signin.js", JS),
     asset!("services.js", JS),
+    asset!("account.js", JS),
     asset!("terminal.js", JS),
     asset!("sallyport_web.js", JS),
     asset!("sallyport_web_bg.wasm", "application/wasm"),
@@ -170,6 +172,14 @@ pub async fn services(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     serve("services.html", &headers)
 }
 
+/// `/account`: the signed-in user's own settings (one-time codes).
+pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !signed_in(&state, &headers) {
+        return Redirect::to("/").into_response();
+    }
+    serve("account.html", &headers)
+}
+
 /// `/t/{service}`: a terminal for one service. The page finds the service
 /// (and its host keys) through the API; here only the name's shape counts.
 pub async fn terminal(
@@ -248,7 +258,7 @@ mod tests {
             };
             assert_eq!(a.content_type, want, "{}", a.name);
         }
-        for page in ["index.html", "services.html", "terminal.html"] {
+        for page in ["index.html", "services.html", "account.html", "terminal.html"] {
             let a = ASSETS.iter().find(|a| a.name == page).unwrap();
             let text = std::str::from_utf8(a.body).unwrap();
             // The CSP forbids inline scripts and styles: pages only link them.

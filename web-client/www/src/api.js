@@ -33,6 +33,8 @@ export const login = (user, password, code) =>
   call("POST", "/api/login", code ? { user, password, code } : { user, password });
 export const logout = () => call("POST", "/api/logout");
 export const me = () => call("GET", "/api/me");
+export const totpSetup = (code) => call("POST", "/api/totp/setup", code ? { code } : {});
+export const totpConfirm = (code) => call("POST", "/api/totp/confirm", { code });
 export const services = () => call("GET", "/api/services");
 
 /** Runs `f`; on 401 (signed out or expired) goes back to the sign-in page. */

@@ -1,0 +1,72 @@
+//! A signed-in user's own account: setting up one-time codes (TOTP) from
+//! the browser. The new secret is pending until a code from it is
+//! confirmed, so a mistyped scan never locks anyone out; replacing codes
+//! that are already on needs a current code.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use sallyport_proto::client::{TotpConfirmRequest, TotpSetupRequest, TotpSetupResponse};
+
+use super::auth::require_session;
+use super::{ApiErr, AppState};
+use crate::admin::META_PUBLIC_URL;
+use crate::identity::IdentityError;
+use crate::totp;
+
+fn identity_err(e: IdentityError) -> ApiErr {
+    match e {
+        IdentityError::Store(e) => e.into(),
+        e @ IdentityError::RateLimited(_) => ApiErr(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        e @ (IdentityError::CodeRequired | IdentityError::BadCode | IdentityError::CodeReused) => {
+            ApiErr(StatusCode::FORBIDDEN, e.to_string())
+        }
+        e => ApiErr(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// `POST /api/totp/setup`: a new pending secret, as URI and QR code.
+pub async fn setup(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<TotpSetupRequest>,
+) -> Result<Json<TotpSetupResponse>, ApiErr> {
+    let user = require_session(&state, &headers)?.user;
+    let secret = state
+        .identity
+        .start_totp_setup(&user, req.code.as_deref())
+        .map_err(identity_err)?;
+    let issuer = match state.store.meta(META_PUBLIC_URL)? {
+        Some(url) => format!("Sallyport {}", url.trim_start_matches("https://")),
+        None => "Sallyport".into(),
+    };
+    let uri = totp::otpauth_uri(&issuer, &user, &secret);
+    let svg = totp::qr_svg(&uri).map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    tracing::info!(%user, "one-time code set-up started");
+    Ok(Json(TotpSetupResponse {
+        uri,
+        qr: format!(
+            "data:image/svg+xml;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(svg)
+        ),
+    }))
+}
+
+/// `POST /api/totp/confirm`: a code from the pending secret puts it in force.
+pub async fn confirm(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<TotpConfirmRequest>,
+) -> Result<Response, ApiErr> {
+    let user = require_session(&state, &headers)?.user;
+    state
+        .identity
+        .confirm_totp_setup(&user, &req.code)
+        .map_err(identity_err)?;
+    tracing::info!(%user, "one-time codes turned on");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
