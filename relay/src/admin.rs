@@ -183,6 +183,7 @@ fn device_add(
             cert_sha256: issued.cert_sha256,
             attributes,
             created: now_secs(),
+            expires: issued.expires,
             revoked: false,
         })
         .map_err(store_err)?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use sallyport_proto::frame::check_name;
 
-use crate::store::{SessionRecord, Store, StoreError, UserRecord};
+use crate::store::{Failure, SessionRecord, Store, StoreError, UserRecord};
 use crate::util::{now_secs, random_secret};
 
 /// How long a sign-in session lasts.
@@ -43,6 +43,8 @@ pub enum IdentityError {
     NoSuchUser(String),
     #[error("start setting up one-time codes first")]
     NoPendingSecret,
+    #[error("too many wrong one-time codes for this account; try again in an hour, and tell your admin (someone may know your password)")]
+    CodesLocked,
     #[error("too many failed sign-ins; try again in {0} seconds")]
     RateLimited(u64),
     #[error("the relay is busy checking passwords; try again in a moment")]
@@ -108,6 +110,19 @@ pub fn enrol_totp(store: &Store, name: &str) -> Result<String, IdentityError> {
     store.reset_totp_steps(name)?;
     store.put_user(&user)?;
     Ok(secret)
+}
+
+/// Wrong one-time codes (after a right password) allowed per user in
+/// [`CODE_FAILURE_WINDOW`]; then no code is accepted until the window passes.
+pub const MAX_CODE_FAILURES: u32 = 10;
+pub const CODE_FAILURE_WINDOW: Duration = Duration::from_secs(3600);
+
+fn failure(from: IpAddr, at: u64, code: bool) -> Failure {
+    Failure {
+        at,
+        net: crate::policy::net::network_of(from),
+        code,
+    }
 }
 
 fn record_exists(store: &Store, user: &str) -> bool {
@@ -207,7 +222,8 @@ impl Identity {
         let now = now_secs();
         let Some(record) = record.filter(|_| ok) else {
             if record_exists(&self.store, user) {
-                self.store.record_failed_sign_in(user, now)?;
+                self.store
+                    .record_failed_sign_in(user, failure(from, now, false))?;
             }
             return Err(IdentityError::BadCredentials);
         };
@@ -219,14 +235,7 @@ impl Identity {
                     self.refund_attempt(&keys);
                     return Err(IdentityError::CodeRequired);
                 };
-                let Some(step) = crate::totp::matching_step(secret, code, now) else {
-                    self.store.record_failed_sign_in(user, now)?;
-                    return Err(IdentityError::BadCode);
-                };
-                if !self.store.claim_totp_step(user, step)? {
-                    self.store.record_failed_sign_in(user, now)?;
-                    return Err(IdentityError::CodeReused);
-                }
+                self.verify_code(user, secret, code, from, now)?;
                 true
             }
         };
@@ -242,36 +251,71 @@ impl Identity {
         Ok((token, session))
     }
 
-    /// Checks `code` against `secret` for `user` and claims its time step,
-    /// within the user's failed sign-in budget (a signed-in session must
-    /// not be able to guess codes without limit).
-    fn check_code(&self, user: &str, secret: &str, code: &str) -> Result<u64, IdentityError> {
-        let keys = [format!("user:{user}")];
-        self.take_attempt(&keys)
-            .map_err(IdentityError::RateLimited)?;
-        let now = now_secs();
+    /// Checks `code` against `secret` and claims its time step. Wrong
+    /// codes are recorded; after [`MAX_CODE_FAILURES`] in
+    /// [`CODE_FAILURE_WINDOW`] no code is checked at all, which caps
+    /// guessing by someone who has the password far below what the
+    /// per-minute limit alone allows.
+    fn verify_code(
+        &self,
+        user: &str,
+        secret: &str,
+        code: &str,
+        from: IpAddr,
+        now: u64,
+    ) -> Result<(), IdentityError> {
+        let since = now.saturating_sub(CODE_FAILURE_WINDOW.as_secs());
+        if self.store.failed_sign_ins_since(user, since, |f| f.code)? >= MAX_CODE_FAILURES {
+            return Err(IdentityError::CodesLocked);
+        }
         let Some(step) = crate::totp::matching_step(secret, code, now) else {
-            self.store.record_failed_sign_in(user, now)?;
+            self.store
+                .record_failed_sign_in(user, failure(from, now, true))?;
             return Err(IdentityError::BadCode);
         };
         if !self.store.claim_totp_step(user, step)? {
+            self.store
+                .record_failed_sign_in(user, failure(from, now, true))?;
             return Err(IdentityError::CodeReused);
         }
+        Ok(())
+    }
+
+    /// [`Identity::verify_code`] within the user's per-minute budget, for a
+    /// signed-in session (which must not guess codes without limit either).
+    fn check_code(
+        &self,
+        user: &str,
+        secret: &str,
+        code: &str,
+        from: IpAddr,
+    ) -> Result<(), IdentityError> {
+        let keys = [format!("user:{user}")];
+        self.take_attempt(&keys)
+            .map_err(IdentityError::RateLimited)?;
+        self.verify_code(user, secret, code, from, now_secs())?;
         self.refund_attempt(&keys);
-        Ok(step)
+        Ok(())
     }
 
     /// Starts (or restarts) setting up one-time codes for `user`: a new
     /// secret, pending until confirmed. A user who already has codes must
     /// give a current one. Returns the new secret.
-    pub fn start_totp_setup(&self, user: &str, code: Option<&str>) -> Result<String, IdentityError> {
+    pub fn start_totp_setup(
+        &self,
+        user: &str,
+        code: Option<&str>,
+        from: IpAddr,
+    ) -> Result<String, IdentityError> {
         let mut record = self
             .store
             .user(user)?
             .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?;
         if let Some(current) = &record.totp_secret {
-            let code = code.filter(|c| !c.is_empty()).ok_or(IdentityError::CodeRequired)?;
-            self.check_code(user, current, code)?;
+            let code = code
+                .filter(|c| !c.is_empty())
+                .ok_or(IdentityError::CodeRequired)?;
+            self.check_code(user, current, code, from)?;
         }
         let secret = crate::totp::new_secret();
         record.totp_pending = Some(secret.clone());
@@ -319,5 +363,62 @@ impl Identity {
             return Ok(None);
         }
         Ok(self.store.session(token)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> (tempfile::TempDir, Identity, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        add_user(&store, "tom", "pw", &[]).unwrap();
+        let secret = enrol_totp(&store, "tom").unwrap();
+        (dir, Identity::new(store).unwrap(), secret)
+    }
+
+    fn wrong(secret: &str, now: u64) -> &'static str {
+        let valid: Vec<String> = [now - 30, now, now + 30]
+            .iter()
+            .map(|t| crate::totp::code_now(secret, *t).unwrap())
+            .collect();
+        ["000000", "111111", "222222", "333333"]
+            .into_iter()
+            .find(|c| !valid.iter().any(|v| v == c))
+            .unwrap()
+    }
+
+    #[test]
+    fn wrong_codes_lock_the_second_factor_for_an_hour() {
+        let (_dir, id, secret) = identity();
+        let from: IpAddr = "192.0.2.7".parse().unwrap();
+        let now = now_secs();
+        for _ in 0..MAX_CODE_FAILURES {
+            let e = id.verify_code("tom", &secret, wrong(&secret, now), from, now);
+            assert!(matches!(e, Err(IdentityError::BadCode)), "{e:?}");
+        }
+        // Even the right code is not checked now.
+        let right = crate::totp::code_now(&secret, now).unwrap();
+        let e = id.verify_code("tom", &secret, &right, from, now);
+        assert!(matches!(e, Err(IdentityError::CodesLocked)), "{e:?}");
+        // An hour later it is.
+        let later = now + CODE_FAILURE_WINDOW.as_secs() + 1;
+        let right = crate::totp::code_now(&secret, later).unwrap();
+        id.verify_code("tom", &secret, &right, from, later).unwrap();
+    }
+
+    #[test]
+    fn wrong_passwords_do_not_lock_the_second_factor() {
+        let (_dir, id, secret) = identity();
+        let now = now_secs();
+        for _ in 0..2 * MAX_CODE_FAILURES {
+            id.store
+                .record_failed_sign_in("tom", failure("203.0.113.9".parse().unwrap(), now, false))
+                .unwrap();
+        }
+        let right = crate::totp::code_now(&secret, now).unwrap();
+        id.verify_code("tom", &secret, &right, "192.0.2.7".parse().unwrap(), now)
+            .unwrap();
     }
 }

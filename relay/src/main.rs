@@ -137,6 +137,9 @@ fn parse_time(s: &str) -> Result<u64, String> {
 enum SshCaCmd {
     /// Print the CA's public key, for sshd's TrustedUserCAKeys.
     Show {
+        /// The CA of a service with `separate_ca = true` in its policy.
+        #[arg(long)]
+        service: Option<String>,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -255,7 +258,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             admin_command(&dir.data_dir, req).await
         }
-        Command::SshCa(SshCaCmd::Show { dir }) => {
+        Command::SshCa(SshCaCmd::Show { service, dir }) => {
             if !dir.data_dir.is_dir() {
                 anyhow::bail!(
                     "{} does not exist: start `sallyport-relay serve --data-dir {}` once first",
@@ -264,7 +267,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             // The CA is a file of its own, not in sled: no need to ask a running relay.
-            let ca = sallyport_relay::ssh_ca::SshCa::load_or_create(&dir.data_dir)?;
+            let ca = match service {
+                Some(s) => {
+                    sallyport_proto::frame::check_name("service name", &s)?;
+                    sallyport_relay::ssh_ca::SshCa::load_or_create_for(&dir.data_dir, &s)?
+                }
+                None => sallyport_relay::ssh_ca::SshCa::load_or_create(&dir.data_dir)?,
+            };
             println!("{}", ca.public_line());
             Ok(())
         }

@@ -4,6 +4,7 @@
 //! admin gives one).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
@@ -27,6 +28,8 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error("the certificate request is not valid: {0}")]
     BadRequest(rcgen::Error),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
 }
 
 /// How long a connector's client certificate is valid.
@@ -160,11 +163,89 @@ impl RelayCa {
 /// How long a device certificate is valid.
 pub const DEVICE_CERT_DAYS: i64 = 365;
 
+/// The HTTPS listener's client-certificate check. It asks every browser
+/// for a device certificate and requires none; it checks that the client
+/// holds the private key of what it presents (the handshake signature) and
+/// accepts any certificate otherwise. Which certificates count as devices
+/// is decided later, by exact SHA-256 among those `device add` issued, not
+/// revoked and not expired: a stale or foreign certificate in a browser is
+/// then "no device" instead of a failed handshake that locks the browser
+/// out of the relay (browsers remember the certificate they chose).
+#[derive(Debug)]
+pub struct DeviceCertVerifier {
+    /// Only for the signature checks and the CA names offered to browsers.
+    webpki: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl DeviceCertVerifier {
+    pub fn new(ca: &RelayCa) -> Result<Arc<Self>, PkiError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(ca.cert_der().clone())
+            .map_err(|e| PkiError::Tls(e.to_string()))?;
+        let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            sallyport_connector::quic::crypto_provider(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
+        Ok(Arc::new(Self { webpki }))
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for DeviceCertVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
 /// A device certificate and its private key, for the device's browser.
 pub struct DeviceCert {
     pub cert_pem: String,
     pub key_pem: String,
     pub cert_sha256: String,
+    /// Unix time the certificate expires.
+    pub expires: u64,
 }
 
 impl RelayCa {
@@ -191,6 +272,7 @@ impl RelayCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             cert_sha256: sha256_hex(cert.der()),
+            expires: params.not_after.unix_timestamp().max(0) as u64,
         })
     }
 }

@@ -90,15 +90,7 @@ impl Relay {
         )?;
         // Device certificates: asked for, never required. A browser without
         // one connects as before; the policy decides what a device is worth.
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.cert_der().clone())?;
-        let devices = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            quic::crypto_provider(),
-        )
-        .allow_unauthenticated()
-        .build()
-        .context("cannot set up device certificate checks")?;
+        let devices = pki::DeviceCertVerifier::new(&ca)?;
         let mut tls = rustls::ServerConfig::builder_with_provider(quic::crypto_provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(devices)
@@ -125,6 +117,8 @@ impl Relay {
             public: config.public_url.clone(),
             sessions: sessions.clone(),
             ssh_ca: Arc::new(crate::ssh_ca::SshCa::load_or_create(&config.data_dir)?),
+            service_cas: Default::default(),
+            data_dir: config.data_dir.clone(),
             ssh_cert_ttl: config.ssh_cert_ttl,
             policy: policy.clone(),
         });

@@ -51,30 +51,59 @@ pub struct CertRequest<'a> {
 }
 
 impl SshCa {
-    /// Loads the CA from `dir/ssh_ca` (OpenSSH format, mode 0600), creating it
-    /// on first use, with its public key beside it in `ssh_ca.pub`.
+    /// Loads the relay's CA from `dir/ssh_ca` (OpenSSH format, mode 0600),
+    /// creating it on first use, with its public key beside it in `ssh_ca.pub`.
     pub fn load_or_create(dir: &Path) -> Result<Self, SshCaError> {
-        let path = dir.join("ssh_ca");
+        Self::load_or_create_file(dir, "ssh_ca", "sallyport relay SSH user CA")
+    }
+
+    /// The CA of one service (`separate_ca = true` in the policy), in
+    /// `dir/ssh_ca-SERVICE`: only that service's sshd trusts it, so its
+    /// certificates are good nowhere else. `service` must be a checked name.
+    pub fn load_or_create_for(dir: &Path, service: &str) -> Result<Self, SshCaError> {
+        Self::load_or_create_file(
+            dir,
+            &format!("ssh_ca-{service}"),
+            &format!("sallyport SSH user CA for {service}"),
+        )
+    }
+
+    fn load_or_create_file(dir: &Path, name: &str, comment: &str) -> Result<Self, SshCaError> {
+        let path = dir.join(name);
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| SshCaError::Io { path, source }
         };
-        if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let load = |path: &Path| -> Result<Self, SshCaError> {
+            let text = std::fs::read_to_string(path).map_err(io(path))?;
             let key = PrivateKey::from_openssh(text)
                 .map_err(|_| SshCaError::BadKey(path.display().to_string()))?;
-            return Ok(Self { key });
+            Ok(Self { key })
+        };
+        if path.exists() {
+            return load(&path);
         }
         let mut seed = [0u8; 32];
         rand::fill(&mut seed);
         let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
-        key.set_comment("sallyport relay SSH user CA");
+        key.set_comment(comment);
         let pem = key
             .to_openssh(LineEnding::LF)
             .map_err(|e| SshCaError::Sign(e.to_string()))?;
-        write_private(&path, pem.as_bytes()).map_err(io(&path))?;
+        // Written aside and linked into place: of two processes creating
+        // the key at once (the relay and `ssh-ca show`), one wins and the
+        // other loads the winner's key.
+        let fresh = dir.join(format!("{name}.new-{}", std::process::id()));
+        write_private(&fresh, pem.as_bytes()).map_err(io(&fresh))?;
+        let linked = std::fs::hard_link(&fresh, &path);
+        let _ = std::fs::remove_file(&fresh);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return load(&path),
+            Err(e) => return Err(io(&path)(e)),
+        }
         let ca = Self { key };
-        let pub_path = dir.join("ssh_ca.pub");
+        let pub_path = dir.join(format!("{name}.pub"));
         write_private(&pub_path, format!("{}\n", ca.public_line()).as_bytes())
             .map_err(io(&pub_path))?;
         Ok(ca)

@@ -55,6 +55,8 @@ pub struct DeviceRecord {
     pub cert_sha256: String,
     pub attributes: std::collections::BTreeMap<String, String>,
     pub created: u64,
+    /// When the certificate expires (unix time).
+    pub expires: u64,
     pub revoked: bool,
 }
 
@@ -103,12 +105,31 @@ pub struct Store {
     /// "user\0net:NETWORK" / "user\0dev:DEVICE" -> first use (for the risk score).
     known: sled::Tree,
     devices: sled::Tree,
+    /// certificate SHA-256 -> device name.
+    device_certs: sled::Tree,
     /// id (u64 big-endian, increasing) -> policy decision with its inputs (JSON).
     decisions: sled::Tree,
+    /// Decisions recorded since the last size check.
+    decisions_since_check: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Most policy decisions kept (about 0.5 KB each).
+pub const MAX_DECISIONS: usize = 100_000;
+/// How often (in decisions recorded) the decision log's size is checked.
+pub const DECISION_CHECK_EVERY: u64 = 1024;
 
 /// Most failed sign-ins kept per user for the risk score.
 pub const MAX_FAILURES_KEPT: usize = 20;
+
+/// One failed sign-in of an existing user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub at: u64,
+    /// The network it came from (see `policy::net::network_of`).
+    pub net: String,
+    /// The password was right and the one-time code wrong.
+    pub code: bool,
+}
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
     match tree.get(key)? {
@@ -169,6 +190,8 @@ impl Store {
             failures: db.open_tree("sign_in_failures")?,
             known: db.open_tree("known")?,
             devices: db.open_tree("devices")?,
+            device_certs: db.open_tree("device_certs")?,
+            decisions_since_check: Default::default(),
             decisions: db.open_tree("decisions")?,
             db,
         })
@@ -369,23 +392,33 @@ impl Store {
 
     // ---- risk facts
 
-    pub fn record_failed_sign_in(&self, user: &str, at: u64) -> Result<(), StoreError> {
+    pub fn record_failed_sign_in(&self, user: &str, failure: Failure) -> Result<(), StoreError> {
         self.failures.fetch_and_update(user, |old| {
-            let mut times: Vec<u64> = old
+            let mut list: Vec<Failure> = old
                 .and_then(|b| serde_json::from_slice(b).ok())
                 .unwrap_or_default();
-            times.push(at);
-            let drop = times.len().saturating_sub(MAX_FAILURES_KEPT);
-            times.drain(..drop);
-            serde_json::to_vec(&times).ok()
+            list.push(failure.clone());
+            let drop = list.len().saturating_sub(MAX_FAILURES_KEPT);
+            list.drain(..drop);
+            serde_json::to_vec(&list).ok()
         })?;
         Ok(())
     }
 
-    /// Failed sign-ins of `user` at or after `since`.
-    pub fn failed_sign_ins_since(&self, user: &str, since: u64) -> Result<u32, StoreError> {
-        let times: Vec<u64> = get(&self.failures, user)?.unwrap_or_default();
-        Ok(times.iter().filter(|t| **t >= since).count() as u32)
+    /// Failed sign-ins of `user` at or after `since` that `pick` selects.
+    pub fn failed_sign_ins_since(
+        &self,
+        user: &str,
+        since: u64,
+        pick: impl Fn(&Failure) -> bool,
+    ) -> Result<u32, StoreError> {
+        // Unreadable history (an older format) counts as none.
+        let list: Vec<Failure> = self
+            .failures
+            .get(user)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(list.iter().filter(|f| f.at >= since && pick(f)).count() as u32)
     }
 
     /// When `user` first reached a service with `what` (a network or a
@@ -412,6 +445,8 @@ impl Store {
 
     pub fn put_device(&self, d: &DeviceRecord) -> Result<(), StoreError> {
         put(&self.devices, &d.name, d)?;
+        self.device_certs
+            .insert(d.cert_sha256.as_bytes(), d.name.as_bytes())?;
         self.flush()
     }
 
@@ -423,21 +458,37 @@ impl Store {
             .collect()
     }
 
-    /// The live (not revoked) device whose certificate has this SHA-256.
+    /// The live (not revoked, not expired) device whose certificate has this SHA-256.
     pub fn device_by_cert(&self, sha256: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let Some(name) = self.device_certs.get(sha256.as_bytes())? else {
+            return Ok(None);
+        };
+        let now = now_secs();
         Ok(self
-            .devices()?
-            .into_iter()
-            .find(|d| d.cert_sha256 == sha256 && !d.revoked))
+            .device(&String::from_utf8_lossy(&name))?
+            .filter(|d| d.cert_sha256 == sha256 && !d.revoked && d.expires > now))
     }
 
     // ---- policy decisions
 
-    /// Appends a decision record (JSON); returns its id.
+    /// Appends a decision record (JSON); returns its id. The log keeps the
+    /// newest [`MAX_DECISIONS`]: every [`DECISION_CHECK_EVERY`] records the
+    /// oldest beyond that are dropped.
     pub fn record_decision<T: Serialize>(&self, decision: &T) -> Result<u64, StoreError> {
         let id = self.db.generate_id()?;
         self.decisions
             .insert(id.to_be_bytes(), serde_json::to_vec(decision)?)?;
+        let n = self
+            .decisions_since_check
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n + 1 >= DECISION_CHECK_EVERY {
+            self.decisions_since_check
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            let excess = self.decisions.len().saturating_sub(MAX_DECISIONS);
+            for key in self.decisions.iter().keys().take(excess) {
+                self.decisions.remove(key?)?;
+            }
+        }
         Ok(id)
     }
 

@@ -361,6 +361,24 @@ fn denials_by_user_group_device_cidr_risk_and_time_say_why_and_open_no_stream() 
         passes[1].2
     );
 
+    // A certificate the relay did not issue is no device, and no failed
+    // handshake either: the browser keeps reaching the relay.
+    let foreign = rcgen::generate_simple_self_signed(vec!["laptop".to_owned()]).unwrap();
+    std::fs::write(certs.join("foreign.crt"), foreign.cert.pem()).unwrap();
+    std::fs::write(
+        certs.join("foreign.key"),
+        foreign.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let foreign = with_device("foreign");
+    let foreign: Vec<&str> = foreign.iter().map(String::as_str).collect();
+    let none = "service device needs a device certificate from this relay, and none was presented";
+    assert_denied(&env.relay, &olivia_token, "device", &foreign, none);
+    // A revoked device is no device.
+    let out = env.relay.admin(&["device", "revoke", "laptop"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_denied(&env.relay, &olivia_token, "device", &laptop, none);
+
     // Every decision was recorded with its inputs.
     let log = env.relay.admin(&["policy", "log", "--limit", "200"], "");
     let log = stdout(&log);
@@ -587,6 +605,17 @@ fn a_policy_edited_during_a_session_applies_to_new_requests_and_leaves_the_sessi
     wait_for("the relay to refuse the broken file", || {
         let logs = env.relay.proc.as_ref().unwrap().log_text();
         logs.contains("policy not reloaded").then_some(())
+    });
+    assert_denied(&env.relay, &token, "web1", &[], reason);
+    // Nor may an empty file (a half-done copy) switch the policy off.
+    let refusals = || {
+        let logs = env.relay.proc.as_ref().unwrap().log_text();
+        logs.matches("policy not reloaded").count()
+    };
+    let refused = refusals();
+    std::fs::write(&config, "").unwrap();
+    wait_for("the relay to refuse the empty file", || {
+        (refusals() > refused).then_some(())
     });
     assert_denied(&env.relay, &token, "web1", &[], reason);
     let before = reloads();

@@ -157,3 +157,83 @@ fn the_policy_maps_users_to_the_accounts_their_certificates_name() {
         "sallyport: user dave may not reach service web1"
     );
 }
+
+#[test]
+fn a_service_with_a_ca_of_its_own_gets_certificates_no_other_host_accepts() {
+    // web1 has a CA of its own; web2's sshd trusts the relay's main CA.
+    let policy = format!(
+        "[policy]\n\
+         [policy.services.web1]\ncertificates = true\nseparate_ca = true\n\
+         principals = {{ {USER} = [\"{E2E_UNIX_USER}\"] }}\n\
+         [[policy.services.web1.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n\
+         [policy.services.web2]\ncertificates = true\n\
+         principals = {{ {USER} = [\"{E2E_UNIX_USER}\"] }}\n\
+         [[policy.services.web2.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n\
+         [[policy.services.web3.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n"
+    );
+    let env = Env::start_configured(SshdAuth::Key, Some(&policy));
+    let (code, own) = env.relay.curl("/ssh-ca.pub?service=web1", &[]);
+    assert_eq!(code, 200, "{own}");
+    let (_, main) = env.relay.curl("/ssh-ca.pub", &[]);
+    assert_ne!(own, main, "web1 must have a CA of its own");
+    let show = env
+        .relay
+        .admin(&["ssh-ca", "show", "--service", "web1"], "");
+    assert_eq!(stdout(&show), own.trim(), "{}", stderr(&show));
+    let (code, body) = env.relay.curl("/ssh-ca.pub?service=web2", &[]);
+    assert_eq!(code, 404, "{body}");
+
+    let dir1 = env.path().join("host1");
+    let dir2 = env.path().join("host2");
+    std::fs::create_dir_all(&dir1).unwrap();
+    std::fs::create_dir_all(&dir2).unwrap();
+    let host1 = Sshd::start_trusting_ca(&dir1, &own);
+    let host2 = Sshd::start_trusting_ca(&dir2, &main);
+    let token = env.relay.token("c1", "10m");
+    let services = [
+        format!("web1={}", host1.target()),
+        format!("web2={}", host2.target()),
+        format!("web3={}", host2.target()),
+    ];
+    let _c = start_connector(env.path(), "c1", Some(&token), &services, &[]);
+    env.relay.wait_online("c1", 2);
+
+    let out = ssh_cert(&env.client, &["web1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ssh_with_cert(&env.client, "echo in as $(whoami)");
+    assert_eq!(
+        stdout(&out),
+        format!("in as {E2E_UNIX_USER}"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same certificate at web2: its sshd does not know web1's CA.
+    let out = ssh_with_identity(&env.client.home.join("certs/web1"))
+        .args(["-o", "PasswordAuthentication=no", "-o"])
+        .arg(format!(
+            "ProxyCommand={} proxy %h",
+            bin("sallyport").display()
+        ))
+        .arg(format!("{E2E_UNIX_USER}@web2"))
+        .arg("true")
+        .env("SALLYPORT_HOME", &env.client.home)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "web1's certificate logged in to web2"
+    );
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A service whose policy does not say its sshd trusts the CA gets none.
+    let out = ssh_cert(&env.client, &["web3"]);
+    assert_eq!(
+        stderr(&out),
+        "sallyport: service web3 does not take certificates (its policy has no certificates = true)"
+    );
+}

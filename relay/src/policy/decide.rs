@@ -131,7 +131,11 @@ pub fn gather(store: &Store, policy: &Policy, req: &Request<'_>) -> Result<Input
                 None => None,
             };
             policy.risk.score(&RiskFacts {
-                failed_sign_ins: store.failed_sign_ins_since(req.user, since)?,
+                // Only failures from this request's network: anyone can
+                // fail to sign in as anyone, and must not be able to push
+                // a user over their risk limit from elsewhere.
+                failed_sign_ins: store
+                    .failed_sign_ins_since(req.user, since, |f| f.net == network_of(req.ip))?,
                 new_network: store.first_use(req.user, &net_key)?.is_none(),
                 new_device,
                 at: req.at,
@@ -150,4 +154,58 @@ pub fn gather(store: &Store, policy: &Policy, req: &Request<'_>) -> Result<Input
         risk,
         at: req.at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Failure;
+
+    /// Failed sign-ins count against the network they came from only: a
+    /// stranger guessing passwords elsewhere cannot push a user over a limit.
+    #[test]
+    fn failures_from_other_networks_do_not_add_risk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        crate::identity::add_user(&store, "rita", "pw", &[]).unwrap();
+        let now = crate::util::now_secs();
+        for net in ["203.0.113.0/24", "203.0.113.0/24", "192.0.2.0/24"] {
+            let f = Failure {
+                at: now,
+                net: net.into(),
+                code: false,
+            };
+            store.record_failed_sign_in("rita", f).unwrap();
+        }
+        let policy = Policy::compile(None, &[]).unwrap();
+        let req = |ip: &str| Request {
+            user: "rita",
+            second_factor: false,
+            ip: ip.parse().unwrap(),
+            device: DeviceRef::None,
+            service: "web",
+            at: now,
+            stage: Stage::Test,
+            risk: None,
+            country: None,
+        };
+        let score = |ip| {
+            gather(&store, &policy, &req(ip))
+                .unwrap()
+                .risk
+                .factors
+                .iter()
+                .find(|(n, _)| n.contains("failed"))
+                .map(|(n, _)| n.clone())
+        };
+        assert_eq!(
+            score("192.0.2.50").as_deref(),
+            Some("1 failed sign-in(s) in the last hour")
+        );
+        assert_eq!(
+            score("203.0.113.1").as_deref(),
+            Some("2 failed sign-in(s) in the last hour")
+        );
+        assert_eq!(score("198.51.100.1"), None);
+    }
 }

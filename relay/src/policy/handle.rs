@@ -69,10 +69,19 @@ impl PolicyHandle {
             .clone()
     }
 
-    /// Reads the file again and swaps the policy in if it is valid.
+    /// Reads the file again and swaps the policy in if it is valid. A file
+    /// without `[policy]` is refused while a policy is in force: an empty
+    /// or half-written file must not open every service to everyone.
     pub fn reload(&self) -> Result<(), String> {
         let st = self.path.as_deref().and_then(stamp);
         let policy = Self::read(self.path.as_deref(), &self.cert_services)?;
+        if self.current().configured && !policy.configured {
+            return Err(
+                "the file has no [policy] section; a running relay keeps its policy \
+                 (restart it to run without one)"
+                    .into(),
+            );
+        }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = st;
         Ok(())
@@ -88,7 +97,8 @@ impl PolicyHandle {
     }
 
     /// Reloads on SIGHUP and when the file's modification time or size
-    /// changes, until `shutdown`.
+    /// changes and then holds still for one more poll (an editor or `cp`
+    /// writing the file is not caught halfway), until `shutdown`.
     pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -99,6 +109,8 @@ impl PolicyHandle {
         };
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A changed stamp seen at the last poll, waiting to hold still.
+        let mut settling: Stamp = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -109,7 +121,12 @@ impl PolicyHandle {
                     let Some(path) = &self.path else { continue };
                     let now = stamp(path);
                     let changed = *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) != now;
-                    if changed && now.is_some() {
+                    if !changed || now.is_none() {
+                        settling = None;
+                    } else if settling != now {
+                        settling = now;
+                    } else {
+                        settling = None;
                         self.reload_logged("config file changed");
                         // A refused file is not retried until it changes again.
                         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = now;

@@ -58,6 +58,12 @@ pub struct ServiceConfig {
     /// short-lived certificate.
     #[serde(default)]
     pub certificates: bool,
+    /// Sign this service's certificates with a CA key of its own
+    /// (`ssh-ca show --service NAME`): with one CA for all, any sshd that
+    /// trusts it accepts a certificate for an account it has, whichever
+    /// service the certificate was issued for.
+    #[serde(default)]
+    pub separate_ca: bool,
     /// Unix accounts each user (`alice`) or group (`group:ops`) may log in
     /// as with a certificate. Without this table a user may log in as the
     /// account of their own name.
@@ -90,6 +96,10 @@ impl fmt::Display for Action {
 pub struct RuleConfig {
     pub name: Option<String>,
     pub action: Action,
+    /// Required on a rule with no conditions, so that a rule cut short
+    /// (a half-written file) cannot admit everyone by accident.
+    #[serde(default)]
+    pub everyone: bool,
     /// The rule applies to these users, and to members of `groups`.
     #[serde(default)]
     pub users: Vec<String>,
@@ -204,6 +214,7 @@ struct Rule {
 #[derive(Debug, Clone, Default)]
 struct ServicePolicy {
     certificates: bool,
+    separate_ca: bool,
     principals: BTreeMap<String, Vec<String>>,
     rules: Vec<Rule>,
 }
@@ -217,6 +228,8 @@ pub struct Policy {
     pub configured: bool,
     default: Action,
     services: BTreeMap<String, ServicePolicy>,
+    /// `--ssh-cert-service`: certificates on, rules from the policy.
+    cert_services: Vec<String>,
     pub risk: RiskModel,
     geo: Option<Arc<GeoDb>>,
 }
@@ -287,6 +300,17 @@ impl Rule {
         }
         if let Some(max) = r.max_risk {
             conditions.push(Condition::MaxRisk(max));
+        }
+        match (conditions.is_empty(), r.everyone) {
+            (true, false) => return Err(format!(
+                "{at}: a rule with no conditions applies to everyone; say so with everyone = true"
+            )),
+            (false, true) => {
+                return Err(format!(
+                    "{at}: everyone = true is for rules with no conditions"
+                ))
+            }
+            _ => {}
         }
         Ok(Self {
             name,
@@ -431,15 +455,14 @@ impl Policy {
                 name,
                 ServicePolicy {
                     certificates: s.certificates,
+                    separate_ca: s.separate_ca,
                     principals: s.principals,
                     rules,
                 },
             );
         }
-        for s in cert_services {
-            services.entry(s.clone()).or_default().certificates = true;
-        }
         Ok(Self {
+            cert_services: cert_services.to_vec(),
             configured,
             default: cfg.default,
             services,
@@ -459,7 +482,14 @@ impl Policy {
 
     /// Whether clients log in to `service` with a relay-signed certificate.
     pub fn certificates(&self, service: &str) -> bool {
-        self.service(service).is_some_and(|s| s.certificates)
+        self.cert_services.iter().any(|s| s == service)
+            || self.service(service).is_some_and(|s| s.certificates)
+    }
+
+    /// Whether `service` has a CA of its own (not the `"*"` table's: each
+    /// such service is named).
+    pub fn separate_ca(&self, service: &str) -> bool {
+        self.services.get(service).is_some_and(|s| s.separate_ca)
     }
 
     /// Unix accounts `user` may be certified for on `service`, in the order
@@ -581,12 +611,16 @@ mod tests {
     use super::*;
 
     fn policy(toml_text: &str) -> Policy {
+        policy_with_certs(toml_text, &[])
+    }
+
+    fn policy_with_certs(toml_text: &str, cert_services: &[String]) -> Policy {
         #[derive(Deserialize)]
         struct File {
             policy: PolicyConfig,
         }
         let f: File = toml::from_str(toml_text).unwrap();
-        Policy::compile(Some(f.policy), &[]).unwrap()
+        Policy::compile(Some(f.policy), cert_services).unwrap()
     }
 
     fn inputs(user: &str, groups: &[&str]) -> Inputs {
@@ -729,6 +763,13 @@ mod tests {
             })
             .allowed
         );
+        // --ssh-cert-service turns certificates on and leaves the rules alone.
+        let flagged = policy_with_certs(
+            "[policy]\n[[policy.services.\"*\".rules]]\naction = \"allow\"\nusers = [\"bob\"]\n",
+            &["web".into()],
+        );
+        assert!(flagged.certificates("web") && !flagged.certificates("db"));
+        assert!(flagged.evaluate(&inputs("bob", &[])).allowed);
     }
 
     #[test]
@@ -762,6 +803,14 @@ mod tests {
             bad("[[policy.services.web.rules]]\naction = \"allow\"\nuserz = []\n")
                 .contains("unknown field")
         );
+        // A rule cut short must not admit everyone.
+        assert!(
+            bad("[[policy.services.web.rules]]\naction = \"allow\"\n").contains("everyone = true")
+        );
+        assert!(bad(
+            "[[policy.services.web.rules]]\naction = \"deny\"\neveryone = true\ncidr = [\"10.0.0.0/8\"]\n"
+        )
+        .contains("no conditions"));
     }
 }
 

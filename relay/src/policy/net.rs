@@ -59,6 +59,16 @@ impl FromStr for Cidr {
         if prefix > max {
             return Err(bad());
         }
+        // `::ffff:10.0.0.0/104` is written as IPv6 but means IPv4, and
+        // addresses are compared as IPv4 (see `contains`).
+        if let IpAddr::V6(v6) = net {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(Self {
+                    net: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Ok(Self { net, prefix })
     }
 }
@@ -111,7 +121,8 @@ impl GeoDb {
     /// The ISO 3166 country code of `ip`, upper case; `None` when the
     /// database does not know the address.
     pub fn country(&self, ip: IpAddr) -> Option<String> {
-        let found = self.reader.lookup(ip).ok()?;
+        // An IPv4 client on a dual-stack listener arrives IPv4-mapped.
+        let found = self.reader.lookup(ip.to_canonical()).ok()?;
         let record: CountryRecord = found.decode().ok()??;
         Some(record.country?.iso_code?.to_ascii_uppercase())
     }
@@ -140,6 +151,9 @@ mod tests {
         assert!(!r.contains(ip("::1")));
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("203.0.113.9")));
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert!(mapped.contains(ip("10.9.9.9")) && mapped.contains(ip("::ffff:10.1.1.1")));
+        assert!(!mapped.contains(ip("11.0.0.1")));
         let one: Cidr = "127.0.0.1".parse().unwrap();
         assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
         let v6: Cidr = "2001:db8::/32".parse().unwrap();

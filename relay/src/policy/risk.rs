@@ -15,7 +15,8 @@ pub const FAILURE_LOOKBACK: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskWeights {
-    /// Per failed sign-in of this user in the last hour (at most 5 count).
+    /// Per failed sign-in of this user from the same network in the last
+    /// hour (at most 5 count).
     pub failed_sign_in: u32,
     /// The address's network (/24, /48) never reached a service for this user.
     pub new_network: u32,
@@ -112,7 +113,7 @@ impl RiskModel {
         if failures > 0 && w.failed_sign_in > 0 {
             factors.push((
                 format!("{failures} failed sign-in(s) in the last hour"),
-                failures * w.failed_sign_in,
+                failures.saturating_mul(w.failed_sign_in),
             ));
         }
         if facts.new_network && w.new_network > 0 {
@@ -127,7 +128,9 @@ impl RiskModel {
             }
         }
         RiskScore {
-            score: factors.iter().map(|(_, s)| s).sum(),
+            score: factors
+                .iter()
+                .fold(0u32, |sum, (_, s)| sum.saturating_add(*s)),
             factors,
         }
     }

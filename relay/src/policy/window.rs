@@ -57,9 +57,12 @@ pub fn parse_offset(s: &str) -> Result<UtcOffset, String> {
         _ => return Err(bad()),
     };
     let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    let h: i8 = h.parse().map_err(|_| bad())?;
-    let m: i8 = m.parse().map_err(|_| bad())?;
-    UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())
+    let h: u8 = h.parse().map_err(|_| bad())?;
+    let m: u8 = m.parse().map_err(|_| bad())?;
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    UtcOffset::from_hms(sign * h as i8, sign * m as i8, 0).map_err(|_| bad())
 }
 
 /// Minutes of the day, as `HH:MM`.
@@ -125,10 +128,9 @@ impl TimeWindow {
     /// wrap past midnight, the early morning belongs to the day before
     /// (a Friday 22:00-06:00 window covers Saturday 03:00).
     pub fn contains(&self, at: u64) -> bool {
-        let Ok(t) = OffsetDateTime::from_unix_timestamp(at as i64) else {
+        let Some(t) = local_time(at, self.offset) else {
             return false;
         };
-        let t = t.to_offset(self.offset);
         let minute = t.hour() as u16 * 60 + t.minute() as u16;
         let mut day = t.weekday();
         let in_hours = match self.hours {
@@ -148,9 +150,8 @@ impl TimeWindow {
 
     /// The local time of `at` in this window's offset, e.g. `sat 14:05 +01:00`.
     pub fn local(&self, at: u64) -> String {
-        match OffsetDateTime::from_unix_timestamp(at as i64) {
-            Ok(t) => {
-                let t = t.to_offset(self.offset);
+        match local_time(at, self.offset) {
+            Some(t) => {
                 format!(
                     "{} {} {}",
                     day_name(t.weekday()),
@@ -158,9 +159,16 @@ impl TimeWindow {
                     offset_text(self.offset)
                 )
             }
-            Err(_) => "an impossible time".into(),
+            None => "an impossible time".into(),
         }
     }
+}
+
+/// Unix time `at` at `offset`; `None` out of the representable range.
+fn local_time(at: u64, offset: UtcOffset) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(i64::try_from(at).ok()?)
+        .ok()?
+        .checked_to_offset(offset)
 }
 
 fn offset_text(o: UtcOffset) -> String {
@@ -231,6 +239,11 @@ mod tests {
         assert!(TimeWindow::parse(&["funday".into()], None, None).is_err());
         assert!(TimeWindow::parse(&[], Some("25:00-26:00"), None).is_err());
         assert!(parse_offset("+1").is_err());
+        assert!(parse_offset("--128:00").is_err());
+        assert!(parse_offset("+24:00").is_err());
+        let far = TimeWindow::parse(&[], Some("08:00-09:00"), Some("+01:00")).unwrap();
+        assert!(!far.contains(253_402_300_799));
+        assert!(!far.contains(u64::MAX));
         assert_eq!(parse_offset("-05:30").unwrap().as_hms(), (-5, -30, 0));
     }
 }

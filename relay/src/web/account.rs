@@ -3,9 +3,10 @@
 //! confirmed, so a mistyped scan never locks anyone out; replacing codes
 //! that are already on needs a current code.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,9 +23,10 @@ fn identity_err(e: IdentityError) -> ApiErr {
     match e {
         IdentityError::Store(e) => e.into(),
         e @ IdentityError::RateLimited(_) => ApiErr(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
-        e @ (IdentityError::CodeRequired | IdentityError::BadCode | IdentityError::CodeReused) => {
-            ApiErr(StatusCode::FORBIDDEN, e.to_string())
-        }
+        e @ (IdentityError::CodeRequired
+        | IdentityError::BadCode
+        | IdentityError::CodeReused
+        | IdentityError::CodesLocked) => ApiErr(StatusCode::FORBIDDEN, e.to_string()),
         e => ApiErr(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -32,13 +34,14 @@ fn identity_err(e: IdentityError) -> ApiErr {
 /// `POST /api/totp/setup`: a new pending secret, as URI and QR code.
 pub async fn setup(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Json(req): Json<TotpSetupRequest>,
 ) -> Result<Json<TotpSetupResponse>, ApiErr> {
     let user = require_session(&state, &headers)?.user;
     let secret = state
         .identity
-        .start_totp_setup(&user, req.code.as_deref())
+        .start_totp_setup(&user, req.code.as_deref(), peer.ip())
         .map_err(identity_err)?;
     let issuer = match state.store.meta(META_PUBLIC_URL)? {
         Some(url) => format!("Sallyport {}", url.trim_start_matches("https://")),

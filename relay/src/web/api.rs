@@ -137,6 +137,11 @@ pub async fn services(
         view.allowed = d.allowed;
         if !d.allowed {
             view.reason = Some(d.reason);
+            // Nothing to connect with: the name and the reason are enough.
+            view.connectors.clear();
+            view.host_keys.clear();
+            view.ssh_certificates = false;
+            view.ssh_principal = None;
         }
         d.allowed || d.near_miss
     });

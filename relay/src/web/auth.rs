@@ -55,7 +55,9 @@ pub async fn login(
         Err(e @ IdentityError::CodeRequired) => {
             Err(ApiErr(StatusCode::UNAUTHORIZED, e.to_string()))
         }
-        Err(e @ (IdentityError::BadCode | IdentityError::CodeReused)) => {
+        Err(
+            e @ (IdentityError::BadCode | IdentityError::CodeReused | IdentityError::CodesLocked),
+        ) => {
             Metrics::add(&state.metrics.sign_ins_failed, 1);
             tracing::warn!(user = %req.user, %peer, error = %e, "sign-in failed: second factor");
             Err(ApiErr(StatusCode::UNAUTHORIZED, e.to_string()))

@@ -87,6 +87,9 @@ pub struct AppState {
     /// Open session pipes, so shutdown can drain them.
     pub sessions: tokio_util::task::TaskTracker,
     pub ssh_ca: Arc<crate::ssh_ca::SshCa>,
+    /// CAs of services with `separate_ca`, loaded (or created) on first use.
+    pub service_cas: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::ssh_ca::SshCa>>>,
+    pub data_dir: std::path::PathBuf,
     pub ssh_cert_ttl: std::time::Duration,
     /// Access policy (also says which services take certificates).
     pub policy: Arc<crate::policy::PolicyHandle>,

@@ -258,7 +258,12 @@ mod tests {
             };
             assert_eq!(a.content_type, want, "{}", a.name);
         }
-        for page in ["index.html", "services.html", "account.html", "terminal.html"] {
+        for page in [
+            "index.html",
+            "services.html",
+            "account.html",
+            "terminal.html",
+        ] {
             let a = ASSETS.iter().find(|a| a.name == page).unwrap();
             let text = std::str::from_utf8(a.body).unwrap();
             // The CSP forbids inline scripts and styles: pages only link them.

@@ -1,11 +1,10 @@
 //! The SSH certificate authority's routes: its public key for sshd's
 //! `TrustedUserCAKeys`, and certificates for signed-in users' own keys.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -15,15 +14,61 @@ use sallyport_proto::frame::check_name;
 use super::auth::{credential, require_session};
 use super::{access, ApiErr, AppState};
 use crate::policy::Stage;
-use crate::ssh_ca::CertRequest;
+use crate::ssh_ca::{CertRequest, SshCa};
 use crate::util::{now_secs, sha256_hex};
 
-/// `GET /ssh-ca.pub`: the CA's public key, one OpenSSH line.
-pub async fn ca_public_key(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
+#[derive(serde::Deserialize)]
+pub struct CaQuery {
+    service: Option<String>,
+}
+
+/// The CA that signs `service`'s certificates: its own with `separate_ca`,
+/// else the relay's.
+fn ca_for(state: &AppState, separate: bool, service: &str) -> Result<Arc<SshCa>, ApiErr> {
+    if !separate {
+        return Ok(state.ssh_ca.clone());
+    }
+    let mut cas = state.service_cas.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(ca) = cas.get(service) {
+        return Ok(ca.clone());
+    }
+    let ca = Arc::new(
+        SshCa::load_or_create_for(&state.data_dir, service).map_err(|e| {
+            tracing::error!(error = %e, %service, "service CA unavailable");
+            ApiErr(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the CA of service {service} is unavailable"),
+            )
+        })?,
+    );
+    cas.insert(service.to_owned(), ca.clone());
+    Ok(ca)
+}
+
+/// `GET /ssh-ca.pub[?service=NAME]`: a CA's public key, one OpenSSH line:
+/// the relay's, or that of a service with a CA of its own.
+pub async fn ca_public_key(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<CaQuery>,
+) -> Result<impl IntoResponse, ApiErr> {
+    let ca = match &q.service {
+        None => state.ssh_ca.clone(),
+        Some(service) => {
+            check_name("service name", service)
+                .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
+            if !state.policy.current().separate_ca(service) {
+                return Err(ApiErr(
+                    StatusCode::NOT_FOUND,
+                    format!("service {service} has no CA of its own; its sshd trusts /ssh-ca.pub"),
+                ));
+            }
+            ca_for(&state, true, service)?
+        }
+    };
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", state.ssh_ca.public_line()),
-    )
+        format!("{}\n", ca.public_line()),
+    ))
 }
 
 /// `POST /api/ssh-cert`: certifies the caller's public key for a service,
@@ -53,6 +98,17 @@ pub async fn issue(
         &req.service,
         Stage::Certificate,
     )?;
+    // With a policy, only services it says trust the CA get certificates:
+    // one for a service that does not could only be of use elsewhere.
+    if policy.configured && !policy.certificates(&req.service) {
+        return Err(ApiErr(
+            StatusCode::FORBIDDEN,
+            format!(
+                "service {} does not take certificates (its policy has no certificates = true)",
+                req.service
+            ),
+        ));
+    }
     let allowed = policy.principals(&session.user, &inputs.groups, &req.service);
     let principal = match &req.principal {
         Some(p) => p.clone(),
@@ -91,8 +147,7 @@ pub async fn issue(
         "sallyport user={} service={} session={session_id}",
         session.user, req.service
     );
-    let certificate = state
-        .ssh_ca
+    let certificate = ca_for(&state, policy.separate_ca(&req.service), &req.service)?
         .sign(&CertRequest {
             public_key: &req.public_key,
             principal: &principal,
