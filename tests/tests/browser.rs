@@ -573,3 +573,19 @@ fn a_second_factor_is_asked_for_after_the_password_and_a_denied_page_says_why() 
     assert_eq!(r["terminalShown"], false, "{r}");
     assert_eq!(r["csp"], serde_json::json!([]), "CSP violations: {r}");
 }
+
+#[test]
+fn a_user_turns_on_one_time_codes_from_the_account_page() {
+    let (env, _c1) = with_web1(SshdAuth::Key);
+    let r = run(&env, (USER, PASSWORD), "account_totp", &[]);
+    assert!(str_of(&r, "/before").contains("off"), "{r}");
+    assert!(
+        str_of(&r, "/uri").starts_with("otpauth://totp/")
+            && str_of(&r, "/uri").contains(":alice?secret="),
+        "{r}"
+    );
+    assert_eq!(r["qrLoaded"], true, "{r}");
+    assert!(str_of(&r, "/after").contains("on for your account"), "{r}");
+    assert!(str_of(&r, "/askedFor").contains("one-time code"), "{r}");
+    assert_eq!(str_of(&r, "/signedInAgain"), "/services", "{r}");
+}

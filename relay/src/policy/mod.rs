@@ -302,9 +302,11 @@ impl Rule {
             conditions.push(Condition::MaxRisk(max));
         }
         match (conditions.is_empty(), r.everyone) {
-            (true, false) => return Err(format!(
+            (true, false) => {
+                return Err(format!(
                 "{at}: a rule with no conditions applies to everyone; say so with everyone = true"
-            )),
+            ))
+            }
             (false, true) => {
                 return Err(format!(
                     "{at}: everyone = true is for rules with no conditions"
