@@ -591,6 +591,18 @@ impl Drop for RelayProc {
     }
 }
 
+/// curl arguments that make a request a WebSocket upgrade.
+pub const WS_UPGRADE: [&str; 8] = [
+    "-H",
+    "Connection: Upgrade",
+    "-H",
+    "Upgrade: websocket",
+    "-H",
+    "Sec-WebSocket-Version: 13",
+    "-H",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+];
+
 /// A connector process.
 pub fn start_connector(
     dir: &Path,

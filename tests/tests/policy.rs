@@ -154,24 +154,7 @@ fn checkpoints(
     );
     let ws = relay.curl(
         &format!("/ws/{service}"),
-        &[
-            &[
-                "-H",
-                &auth,
-                "-H",
-                "Connection: Upgrade",
-                "-H",
-                "Upgrade: websocket",
-                "-H",
-                "Sec-WebSocket-Version: 13",
-                "-H",
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-                "-m",
-                "3",
-            ][..],
-            extra,
-        ]
-        .concat(),
+        &[&["-H", &auth, "-m", "3"][..], &WS_UPGRADE, extra].concat(),
     );
     let body = serde_json::json!({ "service": service, "public_key": "ssh-ed25519 AAAA" });
     let cert = relay.curl(

@@ -108,16 +108,7 @@ fn websocket_without_a_session_gets_401_and_opens_no_stream() {
     let _c = env.connector("c1", "web1", &[]);
     env.relay.wait_online("c1", 2);
     let before = env.relay.metric("sallyport_tunnel_streams_opened_total");
-    let upgrade = [
-        "-H",
-        "Connection: Upgrade",
-        "-H",
-        "Upgrade: websocket",
-        "-H",
-        "Sec-WebSocket-Version: 13",
-        "-H",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-    ];
+    let upgrade = WS_UPGRADE;
     let (code, body) = env.relay.curl("/ws/web1", &upgrade);
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("sign in"), "{body}");

@@ -15,15 +15,20 @@ fn ssh_cert(client: &Client, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// ssh with the certified key and nothing else, as [`E2E_UNIX_USER`].
+/// ssh to web1 with its certified key and nothing else, as [`E2E_UNIX_USER`].
 fn ssh_with_cert(client: &Client, command: &str) -> Output {
+    ssh_with_cert_to(client, "web1", command)
+}
+
+/// ssh to `service` with web1's certified key and nothing else.
+fn ssh_with_cert_to(client: &Client, service: &str, command: &str) -> Output {
     ssh_with_identity(&client.home.join("certs/web1"))
         .args(["-o", "PasswordAuthentication=no", "-o"])
         .arg(format!(
             "ProxyCommand={} proxy %h",
             bin("sallyport").display()
         ))
-        .arg(format!("{E2E_UNIX_USER}@web1"))
+        .arg(format!("{E2E_UNIX_USER}@{service}"))
         .arg(command)
         .env("SALLYPORT_HOME", &client.home)
         .output()
@@ -209,17 +214,7 @@ fn a_service_with_a_ca_of_its_own_gets_certificates_no_other_host_accepts() {
     );
 
     // The same certificate at web2: its sshd does not know web1's CA.
-    let out = ssh_with_identity(&env.client.home.join("certs/web1"))
-        .args(["-o", "PasswordAuthentication=no", "-o"])
-        .arg(format!(
-            "ProxyCommand={} proxy %h",
-            bin("sallyport").display()
-        ))
-        .arg(format!("{E2E_UNIX_USER}@web2"))
-        .arg("true")
-        .env("SALLYPORT_HOME", &env.client.home)
-        .output()
-        .unwrap();
+    let out = ssh_with_cert_to(&env.client, "web2", "true");
     assert!(
         !out.status.success(),
         "web1's certificate logged in to web2"
