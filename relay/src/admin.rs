@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{AuditLog, Filter};
 use crate::identity;
 use crate::pki::RelayCa;
 use crate::policy::{decide, PolicyHandle, Stage};
@@ -67,7 +68,21 @@ pub enum Request {
     PolicyLog {
         limit: usize,
     },
+    /// Audit events, one human line each.
+    AuditList {
+        filter: Filter,
+        limit: usize,
+    },
+    /// Audit events as JSON lines, a page at a time (`filter.after_seq`).
+    AuditExport {
+        filter: Filter,
+        limit: usize,
+    },
+    AuditVerify,
 }
+
+/// Events per page of `audit export`.
+pub const EXPORT_PAGE: usize = 2000;
 
 /// Inputs of `sallyport-relay policy test`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +124,7 @@ pub struct AdminCtx {
     pub registry: Option<Arc<Registry>>,
     /// The live policy of a running relay, or the one of `--config`.
     pub policy: Option<Arc<PolicyHandle>>,
+    pub audit: Arc<AuditLog>,
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -135,7 +151,62 @@ pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
         Request::DeviceRevoke { name } => device_revoke(ctx, &name),
         Request::PolicyTest(t) => policy_test(ctx, t),
         Request::PolicyLog { limit } => policy_log(ctx, limit),
+        Request::AuditList { filter, limit } => audit_list(ctx, &filter, limit),
+        Request::AuditExport { filter, limit } => {
+            let records = ctx
+                .audit
+                .list(&filter, limit.min(EXPORT_PAGE))
+                .map_err(store_err)?;
+            let lines: Result<Vec<String>, String> = records
+                .iter()
+                .map(|r| serde_json::to_string(r).map_err(|e| e.to_string()))
+                .collect();
+            Ok(lines?.join("\n"))
+        }
+        Request::AuditVerify => match ctx.audit.verify() {
+            Ok(n) => Ok(format!(
+                "audit log intact: {n} events, every one chained to the one before"
+            )),
+            Err(e) => Err(format!("audit log verification FAILED: {e}")),
+        },
     }
+}
+
+/// One line per event: sequence number, time, type, then its fields.
+fn audit_list(ctx: &AdminCtx, filter: &Filter, limit: usize) -> Result<String, String> {
+    let records = ctx.audit.list_last(filter, limit).map_err(store_err)?;
+    let mut out = String::new();
+    for r in records {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.at_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| r.at_ms.to_string());
+        let kind = r.event.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+        let mut fields = Vec::new();
+        if let Some(obj) = r.event.as_object() {
+            for (k, v) in obj {
+                match (k.as_str(), v) {
+                    ("type", _) => {}
+                    // A decision's inputs: the few that say the most.
+                    ("inputs", serde_json::Value::Object(i)) => {
+                        for key in ["user", "service", "ip"] {
+                            if let Some(v) = i.get(key).and_then(|v| v.as_str()) {
+                                fields.push(format!("{key}={v}"));
+                            }
+                        }
+                    }
+                    (_, serde_json::Value::String(s)) => fields.push(format!("{k}={s:?}")),
+                    (_, serde_json::Value::Null) => {}
+                    _ => fields.push(format!("{k}={v}")),
+                }
+            }
+        }
+        out.push_str(&format!("{:>8} {at} {kind} {}\n", r.seq, fields.join(" ")));
+    }
+    Ok(out.trim_end().to_owned())
 }
 
 fn user_totp(ctx: &AdminCtx, name: &str) -> Result<String, String> {
@@ -247,7 +318,7 @@ fn policy_test(ctx: &AdminCtx, t: PolicyTest) -> Result<String, String> {
         country: t.country,
     };
     let (inputs, decision) =
-        decide::decide(&ctx.store, &policy, &req).map_err(|e| e.to_string())?;
+        decide::decide(&ctx.store, &ctx.audit, &policy, &req).map_err(|e| e.to_string())?;
     let device = match &inputs.device {
         Some(d) => {
             let attrs: Vec<String> = d
@@ -280,12 +351,16 @@ fn policy_test(ctx: &AdminCtx, t: PolicyTest) -> Result<String, String> {
 }
 
 fn policy_log(ctx: &AdminCtx, limit: usize) -> Result<String, String> {
+    let filter = Filter {
+        kind: Some("decision".into()),
+        ..Default::default()
+    };
     let lines: Vec<String> = ctx
-        .store
-        .recent_decisions(limit)
+        .audit
+        .list_last(&filter, limit)
         .map_err(store_err)?
         .into_iter()
-        .map(|d| d.to_string())
+        .map(|r| r.event.to_string())
         .collect();
     Ok(lines.join("\n"))
 }
@@ -392,6 +467,11 @@ fn connector_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("no connector named {name}"))?;
     rec.state = ConnectorState::Revoked;
     ctx.store.put_connector(&rec).map_err(store_err)?;
+    ctx.audit
+        .append(&crate::audit::Event::ConnectorRevoked {
+            connector: name.to_owned(),
+        })
+        .map_err(store_err)?;
     let closed = ctx
         .registry
         .as_ref()

@@ -50,6 +50,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub ssh_cert_services: Vec<String>,
+    /// Drop audit events older than this, e.g. 90d [default: 90d].
+    #[arg(long, env = "SALLYPORT_AUDIT_MAX_AGE")]
+    pub audit_max_age: Option<String>,
+    /// Keep at most this many audit events [default: 5000000].
+    #[arg(long, env = "SALLYPORT_AUDIT_MAX_EVENTS")]
+    pub audit_max_events: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +74,8 @@ struct FileConfig {
     ssh_cert_services: Vec<String>,
     /// Access policy; reloaded on change (see `policy::PolicyHandle`).
     policy: Option<crate::policy::PolicyConfig>,
+    audit_max_age: Option<String>,
+    audit_max_events: Option<u64>,
 }
 
 /// Resolved settings of a relay.
@@ -86,6 +94,7 @@ pub struct ServeConfig {
     pub ssh_cert_services: Vec<String>,
     /// The config file, which also holds the access policy.
     pub config_file: Option<PathBuf>,
+    pub audit_retention: crate::audit::Retention,
 }
 
 impl ServeArgs {
@@ -143,7 +152,19 @@ impl ServeArgs {
             Some(d) => parse_duration(&d)?,
             None => crate::ssh_ca::DEFAULT_CERT_TTL,
         };
+        let audit_retention = crate::audit::Retention {
+            max_age: match self.audit_max_age.or(file.audit_max_age) {
+                Some(d) => parse_duration(&d)?,
+                None => crate::audit::DEFAULT_MAX_AGE,
+            },
+            max_events: self
+                .audit_max_events
+                .or(file.audit_max_events)
+                .unwrap_or(crate::audit::DEFAULT_MAX_EVENTS)
+                .max(1),
+        };
         Ok(ServeConfig {
+            audit_retention,
             data_dir,
             listen_https,
             listen_tunnel,

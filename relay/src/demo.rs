@@ -64,6 +64,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         ssh_cert_ttl: crate::ssh_ca::DEFAULT_CERT_TTL,
         ssh_cert_services: Vec::new(),
         config_file: None,
+        audit_retention: Default::default(),
     };
     let relay = Relay::start(config).await?;
 
@@ -86,6 +87,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
             ca: relay.ca.clone(),
             registry: Some(relay.registry.clone()),
             policy: None,
+            audit: relay.audit.clone(),
         };
         let out = admin::execute(
             &ctx,

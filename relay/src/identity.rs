@@ -11,6 +11,9 @@ use sallyport_proto::frame::check_name;
 use crate::store::{Failure, SessionRecord, Store, StoreError, UserRecord};
 use crate::util::{now_secs, random_secret};
 
+/// Members of this group are admins: they may read the audit log.
+pub const ADMIN_GROUP: &str = "admin";
+
 /// How long a sign-in session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Longest password accepted (argon2 cost does not depend on it, but the request size does).

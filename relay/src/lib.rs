@@ -3,6 +3,7 @@
 //! `main.rs` only parses arguments; everything here can be driven by tests.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod identity;

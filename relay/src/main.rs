@@ -48,6 +48,78 @@ enum Command {
     /// The access policy (it lives in the config file under [policy]).
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// The audit log: sign-ins, decisions, certificates, connectors, sessions.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(clap::Args)]
+struct AuditFilter {
+    /// Events since a time (RFC 3339) or for a duration back (e.g. 1h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    service: Option<String>,
+    #[arg(long)]
+    session: Option<String>,
+    /// Events of one type: sign_in, decision, cert_issued, connector_connected,
+    /// connector_disconnected, connector_revoked, stream_opened, stream_closed.
+    #[arg(long = "type")]
+    kind: Option<String>,
+}
+
+impl AuditFilter {
+    fn into_filter(self) -> anyhow::Result<sallyport_relay::audit::Filter> {
+        let since_ms = match self.since {
+            None => None,
+            Some(s) => Some(match parse_duration(&s) {
+                Ok(d) => sallyport_relay::util::now_millis().saturating_sub(d.as_millis() as u64),
+                Err(_) => parse_time(&s).map_err(anyhow::Error::msg)? * 1000,
+            }),
+        };
+        Ok(sallyport_relay::audit::Filter {
+            since_ms,
+            user: self.user,
+            service: self.service,
+            session: self.session,
+            kind: self.kind,
+            after_seq: None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// The most recent events, one line each.
+    List {
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Every event (or those the filters pick), oldest first, as JSON lines with their hashes.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Check that no event was changed, removed or reordered.
+    Verify {
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -356,6 +428,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Policy(PolicyCmd::Log { limit, dir }) => {
             admin_command(&dir.data_dir, Request::PolicyLog { limit }).await
         }
+        Command::Audit(AuditCmd::List { filter, limit, dir }) => {
+            let filter = filter.into_filter()?;
+            admin_command(&dir.data_dir, Request::AuditList { filter, limit }).await
+        }
+        Command::Audit(AuditCmd::Export {
+            format: _,
+            filter,
+            dir,
+        }) => {
+            let mut filter = filter.into_filter()?;
+            loop {
+                let req = Request::AuditExport {
+                    filter: filter.clone(),
+                    limit: admin::EXPORT_PAGE,
+                };
+                let page = admin_output(&dir.data_dir, req, None).await?;
+                let Some(last) = page.lines().last() else {
+                    return Ok(());
+                };
+                println!("{page}");
+                let last: sallyport_relay::audit::Record =
+                    serde_json::from_str(last).context("the relay sent a bad audit record")?;
+                filter.after_seq = Some(last.seq);
+            }
+        }
+        Command::Audit(AuditCmd::Verify { dir }) => {
+            admin_command(&dir.data_dir, Request::AuditVerify).await
+        }
     }
 }
 
@@ -391,6 +491,7 @@ async fn admin_output(
             }
             let store = Store::open(data_dir)?;
             let ctx = AdminCtx {
+                audit: Arc::new(sallyport_relay::audit::AuditLog::open(&store)?),
                 store,
                 ca: Arc::new(RelayCa::load_or_create(data_dir)?),
                 registry: None,

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminCtx, META_TUNNEL_ADDR};
+use crate::audit::AuditLog;
 use crate::config::ServeConfig;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
@@ -20,9 +21,13 @@ use crate::store::Store;
 use crate::tunnel::{self, Registry, TunnelServer};
 use crate::web::{self, AppState};
 
+/// How often audit retention drops old events.
+pub const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
 /// A relay that is up. Dropping it does not stop it; call [`Relay::shutdown`].
 pub struct Relay {
     pub store: Store,
+    pub audit: Arc<AuditLog>,
     pub ca: Arc<RelayCa>,
     pub registry: Arc<Registry>,
     pub https_addr: SocketAddr,
@@ -51,6 +56,7 @@ impl Relay {
         let ca = Arc::new(RelayCa::load_or_create(&config.data_dir)?);
         store.set_meta(META_TUNNEL_ADDR, &config.public_tunnel_addr)?;
         let registry = Arc::new(Registry::default());
+        let audit = Arc::new(AuditLog::open(&store)?);
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -76,6 +82,7 @@ impl Relay {
                 ca: ca.clone(),
                 registry: registry.clone(),
                 metrics: metrics.clone(),
+                audit: audit.clone(),
                 enrolments: tokio::sync::Semaphore::new(tunnel::server::MAX_ENROLMENTS),
             }),
             endpoint: endpoint.clone(),
@@ -121,6 +128,7 @@ impl Relay {
             data_dir: config.data_dir.clone(),
             ssh_cert_ttl: config.ssh_cert_ttl,
             policy: policy.clone(),
+            audit: audit.clone(),
         });
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let https = axum_server::Handle::new();
@@ -148,6 +156,28 @@ impl Relay {
             ca: ca.clone(),
             registry: Some(registry.clone()),
             policy: Some(policy),
+            audit: audit.clone(),
+        });
+        // Retention: at start and every few minutes.
+        let retention = config.audit_retention;
+        let prune_audit = audit.clone();
+        let sd = shutdown.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = sd.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let log = prune_audit.clone();
+                let now = crate::util::now_millis();
+                match tokio::task::spawn_blocking(move || log.prune(retention, now)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(dropped = n, "audit retention"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+                    Err(e) => tracing::error!(error = %e, "audit retention failed"),
+                }
+            }
         });
         let sock = admin::socket_path(&config.data_dir);
         let sd = shutdown.clone();
@@ -166,6 +196,7 @@ impl Relay {
         );
         Ok(Self {
             store,
+            audit,
             ca,
             registry,
             https_addr,

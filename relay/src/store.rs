@@ -107,16 +107,7 @@ pub struct Store {
     devices: sled::Tree,
     /// certificate SHA-256 -> device name.
     device_certs: sled::Tree,
-    /// id (u64 big-endian, increasing) -> policy decision with its inputs (JSON).
-    decisions: sled::Tree,
-    /// Decisions recorded since the last size check.
-    decisions_since_check: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
-
-/// Most policy decisions kept (about 0.5 KB each).
-pub const MAX_DECISIONS: usize = 100_000;
-/// How often (in decisions recorded) the decision log's size is checked.
-pub const DECISION_CHECK_EVERY: u64 = 1024;
 
 /// Most failed sign-ins kept per user for the risk score.
 pub const MAX_FAILURES_KEPT: usize = 20;
@@ -191,10 +182,13 @@ impl Store {
             known: db.open_tree("known")?,
             devices: db.open_tree("devices")?,
             device_certs: db.open_tree("device_certs")?,
-            decisions_since_check: Default::default(),
-            decisions: db.open_tree("decisions")?,
             db,
         })
+    }
+
+    /// A tree of its own for a module that keeps its records itself (the audit log).
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -467,40 +461,6 @@ impl Store {
         Ok(self
             .device(&String::from_utf8_lossy(&name))?
             .filter(|d| d.cert_sha256 == sha256 && !d.revoked && d.expires > now))
-    }
-
-    // ---- policy decisions
-
-    /// Appends a decision record (JSON); returns its id. The log keeps the
-    /// newest [`MAX_DECISIONS`]: every [`DECISION_CHECK_EVERY`] records the
-    /// oldest beyond that are dropped.
-    pub fn record_decision<T: Serialize>(&self, decision: &T) -> Result<u64, StoreError> {
-        let id = self.db.generate_id()?;
-        self.decisions
-            .insert(id.to_be_bytes(), serde_json::to_vec(decision)?)?;
-        let n = self
-            .decisions_since_check
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n + 1 >= DECISION_CHECK_EVERY {
-            self.decisions_since_check
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-            let excess = self.decisions.len().saturating_sub(MAX_DECISIONS);
-            for key in self.decisions.iter().keys().take(excess) {
-                self.decisions.remove(key?)?;
-            }
-        }
-        Ok(id)
-    }
-
-    /// The last `limit` decisions, oldest first.
-    pub fn recent_decisions(&self, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.decisions.iter().rev().take(limit) {
-            let (_, v) = entry?;
-            out.push(serde_json::from_slice::<serde_json::Value>(&v)?);
-        }
-        out.reverse();
-        Ok(out)
     }
 
     // ---- meta

@@ -8,6 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 
 /// Seconds since the Unix epoch.
+/// Unix time in milliseconds.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

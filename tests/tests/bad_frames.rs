@@ -61,6 +61,7 @@ async fn bad_frames_close_only_their_stream() {
         ca: relay.ca.clone(),
         registry: Some(relay.registry.clone()),
         policy: None,
+        audit: relay.audit.clone(),
     };
     admin::execute(
         &ctx,

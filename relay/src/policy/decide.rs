@@ -5,11 +5,10 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
-
 use super::net::network_of;
 use super::risk::{RiskFacts, RiskScore, FAILURE_LOOKBACK};
 use super::{Decision, DeviceInput, Inputs, Policy, Stage};
+use crate::audit::{AuditLog, Event};
 use crate::store::{DeviceRecord, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,17 +46,6 @@ pub struct Request<'a> {
     pub country: Option<String>,
 }
 
-/// What is stored for every decision.
-#[derive(Serialize)]
-struct Record<'a> {
-    at: u64,
-    stage: Stage,
-    allowed: bool,
-    rule: Option<&'a str>,
-    reason: &'a str,
-    inputs: &'a Inputs,
-}
-
 fn device_input(d: &DeviceRecord) -> DeviceInput {
     DeviceInput {
         name: d.name.clone(),
@@ -65,23 +53,24 @@ fn device_input(d: &DeviceRecord) -> DeviceInput {
     }
 }
 
-/// Decides `req` and, except for tests, records the decision and (when
-/// allowed) that this user has now used this network and device.
+/// Decides `req` and, except for tests, records the decision in the audit
+/// log (on disk before the answer goes out) and, when allowed, that this
+/// user has now used this network and device.
 pub fn decide(
     store: &Store,
+    audit: &AuditLog,
     policy: &Policy,
     req: &Request<'_>,
 ) -> Result<(Inputs, Decision), DecideError> {
     let inputs = gather(store, policy, req)?;
     let decision = policy.evaluate(&inputs);
     if req.stage != Stage::Test {
-        store.record_decision(&Record {
-            at: req.at,
+        audit.append(&Event::Decision {
             stage: req.stage,
             allowed: decision.allowed,
-            rule: decision.rule.as_deref(),
-            reason: &decision.reason,
-            inputs: &inputs,
+            rule: decision.rule.clone(),
+            reason: decision.reason.clone(),
+            inputs: Box::new(inputs.clone()),
         })?;
         if decision.allowed {
             store.note_use(req.user, &network_key(req.ip), req.at)?;

@@ -26,6 +26,7 @@ pub struct TunnelCtx {
     pub ca: Arc<RelayCa>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    pub audit: Arc<crate::audit::AuditLog>,
     /// Connections without a certificate being served at once (see [`MAX_ENROLMENTS`]).
     pub enrolments: tokio::sync::Semaphore,
 }
@@ -196,6 +197,13 @@ async fn run_connection(
     };
     let services: Vec<&str> = live.services.iter().map(|s| s.name.as_str()).collect();
     tracing::info!(services = ?services, version = %hello.version, "connector connected");
+    let event = crate::audit::Event::ConnectorConnected {
+        connector: name.clone(),
+        remote: live.remote.to_string(),
+    };
+    if let Err(e) = ctx.audit.append(&event) {
+        tracing::error!(error = %e, "audit log failed");
+    }
     Metrics::add(&ctx.metrics.connector_connections, 1);
     ctx.registry.insert(live.clone());
     // A revocation that landed during the handshake found no live connection
@@ -249,6 +257,13 @@ async fn run_connection(
     let reason = conn.closed().await;
     let _ = ctx.store.touch_connector(&name, None);
     tracing::info!(%reason, "connector disconnected");
+    let event = crate::audit::Event::ConnectorDisconnected {
+        connector: name.clone(),
+        reason: reason.to_string(),
+    };
+    if let Err(e) = ctx.audit.append(&event) {
+        tracing::error!(error = %e, "audit log failed");
+    }
 }
 
 fn check_hello(hello: &Hello, enrolled_as: &str) -> Result<(), String> {

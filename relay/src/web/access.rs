@@ -85,7 +85,8 @@ pub fn check(
 ) -> Result<(Arc<Policy>, Inputs), ApiErr> {
     let policy = state.policy.current();
     let req = request(session, ip, tls, service, stage);
-    let (inputs, decision) = decide(&state.store, &policy, &req).map_err(decide_err)?;
+    let (inputs, decision) =
+        decide(&state.store, &state.audit, &policy, &req).map_err(decide_err)?;
     let device = inputs.device.as_ref().map(|d| d.name.as_str());
     if decision.allowed {
         Metrics::add(&state.metrics.policy_allowed, 1);

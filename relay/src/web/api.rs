@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -147,4 +147,55 @@ pub async fn services(
     });
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(out))
+}
+
+#[derive(serde::Deserialize)]
+pub struct AuditQuery {
+    /// Unix milliseconds.
+    since: Option<u64>,
+    user: Option<String>,
+    service: Option<String>,
+    session: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Only events after this sequence number (paging).
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Most events one `/api/audit` answer carries.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+/// `GET /api/audit`: audit events, oldest first, for admins (members of
+/// the `admin` group) only.
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<crate::audit::Record>>, ApiErr> {
+    let session = require_session(&state, &headers)?;
+    let admin = state
+        .store
+        .user(&session.user)?
+        .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
+    if !admin {
+        tracing::warn!(user = %session.user, "audit log refused: not an admin");
+        return Err(ApiErr(
+            StatusCode::FORBIDDEN,
+            format!(
+                "only admins (group {}) may read the audit log",
+                crate::identity::ADMIN_GROUP
+            ),
+        ));
+    }
+    let filter = crate::audit::Filter {
+        since_ms: q.since,
+        user: q.user,
+        service: q.service,
+        session: q.session,
+        kind: q.kind,
+        after_seq: q.after,
+    };
+    let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE).min(MAX_AUDIT_PAGE);
+    Ok(Json(state.audit.list(&filter, limit)?))
 }

@@ -10,6 +10,7 @@ use axum::Json;
 use sallyport_proto::client::{LoginRequest, LoginResponse, SESSION_COOKIE};
 
 use super::{ApiErr, AppState};
+use crate::audit::Event;
 use crate::identity::{IdentityError, SESSION_TTL};
 use crate::metrics::Metrics;
 use crate::store::SessionRecord;
@@ -19,11 +20,28 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiErr> {
-    match state
+    let outcome = state
         .identity
         .sign_in(&req.user, &req.password, req.code.as_deref(), peer.ip())
-        .await
-    {
+        .await;
+    // On disk before the answer. Refusals by the rate limiter are not
+    // recorded one by one (a flood would fill the log); metrics count them.
+    let event = match &outcome {
+        Ok((_, s)) => Some((true, s.second_factor, None)),
+        Err(IdentityError::RateLimited(_) | IdentityError::Busy | IdentityError::Store(_)) => None,
+        Err(IdentityError::CodeRequired) => None,
+        Err(e) => Some((false, false, Some(e.to_string()))),
+    };
+    if let Some((ok, second_factor, reason)) = event {
+        state.audit.append(&Event::SignIn {
+            user: req.user.chars().take(64).collect(),
+            ip: peer.ip(),
+            ok,
+            second_factor,
+            reason,
+        })?;
+    }
+    match outcome {
         Ok((token, session)) => {
             Metrics::add(&state.metrics.sign_ins_ok, 1);
             tracing::info!(user = %session.user, %peer, second_factor = session.second_factor, "signed in");

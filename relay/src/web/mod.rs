@@ -93,6 +93,7 @@ pub struct AppState {
     pub ssh_cert_ttl: std::time::Duration,
     /// Access policy (also says which services take certificates).
     pub policy: Arc<crate::policy::PolicyHandle>,
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.
@@ -128,6 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/logout", post(auth::logout))
         .route("/api/me", get(api::me))
         .route("/api/services", get(api::services))
+        .route("/api/audit", get(api::audit))
         .route("/api/ssh-cert", post(ssh_cert::issue))
         .route("/api/totp/setup", post(account::setup))
         .route("/api/totp/confirm", post(account::confirm))

@@ -155,10 +155,18 @@ pub async fn issue(
             ttl,
         })
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let valid_before = now_secs() + ttl.as_secs();
+    state.audit.append(&crate::audit::Event::CertIssued {
+        user: session.user.clone(),
+        service: req.service.clone(),
+        principal: principal.clone(),
+        key_id,
+        valid_before,
+    })?;
     tracing::info!(user = %session.user, %principal, service = %req.service, ?ttl, "SSH certificate issued");
     Ok(Json(SshCertResponse {
         certificate,
         principal,
-        valid_before: now_secs() + ttl.as_secs(),
+        valid_before,
     }))
 }

@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 
 use super::auth::require_session;
 use super::{access, ApiErr, AppState};
+use crate::audit::Event;
 use crate::metrics::Metrics;
 use crate::policy::Stage;
 use crate::tunnel::{open_session, OpenError, FAILOVER_TIMEOUT, SESSION_OPEN_TIMEOUT};
@@ -122,10 +123,22 @@ pub async fn session(
         span.in_scope(|| tracing::warn!(%reason, "session refused"));
         return Err(ApiErr(StatusCode::BAD_GATEWAY, reason));
     };
+    // On disk before the client hears the session is open; if it cannot
+    // be recorded, the session does not happen (dropping the streams
+    // closes them at the connector).
+    state.audit.append(&Event::StreamOpened {
+        session: header.session.clone(),
+        service: service.clone(),
+        user: user.clone(),
+        connector: connector.clone(),
+        client: peer.to_string(),
+    })?;
     Metrics::add(&state.metrics.sessions_opened, 1);
     span.in_scope(|| tracing::info!(%connector, %peer, "session opened"));
     let metrics = state.metrics.clone();
     let sessions = state.sessions.clone();
+    let audit = state.audit.clone();
+    let opened = std::time::Instant::now();
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_LEN)
         .max_frame_size(MAX_WS_MESSAGE_LEN)
@@ -137,6 +150,17 @@ pub async fn session(
                     let (up, down) = pipe(socket, send, recv, &metrics).await;
                     metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
                     tracing::info!(bytes_up = up, bytes_down = down, "session closed");
+                    let closed = Event::StreamClosed {
+                        session: header.session,
+                        service,
+                        user,
+                        bytes_up: up,
+                        bytes_down: down,
+                        millis: opened.elapsed().as_millis() as u64,
+                    };
+                    if let Err(e) = audit.append(&closed) {
+                        tracing::error!(error = %e, "audit log failed");
+                    }
                 }
                 .instrument(span),
             )

@@ -1,0 +1,456 @@
+//! The audit chain in sled: tree `audit`, key = sequence number (u64
+//! big-endian, contiguous from 1), value = a [`Record`] as JSON. A record's
+//! hash is SHA-256 over the previous hash, its sequence number, its time
+//! and its event in canonical JSON (object keys sorted), so verifying needs
+//! nothing but the records. Appends are serialized and flushed before they
+//! return. Retention drops the oldest records and remembers the last
+//! dropped one as the anchor the first kept record must chain to.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Event;
+use crate::store::{Store, StoreError};
+use crate::util::sha256_hex;
+
+/// Keep events this long by default.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+/// And at most this many by default (about 0.3-1 KB each).
+pub const DEFAULT_MAX_EVENTS: u64 = 5_000_000;
+/// Meta key of the anchor: `{seq, hash}` of the last record retention dropped.
+const META_ANCHOR: &str = "audit_anchor";
+/// The `prev` of the very first record.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub seq: u64,
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    pub prev: String,
+    pub hash: String,
+    /// The [`Event`] as JSON: kept as a value, so records written by an
+    /// older relay verify with a newer one.
+    pub event: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_events: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: DEFAULT_MAX_AGE,
+            max_events: DEFAULT_MAX_EVENTS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Anchor {
+    seq: u64,
+    hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("event {seq} was changed: its hash does not match its contents")]
+    Changed { seq: u64 },
+    #[error("event {seq} does not follow event {before}: events are missing or reordered")]
+    Gap { before: u64, seq: u64 },
+    #[error("event {seq} does not chain to the event before it: an event before it was changed, removed or reordered")]
+    Broken { seq: u64 },
+    #[error("event stored under {key} says it is event {seq}")]
+    Misplaced { key: u64, seq: u64 },
+    #[error("event {0} cannot be read")]
+    Unreadable(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `audit list` asks for; empty fields match everything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Filter {
+    /// Unix milliseconds.
+    pub since_ms: Option<u64>,
+    pub user: Option<String>,
+    pub service: Option<String>,
+    pub session: Option<String>,
+    /// Only events after this sequence number (paging).
+    pub after_seq: Option<u64>,
+    /// Only events of this type (`sign_in`, `decision`, ...).
+    pub kind: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, r: &Record) -> bool {
+        let field = |name: &str| {
+            r.event
+                .get(name)
+                .or_else(|| r.event.get("inputs").and_then(|i| i.get(name)))
+                .and_then(|v| v.as_str())
+        };
+        self.since_ms.is_none_or(|t| r.at_ms >= t)
+            && self
+                .kind
+                .as_deref()
+                .is_none_or(|k| field("type") == Some(k))
+            && self.after_seq.is_none_or(|s| r.seq > s)
+            && self
+                .user
+                .as_deref()
+                .is_none_or(|u| field("user") == Some(u))
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|s| field("service") == Some(s))
+            && self
+                .session
+                .as_deref()
+                .is_none_or(|s| field("session") == Some(s))
+    }
+}
+
+fn hash_of(prev: &str, seq: u64, at_ms: u64, event: &serde_json::Value) -> String {
+    // serde_json's Value keeps object keys sorted: one canonical form.
+    let body = serde_json::to_string(event).unwrap_or_default();
+    sha256_hex(format!("{prev}\n{seq}\n{at_ms}\n{body}").as_bytes())
+}
+
+pub struct AuditLog {
+    store: Store,
+    tree: sled::Tree,
+    /// Appends one at a time: each needs the hash of the one before.
+    append: Mutex<()>,
+}
+
+impl AuditLog {
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree: store.open_tree("audit")?,
+            store: store.clone(),
+            append: Mutex::new(()),
+        })
+    }
+
+    fn anchor(&self) -> Result<Option<Anchor>, StoreError> {
+        Ok(self
+            .store
+            .meta(META_ANCHOR)?
+            .and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    fn decode(key: &[u8], value: &[u8]) -> Result<Record, VerifyError> {
+        let seq = <[u8; 8]>::try_from(key)
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        serde_json::from_slice(value).map_err(|_| VerifyError::Unreadable(seq))
+    }
+
+    /// Appends `event` and flushes it to disk before returning.
+    pub fn append(&self, event: &Event) -> Result<Record, StoreError> {
+        let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        let (seq, prev) = match self.tree.last()? {
+            Some((_, v)) => {
+                let last: Record = serde_json::from_slice(&v)?;
+                (last.seq + 1, last.hash)
+            }
+            None => match self.anchor()? {
+                Some(a) => (a.seq + 1, a.hash),
+                None => (1, GENESIS.to_owned()),
+            },
+        };
+        let at_ms = crate::util::now_millis();
+        let event = serde_json::to_value(event)?;
+        let record = Record {
+            seq,
+            at_ms,
+            hash: hash_of(&prev, seq, at_ms, &event),
+            prev,
+            event,
+        };
+        self.tree
+            .insert(seq.to_be_bytes(), serde_json::to_vec(&record)?)?;
+        self.store.flush()?;
+        Ok(record)
+    }
+
+    /// Up to `limit` records that `filter` matches, oldest first.
+    pub fn list(&self, filter: &Filter, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let start = filter.after_seq.map(|s| s + 1).unwrap_or(0);
+        let mut out = Vec::new();
+        for entry in self.tree.range(start.to_be_bytes()..) {
+            let (k, v) = entry?;
+            let Ok(r) = Self::decode(&k, &v) else {
+                continue;
+            };
+            if filter.matches(&r) {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last `limit` records that `filter` matches, oldest first.
+    pub fn list_last(&self, filter: &Filter, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.tree.iter().rev() {
+            let (k, v) = entry?;
+            let Ok(r) = Self::decode(&k, &v) else {
+                continue;
+            };
+            if filter.matches(&r) {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Checks the whole chain; returns how many events it holds.
+    pub fn verify(&self) -> Result<u64, VerifyError> {
+        let anchor = self.anchor()?;
+        // Records at or before the anchor are being dropped by retention.
+        let (mut expect_seq, mut expect_prev) = match &anchor {
+            Some(a) => (a.seq + 1, a.hash.clone()),
+            None => (1, GENESIS.to_owned()),
+        };
+        let mut count = 0;
+        for entry in self.tree.range(expect_seq.to_be_bytes()..) {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let r = Self::decode(&k, &v)?;
+            let key = <[u8; 8]>::try_from(&k[..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if r.seq != key {
+                return Err(VerifyError::Misplaced { key, seq: r.seq });
+            }
+            if r.seq != expect_seq {
+                return Err(VerifyError::Gap {
+                    before: expect_seq - 1,
+                    seq: r.seq,
+                });
+            }
+            if hash_of(&r.prev, r.seq, r.at_ms, &r.event) != r.hash {
+                return Err(VerifyError::Changed { seq: r.seq });
+            }
+            if r.prev != expect_prev {
+                return Err(VerifyError::Broken { seq: r.seq });
+            }
+            expect_seq = r.seq + 1;
+            expect_prev = r.hash;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Drops the oldest events beyond `retention`; returns how many.
+    pub fn prune(&self, retention: Retention, now_ms: u64) -> Result<u64, StoreError> {
+        let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        let (Some((first, _)), Some((last, _))) = (self.tree.first()?, self.tree.last()?) else {
+            return Ok(0);
+        };
+        let seq_of = |k: &[u8]| <[u8; 8]>::try_from(k).map(u64::from_be_bytes).unwrap_or(0);
+        let (first, last) = (seq_of(&first), seq_of(&last));
+        let too_many = (last - first + 1).saturating_sub(retention.max_events);
+        let oldest_kept_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
+        // The last record to drop: by count, then by age.
+        let mut cut = None;
+        for entry in self.tree.iter() {
+            let (k, v) = entry?;
+            let r: Record = serde_json::from_slice(&v)?;
+            if seq_of(&k) < first + too_many || r.at_ms < oldest_kept_ms {
+                cut = Some(r);
+            } else {
+                break;
+            }
+        }
+        let Some(cut) = cut else { return Ok(0) };
+        // The anchor first: a crash halfway leaves records the anchor
+        // already covers, which verification skips.
+        let anchor = serde_json::to_string(&Anchor {
+            seq: cut.seq,
+            hash: cut.hash.clone(),
+        })?;
+        self.store.set_meta(META_ANCHOR, &anchor)?;
+        let mut dropped = 0;
+        for seq in first..=cut.seq {
+            self.tree.remove(seq.to_be_bytes())?;
+            dropped += 1;
+        }
+        self.store.flush()?;
+        Ok(dropped)
+    }
+
+    /// Overwrites the stored event `seq` with `event` without fixing the
+    /// chain: what someone editing the database would do. For tests of
+    /// `verify` only.
+    #[doc(hidden)]
+    pub fn tamper(&self, seq: u64, event: serde_json::Value) -> Result<(), StoreError> {
+        if let Some(v) = self.tree.get(seq.to_be_bytes())? {
+            let mut r: Record = serde_json::from_slice(&v)?;
+            r.event = event;
+            self.tree
+                .insert(seq.to_be_bytes(), serde_json::to_vec(&r)?)?;
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> Event {
+        Event::ConnectorRevoked {
+            connector: format!("c{n}"),
+        }
+    }
+
+    #[test]
+    fn the_chain_detects_changed_removed_and_reordered_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        for n in 1..=5 {
+            assert_eq!(log.append(&event(n)).unwrap().seq, n);
+        }
+        assert_eq!(log.verify().unwrap(), 5);
+
+        // Changed.
+        let original = log.tree.get(3u64.to_be_bytes()).unwrap().unwrap();
+        log.tamper(
+            3,
+            serde_json::json!({"type": "connector_revoked", "connector": "x"}),
+        )
+        .unwrap();
+        assert!(matches!(log.verify(), Err(VerifyError::Changed { seq: 3 })));
+        log.tree
+            .insert(3u64.to_be_bytes(), original.clone())
+            .unwrap();
+        assert_eq!(log.verify().unwrap(), 5);
+
+        // Removed.
+        log.tree.remove(3u64.to_be_bytes()).unwrap();
+        assert!(matches!(
+            log.verify(),
+            Err(VerifyError::Gap { before: 2, seq: 4 })
+        ));
+        log.tree.insert(3u64.to_be_bytes(), original).unwrap();
+
+        // Reordered: 2 and 3 swapped, with their sequence numbers rewritten.
+        let two: Record =
+            serde_json::from_slice(&log.tree.get(2u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        let three: Record =
+            serde_json::from_slice(&log.tree.get(3u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        let swapped2 = Record {
+            seq: 2,
+            ..three.clone()
+        };
+        let swapped3 = Record {
+            seq: 3,
+            ..two.clone()
+        };
+        log.tree
+            .insert(2u64.to_be_bytes(), serde_json::to_vec(&swapped2).unwrap())
+            .unwrap();
+        log.tree
+            .insert(3u64.to_be_bytes(), serde_json::to_vec(&swapped3).unwrap())
+            .unwrap();
+        assert!(log.verify().is_err());
+        log.tree
+            .insert(2u64.to_be_bytes(), serde_json::to_vec(&two).unwrap())
+            .unwrap();
+        log.tree
+            .insert(3u64.to_be_bytes(), serde_json::to_vec(&three).unwrap())
+            .unwrap();
+        assert_eq!(log.verify().unwrap(), 5);
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_and_the_rest_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        for n in 1..=10 {
+            log.append(&event(n)).unwrap();
+        }
+        let keep4 = Retention {
+            max_age: DEFAULT_MAX_AGE,
+            max_events: 4,
+        };
+        assert_eq!(log.prune(keep4, crate::util::now_millis()).unwrap(), 6);
+        assert_eq!(log.verify().unwrap(), 4);
+        assert_eq!(log.append(&event(11)).unwrap().seq, 11);
+        assert_eq!(log.verify().unwrap(), 5);
+        // By age: everything is older than "now + a year".
+        let later = crate::util::now_millis() + 365 * 24 * 3600 * 1000;
+        assert_eq!(log.prune(Retention::default(), later).unwrap(), 5);
+        assert_eq!(log.verify().unwrap(), 0);
+        assert_eq!(log.append(&event(12)).unwrap().seq, 12);
+        assert_eq!(log.verify().unwrap(), 1);
+        // Removing the first kept record is still noticed.
+        log.append(&event(13)).unwrap();
+        log.tree.remove(12u64.to_be_bytes()).unwrap();
+        assert!(log.verify().is_err());
+    }
+
+    #[test]
+    fn filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        log.append(&Event::StreamOpened {
+            session: "s1".into(),
+            service: "web1".into(),
+            user: "alice".into(),
+            connector: "c1".into(),
+            client: "127.0.0.1:1".into(),
+        })
+        .unwrap();
+        log.append(&event(2)).unwrap();
+        let by = |f: Filter| log.list(&f, 100).unwrap().len();
+        assert_eq!(by(Filter::default()), 2);
+        assert_eq!(
+            by(Filter {
+                user: Some("alice".into()),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            by(Filter {
+                service: Some("web2".into()),
+                ..Default::default()
+            }),
+            0
+        );
+        assert_eq!(
+            by(Filter {
+                session: Some("s1".into()),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            by(Filter {
+                after_seq: Some(1),
+                ..Default::default()
+            }),
+            1
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! The audit log: what happened, who did it, on which service, kept so
+//! that an admin can trust it. Every event is on disk before the action it
+//! records is acknowledged (a sign-in answered, a session opened), and
+//! each carries the hash of the one before it, so a changed, removed or
+//! reordered event breaks the chain (`sallyport-relay audit verify`).
+//!
+//! `log.rs` is the chain in sled; this file names the events.
+
+mod log;
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use log::{
+    AuditLog, Filter, Record, Retention, VerifyError, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS,
+};
+
+use crate::policy::{Inputs, Stage};
+
+/// Something the relay saw happen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    SignIn {
+        user: String,
+        ip: IpAddr,
+        ok: bool,
+        second_factor: bool,
+        /// Why a sign-in failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A policy decision, with everything it was made from.
+    Decision {
+        stage: Stage,
+        allowed: bool,
+        rule: Option<String>,
+        reason: String,
+        inputs: Box<Inputs>,
+    },
+    CertIssued {
+        user: String,
+        service: String,
+        principal: String,
+        key_id: String,
+        valid_before: u64,
+    },
+    ConnectorConnected {
+        connector: String,
+        remote: String,
+    },
+    ConnectorDisconnected {
+        connector: String,
+        reason: String,
+    },
+    ConnectorRevoked {
+        connector: String,
+    },
+    StreamOpened {
+        session: String,
+        service: String,
+        user: String,
+        connector: String,
+        client: String,
+    },
+    StreamClosed {
+        session: String,
+        service: String,
+        user: String,
+        bytes_up: u64,
+        bytes_down: u64,
+        millis: u64,
+    },
+}
