@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Sallyport check and test on this machine, installing what the
-# tests need (OpenSSH, curl, docker-compose, Chromium from Debian's packages;
+# tests need (OpenSSH, curl, docker-compose, Chromium, asciinema from Debian's packages;
 # playwright-core from npm) when it is missing. This is the README's test
 # command; .ci/run calls it.
 set -euo pipefail
@@ -15,6 +15,8 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 # ship Node.js 20 and npm; Debian's own is the fallback).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# Recordings are checked with the asciinema player itself.
+command -v asciinema >/dev/null || missing+=(asciinema)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} from Debian's packages"
     sudo=""

@@ -25,6 +25,99 @@ pub enum Control {
     Eof,
     /// The session failed; the socket closes after this.
     Error { reason: String },
+    /// Client → relay: something that happened in the SSH session, which
+    /// only the client sees in plaintext. `session` names the terminal
+    /// session (and its recording) across reconnects; `seq` counts its
+    /// events from 1; `t_ms` is milliseconds since the session started.
+    Event {
+        session: String,
+        seq: u64,
+        t_ms: u64,
+        event: SessionEvent,
+    },
+    /// Relay → client: every event of `session` up to `seq` is on disk;
+    /// the client may forget them. Until then it keeps them and sends them
+    /// again after a reconnect (the relay stores each once).
+    Ack { session: String, seq: u64 },
+}
+
+/// What a client reports about its SSH session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// Logged in: as whom, how, to which host key (SHA-256 fingerprint).
+    Start {
+        service: String,
+        principal: String,
+        auth: String,
+        host_key: String,
+        cols: u32,
+        rows: u32,
+    },
+    Resize {
+        cols: u32,
+        rows: u32,
+    },
+    /// Terminal output, base64 (bytes as sent: UTF-8 may split across events).
+    Output {
+        data: String,
+    },
+    /// Keystrokes and pastes, base64.
+    Input {
+        data: String,
+    },
+    End {
+        /// The exit status, when the shell exited with one.
+        exit: Option<u32>,
+        /// How it ended, in words ("exit status 0", "connection lost: ...").
+        reason: String,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_ms: u64,
+    },
+}
+
+/// A client session id: 1 to [`MAX_CLIENT_SESSION_LEN`] of `[A-Za-z0-9_-]`.
+pub fn check_session_id(id: &str) -> Result<(), FrameError> {
+    let ok = !id.is_empty()
+        && id.len() <= crate::limits::MAX_CLIENT_SESSION_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(FrameError::Invalid(format!(
+            "session id {id:?} must be 1 to {} letters, digits, - or _",
+            crate::limits::MAX_CLIENT_SESSION_LEN
+        )))
+    }
+}
+
+impl Validate for SessionEvent {
+    fn validate(&self) -> Result<(), FrameError> {
+        const FIELD: usize = 256;
+        let data_max = crate::limits::MAX_EVENT_DATA.div_ceil(3) * 4;
+        match self {
+            SessionEvent::Start {
+                service,
+                principal,
+                auth,
+                host_key,
+                ..
+            } => {
+                check_len("service", service, FIELD)?;
+                check_len("principal", principal, FIELD)?;
+                check_len("auth", auth, FIELD)?;
+                check_len("host_key", host_key, FIELD)
+            }
+            SessionEvent::Resize { .. } => Ok(()),
+            SessionEvent::Output { data } | SessionEvent::Input { data } => {
+                check_len("data", data, data_max)
+            }
+            SessionEvent::End { reason, .. } => check_len("reason", reason, MAX_REASON_LEN),
+        }
+    }
 }
 
 impl Validate for Control {
@@ -32,6 +125,11 @@ impl Validate for Control {
         match self {
             Control::Eof => Ok(()),
             Control::Error { reason } => check_len("reason", reason, MAX_REASON_LEN),
+            Control::Event { session, event, .. } => {
+                check_session_id(session)?;
+                event.validate()
+            }
+            Control::Ack { session, .. } => check_session_id(session),
         }
     }
 }

@@ -37,8 +37,15 @@ pub const MAX_PEM_LEN: usize = 16 * 1024;
 /// Longest enrolment token as text.
 pub const MAX_TOKEN_LEN: usize = 2048;
 
-/// Longest text control message on a client WebSocket.
-pub const MAX_CLIENT_CONTROL_LEN: usize = 4096;
+/// Longest text control message on a client WebSocket (a session event
+/// with [`MAX_EVENT_DATA`] bytes of terminal data, base64, fits).
+pub const MAX_CLIENT_CONTROL_LEN: usize = 32 * 1024;
+
+/// Most terminal bytes one session event carries; clients split larger reads.
+pub const MAX_EVENT_DATA: usize = 16 * 1024;
+
+/// Longest client session id (the recording's name).
+pub const MAX_CLIENT_SESSION_LEN: usize = 32;
 
 /// Largest binary WebSocket message a client or the relay sends or accepts.
 pub const MAX_WS_MESSAGE_LEN: usize = 256 * 1024;

@@ -51,6 +51,23 @@ enum Command {
     /// The audit log: sign-ins, decisions, certificates, connectors, sessions.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Session recordings (what the client reported of a terminal session).
+    #[command(subcommand)]
+    Recording(RecordingCmd),
+}
+
+#[derive(Subcommand)]
+enum RecordingCmd {
+    /// Write a session's recording as asciicast v2 (for `asciinema play`).
+    Export {
+        /// The session id (as in `audit list --type client`).
+        session: String,
+        /// The file to write [default: standard output].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(clap::Args)]
@@ -455,6 +472,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Audit(AuditCmd::Verify { dir }) => {
             admin_command(&dir.data_dir, Request::AuditVerify).await
+        }
+        Command::Recording(RecordingCmd::Export { session, out, dir }) => {
+            sallyport_proto::client::check_session_id(&session)?;
+            let mut filter = sallyport_relay::audit::Filter {
+                session: Some(session.clone()),
+                kind: Some("client".into()),
+                ..Default::default()
+            };
+            let mut records = Vec::new();
+            loop {
+                let req = Request::AuditExport {
+                    filter: filter.clone(),
+                    limit: admin::EXPORT_PAGE,
+                };
+                let page = admin_output(&dir.data_dir, req, None).await?;
+                let before = records.len();
+                for line in page.lines() {
+                    let r: sallyport_relay::audit::Record =
+                        serde_json::from_str(line).context("the relay sent a bad audit record")?;
+                    records.push(r);
+                }
+                match records.last() {
+                    Some(last) if records.len() > before => filter.after_seq = Some(last.seq),
+                    _ => break,
+                }
+            }
+            let cast = sallyport_relay::audit::recording::asciicast(&session, &records)
+                .with_context(|| {
+                    format!("no recording of session {session} (its start was not reported)")
+                })?;
+            match out {
+                Some(path) => std::fs::write(&path, cast)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{cast}"),
+            }
+            Ok(())
         }
     }
 }

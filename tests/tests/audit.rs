@@ -164,4 +164,231 @@ fn non_admins_get_403_on_every_audit_route() {
         let events: Vec<Value> = serde_json::from_str(&body).unwrap();
         assert!(!events.is_empty(), "{route}");
     }
+    // Recordings: the same rule (an admin asking for one that does not exist gets 404).
+    let route = "/api/recordings/no-such-session";
+    let (code, body) = env
+        .relay
+        .curl(route, &["-H", &format!("Authorization: Bearer {alice}")]);
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(env.relay.curl(route, &[]).0, 401);
+    let (code, body) = env
+        .relay
+        .curl(route, &["-H", &format!("Authorization: Bearer {admin}")]);
+    assert_eq!(code, 404, "{body}");
+}
+
+mod client_events {
+    use base64::Engine as _;
+    use futures::{SinkExt as _, StreamExt as _};
+    use sallyport_client::api::{self, RelayUrl, Session};
+    use sallyport_proto::client::{Control, SessionEvent};
+    use sallyport_tests::*;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const SESSION: &str = "rec-test-1";
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    /// The events a browser would report for `echo marker-123`.
+    fn events() -> Vec<(u64, u64, SessionEvent)> {
+        vec![
+            (
+                1,
+                0,
+                SessionEvent::Start {
+                    service: "web1".into(),
+                    principal: "alice".into(),
+                    auth: "password".into(),
+                    host_key: "SHA256:test".into(),
+                    cols: 80,
+                    rows: 24,
+                },
+            ),
+            (2, 40, SessionEvent::Output { data: b64("$ ") }),
+            (
+                3,
+                900,
+                SessionEvent::Input {
+                    data: b64("echo marker-123\r"),
+                },
+            ),
+            (
+                4,
+                950,
+                SessionEvent::Output {
+                    data: b64("echo marker-123\r\nmarker-123\r\n"),
+                },
+            ),
+            (
+                5,
+                1200,
+                SessionEvent::Resize {
+                    cols: 100,
+                    rows: 30,
+                },
+            ),
+            (
+                6,
+                1500,
+                SessionEvent::End {
+                    exit: Some(0),
+                    reason: "exit status 0".into(),
+                    bytes_in: 60,
+                    bytes_out: 17,
+                    duration_ms: 1500,
+                },
+            ),
+        ]
+    }
+
+    async fn connect(env: &Env, token: &str) -> Session {
+        let pem = std::fs::read_to_string(env.relay.data_dir.join("https.pem")).unwrap();
+        let tls = api::tls_config(Some(&pem)).unwrap();
+        let relay = RelayUrl::parse(&env.relay.url()).unwrap();
+        api::open_session(&relay, tls, token, "web1").await.unwrap()
+    }
+
+    async fn send(ws: &mut Session, from: u64, to: u64) {
+        for (seq, t_ms, event) in events() {
+            if (from..=to).contains(&seq) {
+                let msg = Control::Event {
+                    session: SESSION.into(),
+                    seq,
+                    t_ms,
+                    event,
+                };
+                ws.send(Message::Text(msg.to_text().into())).await.unwrap();
+            }
+        }
+    }
+
+    /// Reads until the relay acknowledges `seq` (ignoring SSH bytes).
+    async fn acked(ws: &mut Session, seq: u64) {
+        let wait = async {
+            while let Some(msg) = ws.next().await {
+                if let Message::Text(t) = msg.unwrap() {
+                    if let Ok(Control::Ack { session, seq: s }) = Control::parse(t.as_str()) {
+                        assert_eq!(session, SESSION);
+                        if s >= seq {
+                            return;
+                        }
+                    }
+                }
+            }
+            panic!("the socket closed before event {seq} was acknowledged");
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .expect("acknowledgement");
+    }
+
+    #[test]
+    fn client_events_are_stored_once_across_a_dropped_connection_and_replay_as_asciicast() {
+        let mut env = Env::start();
+        let _c = env.connector("c1", "web1", &[]);
+        env.relay.wait_online("c1", 2);
+        let text = std::fs::read_to_string(env.client.home.join("credentials.json")).unwrap();
+        let token = serde_json::from_str::<serde_json::Value>(&text).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut ws = connect(&env, &token).await;
+            send(&mut ws, 1, 3).await;
+            acked(&mut ws, 3).await;
+            // Two more, then the connection drops before their acknowledgements.
+            send(&mut ws, 4, 5).await;
+            drop(ws);
+            // The client reconnects and sends everything it holds that was
+            // not acknowledged (and, to be sure, one that was).
+            let mut ws = connect(&env, &token).await;
+            send(&mut ws, 3, 6).await;
+            acked(&mut ws, 6).await;
+        });
+
+        // Killed right after acknowledging: still all there, each once.
+        env.relay.kill();
+        env.relay.launch();
+        let out = env.relay.admin(
+            &[
+                "audit",
+                "export",
+                "--format",
+                "jsonl",
+                "--session",
+                SESSION,
+                "--type",
+                "client",
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let stored: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let seqs: Vec<u64> = stored
+            .iter()
+            .map(|r| r["event"]["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "each event once, in order");
+        assert_eq!(stored[0]["event"]["user"], USER);
+        assert_eq!(stored[5]["event"]["event"]["exit"], 0);
+
+        // The recording: asciicast v2 that asciinema itself reads.
+        let cast = env.path().join("rec.cast");
+        let out = env.relay.admin(
+            &[
+                "recording",
+                "export",
+                SESSION,
+                "--out",
+                cast.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = std::fs::read_to_string(&cast).unwrap();
+        let mut lines = text.lines();
+        let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(header["version"], 2);
+        assert_eq!(
+            (header["width"].as_u64(), header["height"].as_u64()),
+            (Some(80), Some(24))
+        );
+        assert!(
+            header["timestamp"].as_u64().unwrap() > 1_700_000_000,
+            "{header}"
+        );
+        let mut last = 0.0;
+        for line in lines {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            let t = e[0].as_f64().unwrap();
+            assert!(t >= last, "timestamps go back: {text}");
+            last = t;
+        }
+        // asciinema wants a terminal: `script` gives it one.
+        let played = std::process::Command::new("script")
+            .args([
+                "-qec",
+                &format!("asciinema play -s 1000 {}", cast.display()),
+                "/dev/null",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script and asciinema (scripts/test.sh installs asciinema)");
+        assert!(
+            played.status.success(),
+            "asciinema play: {}",
+            stderr(&played)
+        );
+        assert!(
+            stdout(&played).contains("marker-123"),
+            "{}",
+            stdout(&played)
+        );
+    }
 }

@@ -224,6 +224,8 @@ fn install_handlers(ws: &WebSocket, tx: fmpsc::UnboundedSender<WsEvent>) -> Hand
             let event = match Control::parse(&text) {
                 Ok(Control::Eof) => WsEvent::Eof,
                 Ok(Control::Error { reason }) => WsEvent::Closed(Some(reason)),
+                // Session events are not reported from the browser yet.
+                Ok(Control::Ack { .. } | Control::Event { .. }) => return,
                 Err(e) => WsEvent::Closed(Some(format!("bad message from the relay: {e}"))),
             };
             let _ = msg_tx.unbounded_send(event);

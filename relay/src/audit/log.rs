@@ -126,6 +126,11 @@ fn hash_of(prev: &str, seq: u64, at_ms: u64, event: &serde_json::Value) -> Strin
 pub struct AuditLog {
     store: Store,
     tree: sled::Tree,
+    /// Client session id + 0 + event seq (u64 BE) -> audit seq: each client
+    /// event is stored once however often it is sent.
+    client_keys: sled::Tree,
+    /// Client session id -> the user whose session it is.
+    client_sessions: sled::Tree,
     /// Appends one at a time: each needs the hash of the one before.
     append: Mutex<()>,
 }
@@ -134,6 +139,8 @@ impl AuditLog {
     pub fn open(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
             tree: store.open_tree("audit")?,
+            client_keys: store.open_tree("audit_client_keys")?,
+            client_sessions: store.open_tree("audit_client_sessions")?,
             store: store.clone(),
             append: Mutex::new(()),
         })
@@ -153,10 +160,9 @@ impl AuditLog {
         serde_json::from_slice(value).map_err(|_| VerifyError::Unreadable(seq))
     }
 
-    /// Appends `event` and flushes it to disk before returning.
-    pub fn append(&self, event: &Event) -> Result<Record, StoreError> {
-        let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
-        let (seq, prev) = match self.tree.last()? {
+    /// The sequence number and hash the next record follows.
+    fn tip(&self) -> Result<(u64, String), StoreError> {
+        Ok(match self.tree.last()? {
             Some((_, v)) => {
                 let last: Record = serde_json::from_slice(&v)?;
                 (last.seq + 1, last.hash)
@@ -165,20 +171,85 @@ impl AuditLog {
                 Some(a) => (a.seq + 1, a.hash),
                 None => (1, GENESIS.to_owned()),
             },
-        };
+        })
+    }
+
+    fn record(&self, event: &Event) -> Result<Record, StoreError> {
+        let (seq, prev) = self.tip()?;
         let at_ms = crate::util::now_millis();
         let event = serde_json::to_value(event)?;
-        let record = Record {
+        Ok(Record {
             seq,
             at_ms,
             hash: hash_of(&prev, seq, at_ms, &event),
             prev,
             event,
-        };
+        })
+    }
+
+    /// Appends `event` and flushes it to disk before returning.
+    pub fn append(&self, event: &Event) -> Result<Record, StoreError> {
+        let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        let record = self.record(event)?;
         self.tree
-            .insert(seq.to_be_bytes(), serde_json::to_vec(&record)?)?;
+            .insert(record.seq.to_be_bytes(), serde_json::to_vec(&record)?)?;
         self.store.flush()?;
         Ok(record)
+    }
+
+    /// Appends client events ([`Event::Client`]) that are not stored yet,
+    /// with one flush for all; returns `(session, seq)` of every event that
+    /// is now on disk (new or stored before), which the client may forget.
+    /// Events of a session id that belongs to another user are refused
+    /// (not stored, not returned).
+    pub fn append_client_events(
+        &self,
+        user: &str,
+        events: &[Event],
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        use sled::Transactional as _;
+        let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stored = Vec::new();
+        for event in events {
+            let Event::Client { session, seq, .. } = event else {
+                continue;
+            };
+            match self.client_sessions.get(session.as_bytes())? {
+                Some(owner) if owner.as_ref() != user.as_bytes() => {
+                    tracing::warn!(%user, %session, "client events for another user's session refused");
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    self.client_sessions
+                        .insert(session.as_bytes(), user.as_bytes())?;
+                }
+            }
+            let mut key = session.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&seq.to_be_bytes());
+            if self.client_keys.get(&key)?.is_none() {
+                let record = self.record(event)?;
+                let value = serde_json::to_vec(&record)?;
+                // Both or neither: a crash between them must not let a resent
+                // event be stored twice, nor mark one stored that is not.
+                (&self.tree, &self.client_keys)
+                    .transaction(|(t, k)| {
+                        t.insert(&record.seq.to_be_bytes(), value.clone())?;
+                        k.insert(key.clone(), &record.seq.to_be_bytes())?;
+                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(|e| match e {
+                        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                        sled::transaction::TransactionError::Abort(()) => {
+                            StoreError::Sled(sled::Error::Unsupported("aborted".into()))
+                        }
+                    })?;
+            }
+            stored.push((session.clone(), *seq));
+        }
+        self.store.flush()?;
+        Ok(stored)
     }
 
     /// Up to `limit` records that `filter` matches, oldest first.

@@ -7,6 +7,7 @@
 //! `log.rs` is the chain in sled; this file names the events.
 
 mod log;
+pub mod recording;
 
 use std::net::IpAddr;
 
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use log::{
     AuditLog, Filter, Record, Retention, VerifyError, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS,
 };
+
+use sallyport_proto::client::SessionEvent;
 
 use crate::policy::{Inputs, Stage};
 
@@ -71,5 +74,17 @@ pub enum Event {
         bytes_up: u64,
         bytes_down: u64,
         millis: u64,
+    },
+    /// Reported by the client about its SSH session (see
+    /// `sallyport_proto::client::SessionEvent`); `session` is the client's
+    /// session id (the recording), `stream` the relay's stream it came on.
+    Client {
+        session: String,
+        seq: u64,
+        t_ms: u64,
+        user: String,
+        service: String,
+        stream: String,
+        event: SessionEvent,
     },
 }

@@ -173,21 +173,7 @@ pub async fn audit(
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<crate::audit::Record>>, ApiErr> {
-    let session = require_session(&state, &headers)?;
-    let admin = state
-        .store
-        .user(&session.user)?
-        .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
-    if !admin {
-        tracing::warn!(user = %session.user, "audit log refused: not an admin");
-        return Err(ApiErr(
-            StatusCode::FORBIDDEN,
-            format!(
-                "only admins (group {}) may read the audit log",
-                crate::identity::ADMIN_GROUP
-            ),
-        ));
-    }
+    require_admin(&state, &headers)?;
     let filter = crate::audit::Filter {
         since_ms: q.since,
         user: q.user,
@@ -198,4 +184,63 @@ pub async fn audit(
     };
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE).min(MAX_AUDIT_PAGE);
     Ok(Json(state.audit.list(&filter, limit)?))
+}
+
+/// The signed-in session of an admin (a member of the `admin` group); 401
+/// without a session, 403 for anyone else.
+fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::store::SessionRecord, ApiErr> {
+    let session = require_session(state, headers)?;
+    let admin = state
+        .store
+        .user(&session.user)?
+        .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
+    if !admin {
+        tracing::warn!(user = %session.user, "audit log refused: not an admin");
+        return Err(ApiErr(
+            StatusCode::FORBIDDEN,
+            format!(
+                "only admins (group {}) may read the audit log and recordings",
+                crate::identity::ADMIN_GROUP
+            ),
+        ));
+    }
+    Ok(session)
+}
+
+/// Most events a recording served over HTTP is made of.
+pub const MAX_RECORDING_EVENTS: usize = 200_000;
+
+/// `GET /api/recordings/{session}`: a session's recording as asciicast v2,
+/// for admins only.
+pub async fn recording(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(session): axum::extract::Path<String>,
+) -> Result<axum::response::Response, ApiErr> {
+    require_admin(&state, &headers)?;
+    sallyport_proto::client::check_session_id(&session)
+        .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let filter = crate::audit::Filter {
+        session: Some(session.clone()),
+        kind: Some("client".into()),
+        ..Default::default()
+    };
+    let records = state.audit.list(&filter, MAX_RECORDING_EVENTS)?;
+    let cast = crate::audit::recording::asciicast(&session, &records).ok_or_else(|| {
+        ApiErr(
+            StatusCode::NOT_FOUND,
+            format!("no recording of session {session}"),
+        )
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/x-asciicast; charset=utf-8",
+        )],
+        cast,
+    )
+        .into_response())
 }

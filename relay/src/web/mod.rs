@@ -130,6 +130,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/me", get(api::me))
         .route("/api/services", get(api::services))
         .route("/api/audit", get(api::audit))
+        .route("/api/recordings/{session}", get(api::recording))
         .route("/api/ssh-cert", post(ssh_cert::issue))
         .route("/api/totp/setup", post(account::setup))
         .route("/api/totp/confirm", post(account::confirm))

@@ -39,6 +39,11 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// laptop asleep or a dropped NAT mapping must not hold a session forever.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
+/// Client events waiting for the disk, per session.
+const EVENT_QUEUE: usize = 256;
+/// Most client events written with one flush.
+const EVENT_BATCH: usize = 64;
+
 /// QUIC error code for a session the client abandoned.
 const CLIENT_GONE: u32 = 0x10;
 
@@ -139,6 +144,12 @@ pub async fn session(
     let sessions = state.sessions.clone();
     let audit = state.audit.clone();
     let opened = std::time::Instant::now();
+    let recorder = Recorder {
+        audit: audit.clone(),
+        user: user.clone(),
+        service: service.clone(),
+        stream: header.session.clone(),
+    };
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_LEN)
         .max_frame_size(MAX_WS_MESSAGE_LEN)
@@ -147,7 +158,7 @@ pub async fn session(
             sessions.track_future(
                 async move {
                     metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
-                    let (up, down) = pipe(socket, send, recv, &metrics).await;
+                    let (up, down) = pipe(socket, send, recv, &metrics, recorder).await;
                     metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
                     tracing::info!(bytes_up = up, bytes_down = down, "session closed");
                     let closed = Event::StreamClosed {
@@ -175,8 +186,11 @@ async fn pipe(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     metrics: &Metrics,
+    recorder: Recorder,
 ) -> (u64, u64) {
     let (mut ws_tx, mut ws_rx) = socket.split();
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<Event>(EVENT_QUEUE);
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::channel::<Control>(EVENT_QUEUE);
     // Cancelled when the session must end in both directions at once.
     let abort = CancellationToken::new();
     // Cancelled when the connector → client direction has finished cleanly.
@@ -208,13 +222,38 @@ async fn pipe(
                     bytes += n;
                     Metrics::add(&metrics.bytes_to_connector, n);
                 }
-                Some(Ok(Message::Text(t))) if !eof => match Control::parse(t.as_str()) {
-                    Ok(Control::Eof) => {
+                Some(Ok(Message::Text(t))) => match Control::parse(t.as_str()) {
+                    Ok(Control::Eof) if !eof => {
                         eof = true;
                         let _ = send.finish();
                     }
                     Ok(Control::Error { reason }) => {
                         tracing::info!(%reason, "client ended the session");
+                        abort.cancel();
+                        break;
+                    }
+                    // Events may come after the client's end of data (the
+                    // session's end is reported after it).
+                    Ok(Control::Event {
+                        session,
+                        seq,
+                        t_ms,
+                        event,
+                    }) => {
+                        let event = Event::Client {
+                            session,
+                            seq,
+                            t_ms,
+                            user: recorder.user.clone(),
+                            service: recorder.service.clone(),
+                            stream: recorder.stream.clone(),
+                            event,
+                        };
+                        // Bounded: a client that outruns the disk waits.
+                        let _ = events_tx.send(event).await;
+                    }
+                    Ok(other) => {
+                        tracing::warn!(message = ?other, "unexpected control message from client");
                         abort.cancel();
                         break;
                     }
@@ -225,7 +264,7 @@ async fn pipe(
                     }
                 },
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Binary(_) | Message::Text(_))) => {
+                Some(Ok(Message::Binary(_))) => {
                     tracing::warn!("client sent data after eof");
                     abort.cancel();
                     break;
@@ -241,7 +280,52 @@ async fn pipe(
         if abort.is_cancelled() {
             let _ = send.reset(CLIENT_GONE.into());
         }
+        drop(events_tx);
         bytes
+    };
+
+    // Client events go to disk in batches (one flush each), then their
+    // acknowledgements go back down the socket.
+    let record = async {
+        while let Some(first) = events_rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < EVENT_BATCH {
+                match events_rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let audit = recorder.audit.clone();
+            let user = recorder.user.clone();
+            let stored =
+                tokio::task::spawn_blocking(move || audit.append_client_events(&user, &batch))
+                    .await;
+            match stored {
+                Ok(Ok(stored)) => {
+                    // Acknowledging the last of each session's run acknowledges the run.
+                    let mut last: Vec<(String, u64)> = Vec::new();
+                    for (session, seq) in stored {
+                        match last.iter_mut().find(|(s, _)| *s == session) {
+                            Some(entry) => entry.1 = entry.1.max(seq),
+                            None => last.push((session, seq)),
+                        }
+                    }
+                    for (session, seq) in last {
+                        // The socket may be closing: the client sends again.
+                        // Never waits: a full queue or a finished socket loses
+                        // only an acknowledgement, and the client sends again.
+                        let _ = acks_tx.try_send(Control::Ack { session, seq });
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "audit log failed: client events not acknowledged")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit log failed: client events not acknowledged")
+                }
+            }
+        }
+        drop(acks_tx);
     };
 
     let downstream = async {
@@ -253,9 +337,22 @@ async fn pipe(
         // idle timeout upstream).
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.reset();
+        let mut acks_open = true;
         let outcome: Result<(), String> = loop {
             let read = tokio::select! {
                 r = recv.read(&mut buf) => r,
+                ack = acks_rx.recv(), if acks_open => {
+                    match ack {
+                        Some(ack) => {
+                            if ws_tx.send(Message::Text(ack.to_text().into())).await.is_err() {
+                                abort.cancel();
+                                break Ok(());
+                            }
+                        }
+                        None => acks_open = false,
+                    }
+                    continue;
+                }
                 _ = ping.tick() => {
                     if ws_tx.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
                         abort.cancel();
@@ -300,7 +397,16 @@ async fn pipe(
         (bytes, ws_tx)
     };
 
-    let (up, (down, mut ws_tx)) = tokio::join!(upstream, downstream);
+    let (up, (down, mut ws_tx), ()) = tokio::join!(upstream, downstream, record);
     let _ = ws_tx.send(Message::Close(None)).await;
     (up, down)
+}
+
+/// Who and what a session's client events are recorded as.
+pub struct Recorder {
+    pub audit: Arc<crate::audit::AuditLog>,
+    pub user: String,
+    pub service: String,
+    /// The relay's id of the stream (the client names its own session).
+    pub stream: String,
 }

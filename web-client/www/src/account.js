@@ -47,11 +47,12 @@ confirmForm.addEventListener("submit", async (ev) => {
   error.hidden = true;
   try {
     await signedIn(() => totpConfirm(String(new FormData(confirmForm).get("code")).trim()));
+    // The state line first, then "done": whoever sees "done" sees the new state.
+    showState(await signedIn(me));
     enrol.hidden = true;
     done.hidden = false;
     setupForm.reset();
     confirmForm.reset();
-    showState(await signedIn(me));
   } catch (e) {
     showError(e);
   }
