@@ -589,3 +589,172 @@ fn a_user_turns_on_one_time_codes_from_the_account_page() {
     assert!(str_of(&r, "/askedFor").contains("one-time code"), "{r}");
     assert_eq!(str_of(&r, "/signedInAgain"), "/services", "{r}");
 }
+
+#[test]
+fn a_browser_session_is_recorded_with_its_marker_and_exit_status() {
+    let (env, _c1) = password_env();
+    let r = run(&env, (E2E_UNIX_USER, PASSWORD), "audit_marker", &ssh_vars());
+    let marker = str_of(&r, "/marker").to_owned();
+    let session = str_of(&r, "/sessionId").to_owned();
+    assert!(marker.starts_with("marker-"), "{r}");
+
+    // The end is the last event the client sends; wait until it is stored.
+    let events = wait_for("the session's end in the audit log", || {
+        let out = env.relay.admin(
+            &[
+                "audit",
+                "export",
+                "--format",
+                "jsonl",
+                "--session",
+                &session,
+                "--type",
+                "client",
+            ],
+            "",
+        );
+        let events: Vec<Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        events
+            .iter()
+            .any(|e| e["event"]["event"]["kind"] == "end")
+            .then_some(events)
+    });
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["event"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"start"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"end"), "{kinds:?}");
+    let start = &events[0]["event"]["event"];
+    assert_eq!(start["service"], "web1");
+    assert_eq!(start["principal"], E2E_UNIX_USER);
+    assert!(
+        start["host_key"].as_str().unwrap().starts_with("SHA256:"),
+        "{start}"
+    );
+    let end = &events.last().unwrap()["event"]["event"];
+    assert_eq!(end["exit"], 3, "{end}");
+    assert!(end["bytes_in"].as_u64().unwrap() > 0 && end["bytes_out"].as_u64().unwrap() > 0);
+    // Each event once, numbered from 1, times never going back.
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["event"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let times: Vec<u64> = events
+        .iter()
+        .map(|e| e["event"]["t_ms"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // The recording shows the marker in the terminal stream.
+    let cast = env.path().join("session.cast");
+    let out = env.relay.admin(
+        &[
+            "recording",
+            "export",
+            &session,
+            "--out",
+            cast.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&cast).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2, "{header}");
+    assert!(header["width"].as_u64().unwrap() > 0 && header["height"].as_u64().unwrap() > 0);
+    let output: String = text
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap().to_owned())
+        .collect();
+    assert!(output.contains(&format!("{marker}\r\n")), "{output}");
+}
+
+#[test]
+fn after_a_dropped_connection_no_event_is_lost_or_stored_twice() {
+    let (env, _c1) = password_env();
+    let r = run(&env, (E2E_UNIX_USER, PASSWORD), "audit_drop", &ssh_vars());
+    assert!(
+        u64_of(&r, "/acksDropped") > 0,
+        "the test lost no acknowledgements: {r}"
+    );
+    let export = |session: &str| -> Vec<Value> {
+        let out = env.relay.admin(
+            &[
+                "audit",
+                "export",
+                "--format",
+                "jsonl",
+                "--session",
+                session,
+                "--type",
+                "client",
+            ],
+            "",
+        );
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ends = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["event"]["event"]["kind"] == "end")
+            .count()
+    };
+    // The second session ends normally; wait for its end to be stored.
+    let second = wait_for("the second session's end", || {
+        let ev = export(str_of(&r, "/second"));
+        (ends(&ev) == 1).then_some(ev)
+    });
+    // The first session's end was reported while its socket was gone: it
+    // came on the second socket.
+    let first = export(str_of(&r, "/first"));
+    for (name, events) in [("first", &first), ("second", &second)] {
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e["event"]["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "{name} session: every event exactly once"
+        );
+        assert_eq!(ends(events), 1, "{name} session's end");
+    }
+    let first_end = &first.last().unwrap()["event"]["event"];
+    assert!(
+        first_end["reason"]
+            .as_str()
+            .unwrap()
+            .contains("connection lost"),
+        "{first_end}"
+    );
+    let lost = str_of(&r, "/lost");
+    let recorded: String = first
+        .iter()
+        .filter(|e| e["event"]["event"]["kind"] == "output")
+        .map(|e| {
+            use base64::Engine as _;
+            let data = e["event"]["event"]["data"].as_str().unwrap();
+            String::from_utf8_lossy(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .unwrap(),
+            )
+            .into_owned()
+        })
+        .collect();
+    assert!(
+        recorded.contains(lost),
+        "{lost} not in the first session's output: {recorded}"
+    );
+}

@@ -22,6 +22,22 @@ export class Session {
         wasm.session_close(this.__wbg_ptr);
     }
     /**
+     * The id its events and recording go by in the relay's audit log.
+     * @returns {string}
+     */
+    get id() {
+        let deferred1_0;
+        let deferred1_1;
+        try {
+            const ret = wasm.session_id(this.__wbg_ptr);
+            deferred1_0 = ret[0];
+            deferred1_1 = ret[1];
+            return getStringFromWasm0(ret[0], ret[1]);
+        } finally {
+            wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+        }
+    }
+    /**
      * Keystrokes or pasted text from the terminal.
      * @param {string} data
      */
@@ -194,6 +210,10 @@ function __wbg_get_imports() {
             const ret = new Uint8Array(getArrayU8FromWasm0(arg0, arg1));
             return ret;
         },
+        __wbg_now_463ac581d2fc7ea3: function() {
+            const ret = Date.now();
+            return ret;
+        },
         __wbg_prototypesetcall_13162965d1fe7aa3: function(arg0, arg1, arg2) {
             Uint8Array.prototype.set.call(getArrayU8FromWasm0(arg0, arg1), arg2);
         },
@@ -203,6 +223,10 @@ function __wbg_get_imports() {
         },
         __wbg_queueMicrotask_4a1a4d8dd332373b: function(arg0) {
             queueMicrotask(arg0);
+        },
+        __wbg_readyState_039bc047141a5f6d: function(arg0) {
+            const ret = arg0.readyState;
+            return ret;
         },
         __wbg_reason_34b16516ab3f72d4: function(arg0, arg1) {
             const ret = arg1.reason;
@@ -262,7 +286,7 @@ function __wbg_get_imports() {
             return ret;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 548, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 555, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___wasm_bindgen_7d4884b0003f6066___JsValue__core_8a97de082bc4c33___result__Result_____wasm_bindgen_7d4884b0003f6066___JsError___true_);
             return ret;
         },
@@ -273,7 +297,7 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__7);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__8);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
@@ -309,8 +333,8 @@ function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_
     wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2);
 }
 
-function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__7(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__7(arg0, arg1, arg2);
+function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2);
 }
 
 function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___wasm_bindgen_7d4884b0003f6066___JsValue__core_8a97de082bc4c33___result__Result_____wasm_bindgen_7d4884b0003f6066___JsError___true_(arg0, arg1, arg2) {

@@ -13,6 +13,8 @@ use russh::client::{self, KeyboardInteractiveAuthResponse};
 use russh::keys::ssh_key::PublicKey;
 use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelMsg, MethodKind};
+use sallyport_proto::client::SessionEvent;
+use sallyport_proto::limits::MAX_EVENT_DATA;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -56,6 +58,24 @@ pub trait Frontend {
     /// in SSH's flow control at the server, not in the front end's memory.
     fn drained(&self) -> impl std::future::Future<Output = ()> {
         std::future::ready(())
+    }
+    /// Something to report to the relay's audit log, from the moment the
+    /// shell starts (nothing typed at the login prompts is reported). The
+    /// front end stamps the time: `End`'s `duration_ms` is left 0 for it.
+    fn event(&self, _event: SessionEvent) {}
+}
+
+/// Reports terminal bytes as `Output`/`Input` events of at most
+/// [`MAX_EVENT_DATA`] bytes each.
+fn report_bytes<F: Frontend>(ui: &F, bytes: &[u8], output: bool) {
+    use base64::Engine as _;
+    for chunk in bytes.chunks(MAX_EVENT_DATA) {
+        let data = base64::engine::general_purpose::STANDARD.encode(chunk);
+        ui.event(if output {
+            SessionEvent::Output { data }
+        } else {
+            SessionEvent::Input { data }
+        });
     }
 }
 
@@ -136,6 +156,8 @@ struct Verifier {
     expected: Vec<PublicKey>,
     /// Why the server's key was refused, for the end message.
     refused: Arc<Mutex<Option<String>>>,
+    /// The fingerprint of the key accepted, for the session's start event.
+    accepted: Arc<Mutex<Option<String>>>,
 }
 
 impl client::Handler for Verifier {
@@ -152,6 +174,8 @@ impl client::Handler for Verifier {
             return Ok(false);
         };
         if self.expected.iter().any(|k| k.key_data() == key.key_data()) {
+            *self.accepted.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(key.fingerprint(Default::default()).to_string());
             return Ok(true);
         }
         let fingerprint = key.fingerprint(Default::default());
@@ -282,9 +306,11 @@ where
 {
     ui.status(State::Connecting, "connecting");
     let refused = Arc::new(Mutex::new(None));
+    let accepted = Arc::new(Mutex::new(None));
     let verifier = Verifier {
         expected: parse_keys(&options.host_keys),
         refused: refused.clone(),
+        accepted: accepted.clone(),
     };
     let config = Arc::new(client::Config::default());
     let mut handle = match client::connect_stream(config, stream, verifier).await {
@@ -329,6 +355,7 @@ where
         }
     };
     // Which methods the server offers (none needed after a certificate).
+    let mut auth = if certified { "certificate" } else { "none" };
     let methods = if certified {
         None
     } else {
@@ -350,6 +377,11 @@ where
         }
         let mut ok = false;
         for attempt in 0..MAX_AUTH_ATTEMPTS {
+            auth = if kbd {
+                "keyboard-interactive"
+            } else {
+                "password"
+            };
             let result = if kbd {
                 keyboard_interactive(&mut handle, &user, &mut prompter).await
             } else {
@@ -399,13 +431,64 @@ where
         return Ended::Lost(format!("shell request failed: {e}"));
     }
     ui.status(State::Connected, &format!("{user}@{}", options.service));
+    ui.event(SessionEvent::Start {
+        service: options.service.clone(),
+        principal: user.clone(),
+        auth: auth.to_owned(),
+        host_key: accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default(),
+        cols,
+        rows,
+    });
+    let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+    let ended = shell(
+        &handle,
+        &mut reader,
+        &writer,
+        prompter.input,
+        ui,
+        (&mut bytes_in, &mut bytes_out),
+    )
+    .await;
+    ui.event(SessionEvent::End {
+        exit: match ended {
+            Ended::Exit(code) => Some(code),
+            _ => None,
+        },
+        reason: ended.to_string(),
+        bytes_in,
+        bytes_out,
+        duration_ms: 0,
+    });
+    ended
+}
 
+/// The shell's life: output to the front end, input and resizes to the
+/// server, until it ends. Counts bytes from (`.0`) and to (`.1`) the server.
+async fn shell<H, F>(
+    handle: &client::Handle<H>,
+    reader: &mut russh::ChannelReadHalf,
+    writer: &russh::ChannelWriteHalf<client::Msg>,
+    input: &mut mpsc::Receiver<Input>,
+    ui: &F,
+    bytes: (&mut u64, &mut u64),
+) -> Ended
+where
+    H: client::Handler,
+    F: Frontend,
+{
+    let (bytes_in, bytes_out) = bytes;
     let mut exit = None;
     loop {
         tokio::select! {
             msg = reader.wait() => match msg {
                 Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
                     ui.output(&data);
+                    report_bytes(ui, &data, true);
+                    *bytes_in += data.len() as u64;
                     ui.drained().await;
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Ended::Exit(exit_status)),
@@ -415,13 +498,16 @@ where
                 Some(ChannelMsg::Close) | None => break,
                 Some(_) => {}
             },
-            event = prompter.input.recv() => match event {
+            event = input.recv() => match event {
                 Some(Input::Data(d)) => {
+                    report_bytes(ui, &d, false);
+                    *bytes_out += d.len() as u64;
                     if writer.data_bytes(d).await.is_err() {
                         break;
                     }
                 }
                 Some(Input::Resize(c, r)) => {
+                    ui.event(SessionEvent::Resize { cols: c, rows: r });
                     let _ = writer.window_change(c, r, 0, 0).await;
                 }
                 Some(Input::Close) | None => {

@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
+use sallyport_proto::client::SessionEvent;
+
 use crate::ssh::{self, Ended, Frontend, Input, Options, State};
 
 /// Bytes between the SSH session and the WebSocket pump.
@@ -40,6 +42,93 @@ struct JsFrontend {
     on_status: Function,
     /// Optional: returns a promise while the page's output queue is full.
     output_drained: Option<Function>,
+    reporter: Reporter,
+}
+
+/// How long the end of a session waits for the relay to acknowledge its
+/// last events before the page is told the session is over.
+const END_ACK_WAIT_MS: u32 = 3000;
+
+/// Above this many bytes of events the relay has not acknowledged, the
+/// session stops reading output until it catches up (nothing is dropped).
+const MAX_UNACKED_BYTES: usize = 4 * 1024 * 1024;
+
+thread_local! {
+    /// Events the relay has not acknowledged, of every session this page
+    /// ran: they go again on the next WebSocket that opens (a reconnect),
+    /// and the relay stores each once.
+    static UNACKED: RefCell<Unacked> = RefCell::new(Unacked::default());
+}
+
+#[derive(Default)]
+struct Unacked {
+    /// (session, seq, message text), oldest first.
+    events: std::collections::VecDeque<(String, u64, String)>,
+    bytes: usize,
+}
+
+impl Unacked {
+    fn push(&mut self, session: &str, seq: u64, text: String) {
+        self.bytes += text.len();
+        self.events.push_back((session.to_owned(), seq, text));
+    }
+
+    fn ack(&mut self, session: &str, seq: u64) {
+        self.events.retain(|(s, n, _)| !(s == session && *n <= seq));
+        self.bytes = self.events.iter().map(|(_, _, t)| t.len()).sum();
+    }
+
+    fn resend(&self, ws: &WebSocket) {
+        for (_, _, text) in &self.events {
+            if ws.send_with_str(text).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Numbers and stamps one session's events and sends them.
+struct Reporter {
+    session: String,
+    seq: std::cell::Cell<u64>,
+    /// `Date.now()` of the first event (the shell's start).
+    started: std::cell::Cell<Option<f64>>,
+    ws: WebSocket,
+}
+
+/// A new session id: 16 letters and digits.
+fn session_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+impl Reporter {
+    fn report(&self, mut event: SessionEvent) {
+        let now = js_sys::Date::now();
+        let start = *self.started.get().get_or_insert(now);
+        self.started.set(Some(start));
+        let t_ms = (now - start).max(0.0) as u64;
+        if let SessionEvent::End { duration_ms, .. } = &mut event {
+            *duration_ms = t_ms;
+        }
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        let text = Control::Event {
+            session: self.session.clone(),
+            seq,
+            t_ms,
+            event,
+        }
+        .to_text();
+        // If the socket is gone, the event waits for the next one.
+        let _ = self.ws.send_with_str(&text);
+        UNACKED.with(|u| u.borrow_mut().push(&self.session, seq, text));
+    }
 }
 
 impl Frontend for JsFrontend {
@@ -57,7 +146,16 @@ impl Frontend for JsFrontend {
         );
     }
 
+    fn event(&self, event: SessionEvent) {
+        self.reporter.report(event);
+    }
+
     async fn drained(&self) {
+        while UNACKED.with(|u| u.borrow().bytes) > MAX_UNACKED_BYTES
+            && self.reporter.ws.ready_state() == WebSocket::OPEN
+        {
+            sleep(20).await;
+        }
         let Some(f) = &self.output_drained else {
             return;
         };
@@ -104,10 +202,17 @@ fn function(opts: &JsValue, name: &str) -> Result<Function, JsValue> {
 pub struct Session {
     input: mpsc::Sender<Input>,
     ws: WebSocket,
+    id: String,
 }
 
 #[wasm_bindgen]
 impl Session {
+    /// The id its events and recording go by in the relay's audit log.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.id.clone()
+    }
+
     /// Keystrokes or pasted text from the terminal.
     pub fn input(&self, data: &str) {
         let _ = self.input.try_send(Input::Data(data.as_bytes().to_vec()));
@@ -142,15 +247,21 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
     // Optional: `fetchCertificate(publicKey)` resolves to a certificate from
     // the relay's SSH CA, for services whose sshd trusts it.
     let fetch_certificate = function(&opts, "fetchCertificate").ok();
+    let on_end = function(&opts, "onEnd")?;
+    let ws = WebSocket::new(&ws_url)?;
+    ws.set_binary_type(BinaryType::Arraybuffer);
     let ui = JsFrontend {
         on_output: function(&opts, "onOutput")?,
         on_status: function(&opts, "onStatus")?,
         output_drained: function(&opts, "outputDrained").ok(),
+        reporter: Reporter {
+            session: session_id(),
+            seq: std::cell::Cell::new(0),
+            started: std::cell::Cell::new(None),
+            ws: ws.clone(),
+        },
     };
-    let on_end = function(&opts, "onEnd")?;
-
-    let ws = WebSocket::new(&ws_url)?;
-    ws.set_binary_type(BinaryType::Arraybuffer);
+    let id = ui.reporter.session.clone();
     // The browser's WebSocket cannot push back on what it receives, so this
     // queue is not bounded by itself; SSH's channel window bounds it: the
     // server sends no more than the window until the session has read it.
@@ -171,6 +282,17 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
             }
         }
         let ended = ssh::run(session_side, options, input_rx, &ui).await;
+        // The end was just reported: give the relay a moment to confirm it
+        // has it, so closing the page right away loses nothing. On a
+        // socket that is gone, the events wait for the next one instead.
+        let session = ui.reporter.session.clone();
+        for _ in 0..END_ACK_WAIT_MS / 20 {
+            let pending = UNACKED.with(|u| u.borrow().events.iter().any(|(s, _, _)| *s == session));
+            if !pending || ui.reporter.ws.ready_state() != WebSocket::OPEN {
+                break;
+            }
+            sleep(20).await;
+        }
         let text = match (&ended, relay_error.borrow().clone()) {
             (Ended::Lost(_), Some(reason)) => Ended::Lost(reason).to_string(),
             _ => ended.to_string(),
@@ -181,6 +303,7 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
     Ok(Session {
         input: input_tx,
         ws,
+        id,
     })
 }
 
@@ -224,8 +347,11 @@ fn install_handlers(ws: &WebSocket, tx: fmpsc::UnboundedSender<WsEvent>) -> Hand
             let event = match Control::parse(&text) {
                 Ok(Control::Eof) => WsEvent::Eof,
                 Ok(Control::Error { reason }) => WsEvent::Closed(Some(reason)),
-                // Session events are not reported from the browser yet.
-                Ok(Control::Ack { .. } | Control::Event { .. }) => return,
+                Ok(Control::Ack { session, seq }) => {
+                    UNACKED.with(|u| u.borrow_mut().ack(&session, seq));
+                    return;
+                }
+                Ok(Control::Event { .. }) => return,
                 Err(e) => WsEvent::Closed(Some(format!("bad message from the relay: {e}"))),
             };
             let _ = msg_tx.unbounded_send(event);
@@ -266,7 +392,12 @@ async fn pump(
     // Nothing may be sent before the socket is open.
     loop {
         match events.next().await {
-            Some(WsEvent::Open) => break,
+            Some(WsEvent::Open) => {
+                // What earlier sessions of this page reported and the relay
+                // did not acknowledge (their socket dropped): again.
+                UNACKED.with(|u| u.borrow().resend(&ws));
+                break;
+            }
             Some(WsEvent::Closed(reason)) => {
                 // The relay answers a refused upgrade with an HTTP status the
                 // page cannot read; say what it most likely means.

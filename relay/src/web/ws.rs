@@ -394,6 +394,23 @@ async fn pipe(
                 .send(Message::Text(Control::Error { reason }.to_text().into()))
                 .await;
         }
+        // The client reports its session's end after the data: keep
+        // acknowledging until the recorder is done, so the client hears
+        // its last events are safe before the socket closes.
+        while acks_open && !abort.is_cancelled() {
+            let ack = tokio::select! {
+                a = acks_rx.recv() => a,
+                _ = abort.cancelled() => None,
+            };
+            let Some(ack) = ack else { break };
+            if ws_tx
+                .send(Message::Text(ack.to_text().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
         (bytes, ws_tx)
     };
 
