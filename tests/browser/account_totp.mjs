@@ -22,6 +22,7 @@ await journey(async ({ s, page }) => {
   await signIn(page, s);
   await page.click("#user");
   await page.waitForURL((u) => u.pathname === "/account");
+  await page.locator("#state:not(:empty)").waitFor();
   const before = (await page.locator("#state").textContent()) ?? "";
   await page.click("#setup-button");
   await page.locator("#enrol:not([hidden])").waitFor();

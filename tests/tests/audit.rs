@@ -164,6 +164,18 @@ fn non_admins_get_403_on_every_audit_route() {
         let events: Vec<Value> = serde_json::from_str(&body).unwrap();
         assert!(!events.is_empty(), "{route}");
     }
+    // The pages: 403 with the reason for others, the page for admins.
+    for page in ["/audit", "/replay/some-session"] {
+        let (code, body) = env
+            .relay
+            .curl(page, &["-H", &format!("Authorization: Bearer {alice}")]);
+        assert_eq!(code, 403, "{page}: {body}");
+        assert!(body.contains("only admins"), "{body}");
+        let (code, _) = env
+            .relay
+            .curl(page, &["-H", &format!("Authorization: Bearer {admin}")]);
+        assert_eq!(code, 200, "{page} as admin");
+    }
     // Recordings: the same rule (an admin asking for one that does not exist gets 404).
     let route = "/api/recordings/no-such-session";
     let (code, body) = env

@@ -675,6 +675,22 @@ fn a_browser_session_is_recorded_with_its_marker_and_exit_status() {
         .map(|e| e[2].as_str().unwrap().to_owned())
         .collect();
     assert!(output.contains(&format!("{marker}\r\n")), "{output}");
+
+    // An admin finds it on the audit page and replays it in the browser.
+    env.relay.add_user_in("auditor", "pw-auditor", &["admin"]);
+    let r = run(
+        &env,
+        ("auditor", "pw-auditor"),
+        "audit_pages",
+        &[("SESSION", &session), ("MARKER", &marker)],
+    );
+    let rows = r["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), events.len(), "one row per event: {r}");
+    assert_eq!(rows[0][2], "client", "{r}");
+    assert_eq!(rows[0][3], E2E_UNIX_USER, "{r}");
+    assert_eq!(str_of(&r, "/link"), format!("/replay/{session}"));
+    assert_eq!(r["auditCsp"], serde_json::json!([]), "CSP violations: {r}");
+    assert_eq!(r["replayCsp"], serde_json::json!([]), "CSP violations: {r}");
 }
 
 #[test]

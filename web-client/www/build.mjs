@@ -14,12 +14,28 @@ const here = fileURLToPath(new URL(".", import.meta.url));
 const dist = fileURLToPath(new URL("../dist/", import.meta.url));
 
 /** Copied as they are: the pages and the icon. */
-const STATIC = ["index.html", "services.html", "account.html", "terminal.html", "favicon.svg"];
+const STATIC = [
+  "index.html",
+  "services.html",
+  "account.html",
+  "audit.html",
+  "replay.html",
+  "terminal.html",
+  "favicon.svg",
+];
 
 await mkdir(dist, { recursive: true });
 await esbuild.build({
   absWorkingDir: here,
-  entryPoints: ["src/signin.js", "src/services.js", "src/account.js", "src/terminal.js", "src/page.css"],
+  entryPoints: [
+    "src/signin.js",
+    "src/services.js",
+    "src/account.js",
+    "src/audit.js",
+    "src/replay.js",
+    "src/terminal.js",
+    "src/page.css",
+  ],
   outdir: dist,
   bundle: true,
   minify: true,

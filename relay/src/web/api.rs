@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use super::auth::require_session;
+use super::auth::{require_admin, require_session};
 use super::{access, ApiErr, AppState};
 
 pub async fn healthz() -> &'static str {
@@ -184,30 +184,6 @@ pub async fn audit(
     };
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE).min(MAX_AUDIT_PAGE);
     Ok(Json(state.audit.list(&filter, limit)?))
-}
-
-/// The signed-in session of an admin (a member of the `admin` group); 401
-/// without a session, 403 for anyone else.
-fn require_admin(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<crate::store::SessionRecord, ApiErr> {
-    let session = require_session(state, headers)?;
-    let admin = state
-        .store
-        .user(&session.user)?
-        .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
-    if !admin {
-        tracing::warn!(user = %session.user, "audit log refused: not an admin");
-        return Err(ApiErr(
-            StatusCode::FORBIDDEN,
-            format!(
-                "only admins (group {}) may read the audit log and recordings",
-                crate::identity::ADMIN_GROUP
-            ),
-        ));
-    }
-    Ok(session)
 }
 
 /// Most events a recording served over HTTP is made of.

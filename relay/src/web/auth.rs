@@ -145,3 +145,27 @@ pub fn require_session(state: &AppState, headers: &HeaderMap) -> Result<SessionR
         Err(_) => Err(unauthorized()),
     }
 }
+
+/// The signed-in session of an admin (a member of the `admin` group); 401
+/// without a session, 403 for anyone else.
+pub fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::store::SessionRecord, ApiErr> {
+    let session = require_session(state, headers)?;
+    let admin = state
+        .store
+        .user(&session.user)?
+        .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
+    if !admin {
+        tracing::warn!(user = %session.user, "audit log refused: not an admin");
+        return Err(ApiErr(
+            StatusCode::FORBIDDEN,
+            format!(
+                "only admins (group {}) may read the audit log and recordings",
+                crate::identity::ADMIN_GROUP
+            ),
+        ));
+    }
+    Ok(session)
+}

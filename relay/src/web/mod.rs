@@ -121,6 +121,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(pages::signin))
         .route("/services", get(pages::services))
         .route("/account", get(pages::account))
+        .route("/audit", get(pages::audit))
+        .route("/replay/{session}", get(pages::replay))
         .route("/t/{service}", get(pages::terminal))
         .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(api::healthz))

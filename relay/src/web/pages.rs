@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use sallyport_proto::frame::check_name;
 
-use super::auth::require_session;
+use super::auth::{require_admin, require_session};
 use super::{access, AppState, TERMINAL_CSP};
 use crate::policy::Stage;
 
@@ -60,12 +60,17 @@ static ASSETS: &[Asset] = &[
     asset!("index.html", HTML),
     asset!("services.html", HTML),
     asset!("account.html", HTML),
+    asset!("audit.html", HTML),
+    asset!("replay.html", HTML),
     asset!("terminal.html", HTML),
     asset!("page.css", CSS),
     asset!("terminal.css", CSS),
     asset!("signin.js", JS),
     asset!("services.js", JS),
     asset!("account.js", JS),
+    asset!("audit.js", JS),
+    asset!("replay.js", JS),
+    asset!("replay.css", CSS),
     asset!("terminal.js", JS),
     asset!("sallyport_web.js", JS),
     asset!("sallyport_web_bg.wasm", "application/wasm"),
@@ -180,6 +185,29 @@ pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     serve("account.html", &headers)
 }
 
+/// `/audit`: the audit log, for admins.
+pub async fn audit(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    admin_page(&state, &headers, "audit.html")
+}
+
+/// `/replay/{session}`: one session's recording, for admins. The page
+/// fetches the recording itself (`/api/recordings/{session}`).
+pub async fn replay(
+    State(state): State<Arc<AppState>>,
+    Path(_session): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    admin_page(&state, &headers, "replay.html")
+}
+
+fn admin_page(state: &AppState, headers: &HeaderMap, page: &str) -> Response {
+    match require_admin(state, headers) {
+        Ok(_) => serve(page, headers),
+        Err(e) if e.0 == StatusCode::UNAUTHORIZED => Redirect::to("/").into_response(),
+        Err(e) => denied_page(e.0, &e.1),
+    }
+}
+
 /// `/t/{service}`: a terminal for one service. The page finds the service
 /// (and its host keys) through the API; here only the name's shape counts.
 pub async fn terminal(
@@ -262,6 +290,8 @@ mod tests {
             "index.html",
             "services.html",
             "account.html",
+            "audit.html",
+            "replay.html",
             "terminal.html",
         ] {
             let a = ASSETS.iter().find(|a| a.name == page).unwrap();
