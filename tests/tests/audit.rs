@@ -347,6 +347,48 @@ mod client_events {
             .map(|r| r["event"]["seq"].as_u64().unwrap())
             .collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "each event once, in order");
+
+        // More sessions, each killed right after its event is acknowledged.
+        const ROUNDS: u64 = 5;
+        for round in 1..=ROUNDS {
+            env.relay.wait_online("c1", 2);
+            rt.block_on(async {
+                let mut ws = connect(&env, &token).await;
+                let msg = Control::Event {
+                    session: format!("{SESSION}-kill-{round}"),
+                    seq: 1,
+                    t_ms: 0,
+                    event: SessionEvent::Resize { cols: 80, rows: 24 },
+                };
+                ws.send(Message::Text(msg.to_text().into())).await.unwrap();
+                let wait = async {
+                    while let Some(Ok(m)) = ws.next().await {
+                        if let Message::Text(t) = m {
+                            if let Ok(Control::Ack { .. }) = Control::parse(t.as_str()) {
+                                return;
+                            }
+                        }
+                    }
+                    panic!("no acknowledgement in round {round}");
+                };
+                tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+                    .await
+                    .unwrap();
+            });
+            env.relay.kill();
+            env.relay.launch();
+            let out = env.relay.admin(
+                &["audit", "list", "--type", "client", "--limit", "1000"],
+                "",
+            );
+            for r in 1..=round {
+                assert!(
+                    stdout(&out).contains(&format!("{SESSION}-kill-{r}")),
+                    "round {round}: the event of round {r} is missing:\n{}",
+                    stdout(&out)
+                );
+            }
+        }
         assert_eq!(stored[0]["event"]["user"], USER);
         assert_eq!(stored[5]["event"]["event"]["exit"], 0);
 

@@ -117,6 +117,24 @@ impl Filter {
     }
 }
 
+/// The once-only key of a client event: its session id, 0, its seq (u64 BE).
+fn client_key(session: &str, seq: u64) -> Vec<u8> {
+    let mut key = session.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn client_key_of(event: &serde_json::Value) -> Option<Vec<u8>> {
+    if event.get("type")?.as_str()? != "client" {
+        return None;
+    }
+    Some(client_key(
+        event.get("session")?.as_str()?,
+        event.get("seq")?.as_u64()?,
+    ))
+}
+
 fn hash_of(prev: &str, seq: u64, at_ms: u64, event: &serde_json::Value) -> String {
     // serde_json's Value keeps object keys sorted: one canonical form.
     let body = serde_json::to_string(event).unwrap_or_default();
@@ -225,9 +243,7 @@ impl AuditLog {
                         .insert(session.as_bytes(), user.as_bytes())?;
                 }
             }
-            let mut key = session.as_bytes().to_vec();
-            key.push(0);
-            key.extend_from_slice(&seq.to_be_bytes());
+            let key = client_key(session, *seq);
             if self.client_keys.get(&key)?.is_none() {
                 let record = self.record(event)?;
                 let value = serde_json::to_vec(&record)?;
@@ -358,7 +374,15 @@ impl AuditLog {
         self.store.set_meta(META_ANCHOR, &anchor)?;
         let mut dropped = 0;
         for seq in first..=cut.seq {
-            self.tree.remove(seq.to_be_bytes())?;
+            // A dropped client event's once-only key goes with it: a client
+            // resending it after this long is not to be expected.
+            if let Some(v) = self.tree.remove(seq.to_be_bytes())? {
+                if let Ok(r) = serde_json::from_slice::<Record>(&v) {
+                    if let Some(key) = client_key_of(&r.event) {
+                        self.client_keys.remove(key)?;
+                    }
+                }
+            }
             dropped += 1;
         }
         self.store.flush()?;
@@ -477,6 +501,44 @@ mod tests {
         log.append(&event(13)).unwrap();
         log.tree.remove(12u64.to_be_bytes()).unwrap();
         assert!(log.verify().is_err());
+    }
+
+    fn client(session: &str, seq: u64) -> Event {
+        Event::Client {
+            session: session.into(),
+            seq,
+            t_ms: seq * 10,
+            user: "alice".into(),
+            service: "web1".into(),
+            stream: "s".into(),
+            event: sallyport_proto::client::SessionEvent::Resize { cols: 80, rows: 24 },
+        }
+    }
+
+    #[test]
+    fn client_events_are_stored_once_and_only_for_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        let batch: Vec<Event> = (1..=3).map(|n| client("s1", n)).collect();
+        assert_eq!(log.append_client_events("alice", &batch).unwrap().len(), 3);
+        // Sent again (a lost acknowledgement): acknowledged, not stored again.
+        let again: Vec<Event> = (2..=4).map(|n| client("s1", n)).collect();
+        assert_eq!(log.append_client_events("alice", &again).unwrap().len(), 3);
+        assert_eq!(log.verify().unwrap(), 4);
+        // Someone else's events for alice's session are refused.
+        assert!(log
+            .append_client_events("mallory", &[client("s1", 5)])
+            .unwrap()
+            .is_empty());
+        assert_eq!(log.verify().unwrap(), 4);
+        // Retention takes the once-only keys with the events.
+        let keep1 = Retention {
+            max_age: DEFAULT_MAX_AGE,
+            max_events: 1,
+        };
+        log.prune(keep1, crate::util::now_millis()).unwrap();
+        assert_eq!(log.client_keys.len(), 1);
     }
 
     #[test]
