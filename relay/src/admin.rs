@@ -164,9 +164,18 @@ pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
             Ok(lines?.join("\n"))
         }
         Request::AuditVerify => match ctx.audit.verify() {
-            Ok(n) => Ok(format!(
-                "audit log intact: {n} events, every one chained to the one before"
-            )),
+            Ok(n) => {
+                let tip = match ctx.audit.tip().map_err(store_err)? {
+                    Some((seq, hash)) => format!(
+                        "\nnewest: event {seq}, hash {hash} (note it elsewhere: \
+                         deleting the newest events leaves a valid chain)"
+                    ),
+                    None => String::new(),
+                };
+                Ok(format!(
+                    "audit log intact: {n} events, every one chained to the one before{tip}"
+                ))
+            }
             Err(e) => Err(format!("audit log verification FAILED: {e}")),
         },
     }

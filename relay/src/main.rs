@@ -498,7 +498,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     _ => break,
                 }
             }
-            let cast = sallyport_relay::audit::recording::asciicast(&session, &records)
+            let cast = sallyport_relay::audit::recording::asciicast(&session, &records, false)
                 .with_context(|| {
                     format!("no recording of session {session} (its start was not reported)")
                 })?;

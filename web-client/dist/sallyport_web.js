@@ -210,9 +210,17 @@ function __wbg_get_imports() {
             const ret = new Uint8Array(getArrayU8FromWasm0(arg0, arg1));
             return ret;
         },
+        __wbg_now_043d245551b22f9c: function(arg0) {
+            const ret = arg0.now();
+            return ret;
+        },
         __wbg_now_463ac581d2fc7ea3: function() {
             const ret = Date.now();
             return ret;
+        },
+        __wbg_performance_50e6a3f8dc80bbca: function(arg0) {
+            const ret = arg0.performance;
+            return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
         },
         __wbg_prototypesetcall_13162965d1fe7aa3: function(arg0, arg1, arg2) {
             Uint8Array.prototype.set.call(getArrayU8FromWasm0(arg0, arg1), arg2);
@@ -292,12 +300,12 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true_);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true_);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__8);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__8);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
@@ -329,12 +337,12 @@ function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke_______true
     wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke_______true_(arg0, arg1);
 }
 
-function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2);
+function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2);
 }
 
-function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_2e0534fb7d8da65a___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2);
+function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2);
 }
 
 function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___wasm_bindgen_7d4884b0003f6066___JsValue__core_8a97de082bc4c33___result__Result_____wasm_bindgen_7d4884b0003f6066___JsError___true_(arg0, arg1, arg2) {

@@ -64,18 +64,23 @@ thread_local! {
 struct Unacked {
     /// (session, seq, message text), oldest first.
     events: std::collections::VecDeque<(String, u64, String)>,
-    bytes: usize,
 }
 
 impl Unacked {
     fn push(&mut self, session: &str, seq: u64, text: String) {
-        self.bytes += text.len();
         self.events.push_back((session.to_owned(), seq, text));
     }
 
     fn ack(&mut self, session: &str, seq: u64) {
         self.events.retain(|(s, n, _)| !(s == session && *n <= seq));
-        self.bytes = self.events.iter().map(|(_, _, t)| t.len()).sum();
+    }
+
+    fn bytes_of(&self, session: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|(s, _, _)| s == session)
+            .map(|(_, _, t)| t.len())
+            .sum()
     }
 
     fn resend(&self, ws: &WebSocket) {
@@ -91,7 +96,7 @@ impl Unacked {
 struct Reporter {
     session: String,
     seq: std::cell::Cell<u64>,
-    /// `Date.now()` of the first event (the shell's start).
+    /// [`monotonic_ms`] of the first event (the shell's start).
     started: std::cell::Cell<Option<f64>>,
     ws: WebSocket,
 }
@@ -107,9 +112,18 @@ fn session_id() -> String {
         .collect()
 }
 
+/// Milliseconds on the page's monotonic clock (never steps back with the
+/// wall clock, so event times only go forward).
+fn monotonic_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
 impl Reporter {
     fn report(&self, mut event: SessionEvent) {
-        let now = js_sys::Date::now();
+        let now = monotonic_ms();
         let start = *self.started.get().get_or_insert(now);
         self.started.set(Some(start));
         let t_ms = (now - start).max(0.0) as u64;
@@ -151,7 +165,9 @@ impl Frontend for JsFrontend {
     }
 
     async fn drained(&self) {
-        while UNACKED.with(|u| u.borrow().bytes) > MAX_UNACKED_BYTES
+        // Only this session's events count: another's that the relay will
+        // never take (signed out since) must not stall this one.
+        while UNACKED.with(|u| u.borrow().bytes_of(&self.reporter.session)) > MAX_UNACKED_BYTES
             && self.reporter.ws.ready_state() == WebSocket::OPEN
         {
             sleep(20).await;

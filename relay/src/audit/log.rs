@@ -19,6 +19,8 @@ use crate::util::sha256_hex;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
 /// And at most this many by default (about 0.3-1 KB each).
 pub const DEFAULT_MAX_EVENTS: u64 = 5_000_000;
+/// Records retention drops per hold of the append lock.
+pub const PRUNE_CHUNK: u64 = 1000;
 /// Meta key of the anchor: `{seq, hash}` of the last record retention dropped.
 const META_ANCHOR: &str = "audit_anchor";
 /// The `prev` of the very first record.
@@ -52,7 +54,7 @@ impl Default for Retention {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Anchor {
     seq: u64,
     hash: String,
@@ -179,7 +181,7 @@ impl AuditLog {
     }
 
     /// The sequence number and hash the next record follows.
-    fn tip(&self) -> Result<(u64, String), StoreError> {
+    fn next_position(&self) -> Result<(u64, String), StoreError> {
         Ok(match self.tree.last()? {
             Some((_, v)) => {
                 let last: Record = serde_json::from_slice(&v)?;
@@ -193,7 +195,7 @@ impl AuditLog {
     }
 
     fn record(&self, event: &Event) -> Result<Record, StoreError> {
-        let (seq, prev) = self.tip()?;
+        let (seq, prev) = self.next_position()?;
         let at_ms = crate::util::now_millis();
         let event = serde_json::to_value(event)?;
         Ok(Record {
@@ -306,11 +308,37 @@ impl AuditLog {
         Ok(out)
     }
 
-    /// Checks the whole chain; returns how many events it holds.
+    /// The newest event's sequence number and hash: worth noting outside
+    /// the relay, since deleting the newest events leaves a valid chain.
+    pub fn tip(&self) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(match self.tree.last()? {
+            Some((_, v)) => {
+                let r: Record = serde_json::from_slice(&v)?;
+                Some((r.seq, r.hash))
+            }
+            None => None,
+        })
+    }
+
+    /// Checks the whole chain; returns how many events it holds. Retention
+    /// dropping old events meanwhile is not a break: the check starts over.
     pub fn verify(&self) -> Result<u64, VerifyError> {
-        let anchor = self.anchor()?;
+        let mut tries = 0;
+        loop {
+            let anchor = self.anchor()?;
+            match self.verify_from(&anchor) {
+                Err(e) if tries < 3 && self.anchor()? != anchor => {
+                    tracing::debug!(error = %e, "retention moved the anchor during verification; again");
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn verify_from(&self, anchor: &Option<Anchor>) -> Result<u64, VerifyError> {
         // Records at or before the anchor are being dropped by retention.
-        let (mut expect_seq, mut expect_prev) = match &anchor {
+        let (mut expect_seq, mut expect_prev) = match anchor {
             Some(a) => (a.seq + 1, a.hash.clone()),
             None => (1, GENESIS.to_owned()),
         };
@@ -343,8 +371,20 @@ impl AuditLog {
         Ok(count)
     }
 
-    /// Drops the oldest events beyond `retention`; returns how many.
+    /// Drops the oldest events beyond `retention`; returns how many. Works
+    /// in chunks of [`PRUNE_CHUNK`], so appends wait for one chunk at most.
     pub fn prune(&self, retention: Retention, now_ms: u64) -> Result<u64, StoreError> {
+        let mut dropped = 0;
+        loop {
+            let n = self.prune_chunk(retention, now_ms)?;
+            dropped += n;
+            if n < PRUNE_CHUNK {
+                return Ok(dropped);
+            }
+        }
+    }
+
+    fn prune_chunk(&self, retention: Retention, now_ms: u64) -> Result<u64, StoreError> {
         let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
         let (Some((first, _)), Some((last, _))) = (self.tree.first()?, self.tree.last()?) else {
             return Ok(0);
@@ -355,7 +395,7 @@ impl AuditLog {
         let oldest_kept_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
         // The last record to drop: by count, then by age.
         let mut cut = None;
-        for entry in self.tree.iter() {
+        for entry in self.tree.iter().take(PRUNE_CHUNK as usize) {
             let (k, v) = entry?;
             let r: Record = serde_json::from_slice(&v)?;
             if seq_of(&k) < first + too_many || r.at_ms < oldest_kept_ms {

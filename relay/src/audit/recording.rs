@@ -35,22 +35,44 @@ struct Utf8Carry {
 impl Utf8Carry {
     fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(_) => self.pending.len(),
-            // An incomplete sequence at the end waits; anything else is replaced.
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => self.pending.len(),
-        };
-        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
-        self.pending.drain(..valid);
+        let mut text = String::new();
+        let mut rest: &[u8] = &self.pending;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    text.push_str(s);
+                    rest = &[];
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    text.push_str(std::str::from_utf8(good).unwrap_or_default());
+                    match e.error_len() {
+                        // An invalid byte: replaced, and on with the rest.
+                        Some(n) => {
+                            text.push('\u{fffd}');
+                            rest = &bad[n..];
+                        }
+                        // A sequence cut off at the end: kept for the next event.
+                        None => {
+                            rest = bad;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let consumed = self.pending.len() - rest.len();
+        self.pending.drain(..consumed);
         text
     }
 }
 
 /// The recording of client session `session` from its audit records (in
 /// any order; events are replayed in the client's order). `None` when the
-/// records hold no start of that session.
-pub fn asciicast(session: &str, records: &[Record]) -> Option<String> {
+/// records hold no start of that session. `truncated` adds a marker saying
+/// the recording goes on beyond these records.
+pub fn asciicast(session: &str, records: &[Record], truncated: bool) -> Option<String> {
     let mut events: Vec<(u64, u64, u64, SessionEvent, String, String)> = records
         .iter()
         .filter(|r| r.event.get("type").and_then(|t| t.as_str()) == Some("client"))
@@ -123,6 +145,12 @@ pub fn asciicast(session: &str, records: &[Record]) -> Option<String> {
             out.push('\n');
         }
     }
+    if truncated {
+        let t = events.last().map(|e| e.1 as f64 / 1000.0).unwrap_or(0.0);
+        let note = "recording cut short here: export it with `sallyport-relay recording export`";
+        out.push_str(&serde_json::json!([t, "m", note]).to_string());
+        out.push('\n');
+    }
     Some(out)
 }
 
@@ -137,5 +165,8 @@ mod tests {
         assert_eq!(c.push(&[b'a', euro[0]]), "a");
         assert_eq!(c.push(&euro[1..]), "€");
         assert_eq!(c.push(&[0xff, b'b']), "\u{fffd}b");
+        // A bad byte and a cut-off character in one event.
+        assert_eq!(c.push(&[0xff, b'c', euro[0], euro[1]]), "\u{fffd}c");
+        assert_eq!(c.push(&euro[2..]), "€");
     }
 }

@@ -186,8 +186,8 @@ pub async fn audit(
     Ok(Json(state.audit.list(&filter, limit)?))
 }
 
-/// Most events a recording served over HTTP is made of.
-pub const MAX_RECORDING_EVENTS: usize = 200_000;
+/// Most bytes of events a recording served over HTTP is made of.
+pub const MAX_RECORDING_BYTES: usize = 64 * 1024 * 1024;
 
 /// `GET /api/recordings/{session}`: a session's recording as asciicast v2,
 /// for admins only.
@@ -204,13 +204,38 @@ pub async fn recording(
         kind: Some("client".into()),
         ..Default::default()
     };
-    let records = state.audit.list(&filter, MAX_RECORDING_EVENTS)?;
-    let cast = crate::audit::recording::asciicast(&session, &records).ok_or_else(|| {
-        ApiErr(
-            StatusCode::NOT_FOUND,
-            format!("no recording of session {session}"),
-        )
-    })?;
+    // Off the async workers, a page at a time, up to a size the relay can
+    // hold: a longer recording is cut short with a marker saying so (the
+    // CLI's `recording export` has no limit).
+    let audit = state.audit.clone();
+    let (records, truncated) = tokio::task::spawn_blocking(move || {
+        let mut filter = filter;
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let page = audit.list(&filter, MAX_AUDIT_PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok::<_, crate::store::StoreError>((records, false));
+            };
+            filter.after_seq = Some(last.seq);
+            for r in page {
+                bytes += r.event.to_string().len();
+                records.push(r);
+                if bytes > MAX_RECORDING_BYTES {
+                    return Ok((records, true));
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let cast =
+        crate::audit::recording::asciicast(&session, &records, truncated).ok_or_else(|| {
+            ApiErr(
+                StatusCode::NOT_FOUND,
+                format!("no recording of session {session}"),
+            )
+        })?;
     Ok((
         [(
             header::CONTENT_TYPE,

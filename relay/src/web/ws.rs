@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::{SinkExt as _, StreamExt as _};
-use sallyport_proto::client::Control;
+use sallyport_proto::client::{Control, SessionEvent};
 use sallyport_proto::frame::check_name;
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
 use sallyport_proto::tunnel::StreamHeader;
@@ -43,6 +43,21 @@ pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 const EVENT_QUEUE: usize = 256;
 /// Most client events written with one flush.
 const EVENT_BATCH: usize = 64;
+/// Terminal bytes a client may report beyond what its session carried:
+/// events of an earlier session resent after a reconnect (the browser keeps
+/// at most 4 MiB unacknowledged).
+const CLIENT_EVENT_SLACK: u64 = 8 * 1024 * 1024;
+
+/// The terminal bytes (decoded) a client event carries.
+fn terminal_bytes(event: &Event) -> u64 {
+    match event {
+        Event::Client {
+            event: SessionEvent::Output { data } | SessionEvent::Input { data },
+            ..
+        } => data.len() as u64 / 4 * 3,
+        _ => 0,
+    }
+}
 
 /// QUIC error code for a session the client abandoned.
 const CLIENT_GONE: u32 = 0x10;
@@ -190,6 +205,9 @@ async fn pipe(
 ) -> (u64, u64) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<Event>(EVENT_QUEUE);
+    // Bytes carried both ways (SSH ciphertext, which is never shorter than
+    // the terminal data in it).
+    let relayed = std::sync::atomic::AtomicU64::new(0);
     let (acks_tx, mut acks_rx) = tokio::sync::mpsc::channel::<Control>(EVENT_QUEUE);
     // Cancelled when the session must end in both directions at once.
     let abort = CancellationToken::new();
@@ -220,6 +238,7 @@ async fn pipe(
                         break;
                     }
                     bytes += n;
+                    relayed.fetch_add(n, Ordering::Relaxed);
                     Metrics::add(&metrics.bytes_to_connector, n);
                 }
                 Some(Ok(Message::Text(t))) => match Control::parse(t.as_str()) {
@@ -232,8 +251,10 @@ async fn pipe(
                         abort.cancel();
                         break;
                     }
-                    // Events may come after the client's end of data (the
-                    // session's end is reported after it).
+                    // Accepted while the socket is open, also after the
+                    // client's eof; but once both directions are done the
+                    // relay closes, so clients send their events (the
+                    // session's end) before their eof.
                     Ok(Control::Event {
                         session,
                         seq,
@@ -287,6 +308,9 @@ async fn pipe(
     // Client events go to disk in batches (one flush each), then their
     // acknowledgements go back down the socket.
     let record = async {
+        // Terminal bytes the client reported, against what the session
+        // carried: a client cannot fill the disk with made-up output.
+        let mut reported = 0u64;
         while let Some(first) = events_rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < EVENT_BATCH {
@@ -294,6 +318,17 @@ async fn pipe(
                     Ok(e) => batch.push(e),
                     Err(_) => break,
                 }
+            }
+            reported += batch.iter().map(terminal_bytes).sum::<u64>();
+            let carried = relayed.load(Ordering::Relaxed);
+            if reported > carried + CLIENT_EVENT_SLACK {
+                tracing::warn!(
+                    reported,
+                    carried,
+                    "client reported more terminal data than the session carried; ending it"
+                );
+                abort.cancel();
+                break;
             }
             let audit = recorder.audit.clone();
             let user = recorder.user.clone();
@@ -317,11 +352,18 @@ async fn pipe(
                         let _ = acks_tx.try_send(Control::Ack { session, seq });
                     }
                 }
+                // Acknowledging anything after a batch that failed would
+                // let the client forget it: end the session instead, and
+                // the client sends everything unacknowledged on its next socket.
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, "audit log failed: client events not acknowledged")
+                    tracing::error!(error = %e, "audit log failed: client events not acknowledged; ending the session");
+                    abort.cancel();
+                    break;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "audit log failed: client events not acknowledged")
+                    tracing::error!(error = %e, "audit log failed: client events not acknowledged; ending the session");
+                    abort.cancel();
+                    break;
                 }
             }
         }
@@ -371,6 +413,7 @@ async fn pipe(
                         break Ok(());
                     }
                     bytes += n;
+                    relayed.fetch_add(n, Ordering::Relaxed);
                     Metrics::add(&metrics.bytes_to_client, n);
                 }
                 Ok(None) => {
