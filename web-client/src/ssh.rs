@@ -63,11 +63,17 @@ pub trait Frontend {
     /// shell starts (nothing typed at the login prompts is reported). The
     /// front end stamps the time: `End`'s `duration_ms` is left 0 for it.
     fn event(&self, _event: SessionEvent) {}
+    /// Terminal bytes to report (output from the server, or input to it);
+    /// by default each call is one or more `Output`/`Input` events. A front
+    /// end may gather them into fewer events.
+    fn terminal_data(&self, bytes: &[u8], output: bool) {
+        report_bytes(self, bytes, output);
+    }
 }
 
 /// Reports terminal bytes as `Output`/`Input` events of at most
 /// [`MAX_EVENT_DATA`] bytes each.
-fn report_bytes<F: Frontend>(ui: &F, bytes: &[u8], output: bool) {
+pub fn report_bytes<F: Frontend + ?Sized>(ui: &F, bytes: &[u8], output: bool) {
     use base64::Engine as _;
     for chunk in bytes.chunks(MAX_EVENT_DATA) {
         let data = base64::engine::general_purpose::STANDARD.encode(chunk);
@@ -487,7 +493,7 @@ where
             msg = reader.wait() => match msg {
                 Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
                     ui.output(&data);
-                    report_bytes(ui, &data, true);
+                    ui.terminal_data(&data, true);
                     *bytes_in += data.len() as u64;
                     ui.drained().await;
                 }
@@ -500,7 +506,7 @@ where
             },
             event = input.recv() => match event {
                 Some(Input::Data(d)) => {
-                    report_bytes(ui, &d, false);
+                    ui.terminal_data(&d, false);
                     *bytes_out += d.len() as u64;
                     if writer.data_bytes(d).await.is_err() {
                         break;

@@ -20,6 +20,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use sallyport_proto::client::SessionEvent;
+use sallyport_proto::limits::MAX_EVENT_DATA;
 
 use crate::ssh::{self, Ended, Frontend, Input, Options, State};
 
@@ -42,7 +43,7 @@ struct JsFrontend {
     on_status: Function,
     /// Optional: returns a promise while the page's output queue is full.
     output_drained: Option<Function>,
-    reporter: Reporter,
+    reporter: Rc<Reporter>,
 }
 
 /// How long the end of a session waits for the relay to acknowledge its
@@ -99,7 +100,12 @@ struct Reporter {
     /// [`monotonic_ms`] of the first event (the shell's start).
     started: std::cell::Cell<Option<f64>>,
     ws: WebSocket,
+    /// Output gathered into one event: the bytes, and the time of the first.
+    output: RefCell<(Vec<u8>, f64)>,
 }
+
+/// Output is reported at most this long after it was shown.
+const OUTPUT_GATHER_MS: i32 = 40;
 
 /// A new session id: 16 letters and digits.
 fn session_id() -> String {
@@ -122,8 +128,49 @@ fn monotonic_ms() -> f64 {
 }
 
 impl Reporter {
-    fn report(&self, mut event: SessionEvent) {
-        let now = monotonic_ms();
+    fn report(&self, event: SessionEvent) {
+        // Gathered output goes first: events stay in the order they happened.
+        self.flush_output();
+        self.report_at(event, monotonic_ms());
+    }
+
+    /// Output is gathered for up to [`OUTPUT_GATHER_MS`] or
+    /// [`MAX_EVENT_DATA`] bytes: one event per burst instead of one per SSH
+    /// packet, which keeps a flood of output from doubling the page's work.
+    fn gather_output(self: &Rc<Self>, bytes: &[u8]) {
+        let first = {
+            let mut out = self.output.borrow_mut();
+            let first = out.0.is_empty();
+            if first {
+                out.1 = monotonic_ms();
+            }
+            out.0.extend_from_slice(bytes);
+            first
+        };
+        if self.output.borrow().0.len() >= MAX_EVENT_DATA {
+            self.flush_output();
+        } else if first {
+            let me = self.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                sleep(OUTPUT_GATHER_MS).await;
+                me.flush_output();
+            });
+        }
+    }
+
+    fn flush_output(&self) {
+        let (bytes, at) = {
+            let mut out = self.output.borrow_mut();
+            (std::mem::take(&mut out.0), out.1)
+        };
+        use base64::Engine as _;
+        for chunk in bytes.chunks(MAX_EVENT_DATA) {
+            let data = base64::engine::general_purpose::STANDARD.encode(chunk);
+            self.report_at(SessionEvent::Output { data }, at);
+        }
+    }
+
+    fn report_at(&self, mut event: SessionEvent, now: f64) {
         let start = *self.started.get().get_or_insert(now);
         self.started.set(Some(start));
         let t_ms = (now - start).max(0.0) as u64;
@@ -162,6 +209,14 @@ impl Frontend for JsFrontend {
 
     fn event(&self, event: SessionEvent) {
         self.reporter.report(event);
+    }
+
+    fn terminal_data(&self, bytes: &[u8], output: bool) {
+        if output {
+            self.reporter.gather_output(bytes);
+        } else {
+            ssh::report_bytes(self, bytes, false);
+        }
     }
 
     async fn drained(&self) {
@@ -270,12 +325,13 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         on_output: function(&opts, "onOutput")?,
         on_status: function(&opts, "onStatus")?,
         output_drained: function(&opts, "outputDrained").ok(),
-        reporter: Reporter {
+        reporter: Rc::new(Reporter {
             session: session_id(),
             seq: std::cell::Cell::new(0),
             started: std::cell::Cell::new(None),
             ws: ws.clone(),
-        },
+            output: RefCell::new((Vec::new(), 0.0)),
+        }),
     };
     let id = ui.reporter.session.clone();
     // The browser's WebSocket cannot push back on what it receives, so this
