@@ -38,6 +38,8 @@ pub mod code {
     pub const REVOKED: u32 = 3;
     /// The peer took too long to send what it had to.
     pub const TIMEOUT: u32 = 4;
+    /// The connector already holds as many connections as the relay allows.
+    pub const TOO_MANY: u32 = 5;
 }
 
 /// Messages on the control stream.

@@ -10,6 +10,11 @@ use serde::Deserialize;
 use crate::util::parse_duration;
 use crate::web::PublicUrl;
 
+/// Live QUIC connections one connector may hold unless configured: twice
+/// the most a connector keeps (16), so dead ones waiting out their idle
+/// timeout do not lock a reconnecting connector out.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR: usize = 32;
+
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys in snake_case).
@@ -56,6 +61,9 @@ pub struct ServeArgs {
     /// Keep at most this many audit events [default: 5000000].
     #[arg(long, env = "SALLYPORT_AUDIT_MAX_EVENTS")]
     pub audit_max_events: Option<u64>,
+    /// Live QUIC connections one connector may hold [default: 32; connectors keep up to 16].
+    #[arg(long, env = "SALLYPORT_MAX_CONNECTIONS_PER_CONNECTOR")]
+    pub max_connections_per_connector: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +84,7 @@ struct FileConfig {
     policy: Option<crate::policy::PolicyConfig>,
     audit_max_age: Option<String>,
     audit_max_events: Option<u64>,
+    max_connections_per_connector: Option<usize>,
 }
 
 /// Resolved settings of a relay.
@@ -95,6 +104,7 @@ pub struct ServeConfig {
     /// The config file, which also holds the access policy.
     pub config_file: Option<PathBuf>,
     pub audit_retention: crate::audit::Retention,
+    pub max_connections_per_connector: usize,
 }
 
 impl ServeArgs {
@@ -163,8 +173,14 @@ impl ServeArgs {
                 .unwrap_or(crate::audit::DEFAULT_MAX_EVENTS)
                 .max(1),
         };
+        let max_connections_per_connector = self
+            .max_connections_per_connector
+            .or(file.max_connections_per_connector)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR)
+            .max(1);
         Ok(ServeConfig {
             audit_retention,
+            max_connections_per_connector,
             data_dir,
             listen_https,
             listen_tunnel,

@@ -65,6 +65,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         ssh_cert_services: Vec::new(),
         config_file: None,
         audit_retention: Default::default(),
+        max_connections_per_connector: crate::config::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR,
     };
     let relay = Relay::start(config).await?;
 

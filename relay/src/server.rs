@@ -83,6 +83,7 @@ impl Relay {
                 registry: registry.clone(),
                 metrics: metrics.clone(),
                 audit: audit.clone(),
+                max_connections_per_connector: config.max_connections_per_connector,
                 enrolments: tokio::sync::Semaphore::new(tunnel::server::MAX_ENROLMENTS),
             }),
             endpoint: endpoint.clone(),

@@ -114,3 +114,36 @@ fn admin_commands_work_with_the_relay_stopped() {
         .mode();
     assert_eq!(mode & 0o077, 0);
 }
+
+#[test]
+fn the_relay_caps_the_connections_of_one_connector() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay =
+        RelayProc::start_with_config(dir.path(), Some("max_connections_per_connector = 2\n"));
+    let sshd = Sshd::start(dir.path());
+    let token = relay.token("c1", "10m");
+    let mut c = start_connector(
+        dir.path(),
+        "c1",
+        Some(&token),
+        &[format!("web1={}", sshd.target())],
+        &["--ha-connections", "3"],
+    );
+    relay.wait_online("c1", 2);
+    wait_for("the relay to refuse the third connection", || {
+        let log = relay.proc.as_ref().unwrap().log_text();
+        log.contains("connector c1 already has 2 connections, the most the relay allows")
+            .then_some(())
+    });
+    assert_eq!(
+        relay.connector_row("c1").get(2).map(String::as_str),
+        Some("yes(2)")
+    );
+    // The two it has still carry sessions.
+    relay.add_user(USER, PASSWORD);
+    let client = Client::new(dir.path(), USER);
+    assert!(client.login(&relay, USER, PASSWORD).status.success());
+    let out = client.ssh(&sshd, "web1", "echo capped", b"");
+    assert_eq!(stdout(&out), "capped", "{}", stderr(&out));
+    c.kill();
+}

@@ -55,6 +55,22 @@ impl Registry {
         self.lock().insert(live.id, live);
     }
 
+    /// Registers `live` unless its connector already has `max` live
+    /// connections; false when it was refused.
+    pub fn try_insert(&self, live: LiveConn, max: usize) -> bool {
+        let mut map = self.lock();
+        if map
+            .values()
+            .filter(|c| c.connector == live.connector)
+            .count()
+            >= max
+        {
+            return false;
+        }
+        map.insert(live.id, live);
+        true
+    }
+
     pub fn remove(&self, id: u64) {
         self.lock().remove(&id);
     }

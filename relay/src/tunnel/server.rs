@@ -27,6 +27,9 @@ pub struct TunnelCtx {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Live connections one enrolled connector may hold (a stolen
+    /// certificate must not be able to open them without end).
+    pub max_connections_per_connector: usize,
     /// Connections without a certificate being served at once (see [`MAX_ENROLMENTS`]).
     pub enrolments: tokio::sync::Semaphore,
 }
@@ -195,6 +198,18 @@ async fn run_connection(
         remote: conn.remote_address(),
         draining: Arc::new(AtomicBool::new(false)),
     };
+    if !ctx
+        .registry
+        .try_insert(live.clone(), ctx.max_connections_per_connector)
+    {
+        let reason = format!(
+            "connector {name} already has {} connections, the most the relay allows",
+            ctx.max_connections_per_connector
+        );
+        tracing::warn!(%reason, "connection refused");
+        conn.close(code::TOO_MANY.into(), reason.as_bytes());
+        return;
+    }
     let services: Vec<&str> = live.services.iter().map(|s| s.name.as_str()).collect();
     tracing::info!(services = ?services, version = %hello.version, "connector connected");
     let event = crate::audit::Event::ConnectorConnected {
@@ -205,7 +220,6 @@ async fn run_connection(
         tracing::error!(error = %e, "audit log failed");
     }
     Metrics::add(&ctx.metrics.connector_connections, 1);
-    ctx.registry.insert(live.clone());
     // A revocation that landed during the handshake found no live connection
     // to close: look again now that this one is registered.
     if !matches!(ctx.store.connector(&name), Ok(Some(r)) if r.state == ConnectorState::Enrolled) {
