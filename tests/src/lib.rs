@@ -576,6 +576,50 @@ impl RelayProc {
         (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 
+    /// `POST /api/login` with curl (a one-time `code` if given): the status
+    /// and the answer.
+    pub fn api_login(&self, user: &str, password: &str, code: Option<&str>) -> (u16, String) {
+        let body = serde_json::json!({ "user": user, "password": password, "code": code });
+        self.curl(
+            "/api/login",
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "--data",
+                &body.to_string(),
+            ],
+        )
+    }
+
+    /// The client events of one session in the audit log, oldest first, as
+    /// `audit export` writes them.
+    pub fn client_events(&self, session: &str) -> Vec<serde_json::Value> {
+        let out = self.admin(
+            &[
+                "audit",
+                "export",
+                "--format",
+                "jsonl",
+                "--session",
+                session,
+                "--type",
+                "client",
+            ],
+            "",
+        );
+        assert!(
+            out.status.success(),
+            "audit export: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
     /// A counter from `/metrics`.
     pub fn metric(&self, name: &str) -> u64 {
         let (_, body) = self.curl("/metrics", &[]);

@@ -19,21 +19,6 @@ fn export(relay: &RelayProc, extra: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn sign_in(relay: &RelayProc, user: &str, password: &str) -> (u16, String) {
-    let body = serde_json::json!({ "user": user, "password": password });
-    relay.curl(
-        "/api/login",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "--data",
-            &body.to_string(),
-        ],
-    )
-}
-
 #[test]
 fn a_session_is_in_the_audit_log_and_verify_finds_one_altered_event() {
     let mut env = Env::start();
@@ -41,7 +26,7 @@ fn a_session_is_in_the_audit_log_and_verify_finds_one_altered_event() {
     env.relay.wait_online("c1", 2);
     let out = env.ssh("web1", "echo audited", b"");
     assert_eq!(stdout(&out), "audited", "{}", stderr(&out));
-    let (code, _) = sign_in(&env.relay, USER, "wrong password");
+    let (code, _) = env.relay.api_login(USER, "wrong password", None);
     assert_eq!(code, 401);
 
     // Every kind of event the journey made, in order, numbered 1, 2, 3...
@@ -121,7 +106,7 @@ fn no_acknowledged_event_is_lost_when_the_relay_is_killed() {
     env.relay.add_user("bob", "pw-bob");
     const ROUNDS: usize = 20;
     for round in 0..ROUNDS {
-        let (code, body) = sign_in(&env.relay, "bob", "pw-bob");
+        let (code, body) = env.relay.api_login("bob", "pw-bob", None);
         assert_eq!(code, 200, "{body}");
         // Acknowledged: killed at once, before any flush a timer might do.
         env.relay.kill();
@@ -138,7 +123,7 @@ fn non_admins_get_403_on_every_audit_route() {
     let env = Env::start();
     env.relay.add_user_in("root-admin", "pw-admin", &["admin"]);
     let token = |user: &str, password: &str| {
-        let (code, body) = sign_in(&env.relay, user, password);
+        let (code, body) = env.relay.api_login(user, password, None);
         assert_eq!(code, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         v["token"].as_str().unwrap().to_owned()
@@ -324,24 +309,7 @@ mod client_events {
         // Killed right after acknowledging: still all there, each once.
         env.relay.kill();
         env.relay.launch();
-        let out = env.relay.admin(
-            &[
-                "audit",
-                "export",
-                "--format",
-                "jsonl",
-                "--session",
-                SESSION,
-                "--type",
-                "client",
-            ],
-            "",
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let stored: Vec<serde_json::Value> = stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let stored = env.relay.client_events(SESSION);
         let seqs: Vec<u64> = stored
             .iter()
             .map(|r| r["event"]["seq"].as_u64().unwrap())

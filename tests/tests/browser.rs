@@ -600,23 +600,7 @@ fn a_browser_session_is_recorded_with_its_marker_and_exit_status() {
 
     // The end is the last event the client sends; wait until it is stored.
     let events = wait_for("the session's end in the audit log", || {
-        let out = env.relay.admin(
-            &[
-                "audit",
-                "export",
-                "--format",
-                "jsonl",
-                "--session",
-                &session,
-                "--type",
-                "client",
-            ],
-            "",
-        );
-        let events: Vec<Value> = stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events = env.relay.client_events(&session);
         events
             .iter()
             .any(|e| e["event"]["event"]["kind"] == "end")
@@ -701,25 +685,6 @@ fn after_a_dropped_connection_no_event_is_lost_or_stored_twice() {
         u64_of(&r, "/acksDropped") > 0,
         "the test lost no acknowledgements: {r}"
     );
-    let export = |session: &str| -> Vec<Value> {
-        let out = env.relay.admin(
-            &[
-                "audit",
-                "export",
-                "--format",
-                "jsonl",
-                "--session",
-                session,
-                "--type",
-                "client",
-            ],
-            "",
-        );
-        stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
     let ends = |events: &[Value]| {
         events
             .iter()
@@ -728,12 +693,12 @@ fn after_a_dropped_connection_no_event_is_lost_or_stored_twice() {
     };
     // The second session ends normally; wait for its end to be stored.
     let second = wait_for("the second session's end", || {
-        let ev = export(str_of(&r, "/second"));
+        let ev = env.relay.client_events(str_of(&r, "/second"));
         (ends(&ev) == 1).then_some(ev)
     });
     // The first session's end was reported while its socket was gone: it
     // came on the second socket.
-    let first = export(str_of(&r, "/first"));
+    let first = env.relay.client_events(str_of(&r, "/first"));
     for (name, events) in [("first", &first), ("second", &second)] {
         let seqs: Vec<u64> = events
             .iter()

@@ -115,22 +115,6 @@ fn token(client: &Client) -> String {
     v["token"].as_str().unwrap().to_owned()
 }
 
-/// `POST /api/login` with curl: the status and the answer.
-fn api_login(relay: &RelayProc, user: &str, password: &str, code: Option<&str>) -> (u16, String) {
-    let body = serde_json::json!({ "user": user, "password": password, "code": code });
-    relay.curl(
-        "/api/login",
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "--data",
-            &body.to_string(),
-        ],
-    )
-}
-
 fn unescape_html(s: &str) -> String {
     s.replace("&quot;", "\"")
         .replace("&#39;", "'")
@@ -228,7 +212,7 @@ fn denials_by_user_group_device_cidr_risk_and_time_say_why_and_open_no_stream() 
 
     // Risk: two failed sign-ins (2 x 20) and a network rita never used (10).
     for _ in 0..2 {
-        let (code, _) = api_login(&env.relay, "rita", "wrong", None);
+        let (code, _) = env.relay.api_login("rita", "wrong", None);
         assert_eq!(code, 401);
     }
     let rita = token(&signed_in(&env, "rita", "pw-rita"));
@@ -492,7 +476,7 @@ fn totp_admits_the_right_code_once_and_refuses_wrong_and_replayed_codes() {
         .unwrap();
 
     // No code, a wrong code: refused, with what to do.
-    let (code, body) = api_login(&env.relay, "tom", "pw-tom", None);
+    let (code, body) = env.relay.api_login("tom", "pw-tom", None);
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("enter the one-time code"), "{body}");
     let valid: Vec<String> = [now() - 30, now(), now() + 30]
@@ -503,7 +487,7 @@ fn totp_admits_the_right_code_once_and_refuses_wrong_and_replayed_codes() {
         .into_iter()
         .find(|c| !valid.iter().any(|v| v == c))
         .unwrap();
-    let (code, body) = api_login(&env.relay, "tom", "pw-tom", Some(wrong));
+    let (code, body) = env.relay.api_login("tom", "pw-tom", Some(wrong));
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("wrong one-time code"), "{body}");
 
@@ -512,7 +496,7 @@ fn totp_admits_the_right_code_once_and_refuses_wrong_and_replayed_codes() {
     let tom = Client::new(env.path(), "tom");
     let out = tom.login_with_code(&env.relay, "tom", "pw-tom", &right);
     assert!(out.status.success(), "login with code: {}", stderr(&out));
-    let (code, body) = api_login(&env.relay, "tom", "pw-tom", Some(&right));
+    let (code, body) = env.relay.api_login("tom", "pw-tom", Some(&right));
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("already used"), "{body}");
 
