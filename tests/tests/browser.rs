@@ -475,16 +475,7 @@ fn a_host_key_that_differs_from_the_connectors_report_stops_the_session() {
 
 /// A bearer token for `user`, from the relay's sign-in API.
 fn api_token(relay: &RelayProc, user: &str, password: &str) -> String {
-    let body = serde_json::json!({ "user": user, "password": password }).to_string();
-    let (code, text) = relay.curl(
-        "/api/login",
-        &[
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &body,
-        ],
-    );
+    let (code, text) = relay.api_login(user, password, None);
     assert_eq!(code, 200, "sign-in: {text}");
     let v: Value = serde_json::from_str(&text).expect("sign-in answer");
     str_of(&v, "/token").to_owned()
