@@ -245,6 +245,9 @@ async fn serve(
     };
     let (mut control, _reader) = control_reader(recv);
     tracing::info!(relay = %shared.relay, relay_version = %welcome.relay_version, "tunnel up");
+    for r in &welcome.refused {
+        tracing::warn!(service = %r.service, reason = %r.reason, "the relay refused a service");
+    }
     let heartbeat = match welcome.heartbeat_secs {
         1..=300 => Duration::from_secs(welcome.heartbeat_secs.into()),
         _ => DEFAULT_HEARTBEAT,

@@ -21,6 +21,19 @@ pub const SESSION_COOKIE: &str = "sallyport_session";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
+    /// Relay → client, the first message after the upgrade: the session
+    /// stream is open through `connector`, whose sshd must present one of
+    /// `host_keys` (OpenSSH one-line form, as that connector reported them
+    /// for the service; never a union over connectors). Empty for services
+    /// that are not SSH. `record_input`: the relay keeps keystrokes in the
+    /// recording; when false the client should not send `input` events
+    /// (the relay drops them).
+    Opened {
+        connector: String,
+        host_keys: Vec<String>,
+        #[serde(default)]
+        record_input: bool,
+    },
     /// The sender will send no more bytes; the other direction stays open.
     Eof,
     /// The session failed; the socket closes after this.
@@ -123,6 +136,24 @@ impl Validate for SessionEvent {
 impl Validate for Control {
     fn validate(&self) -> Result<(), FrameError> {
         match self {
+            Control::Opened {
+                connector,
+                host_keys,
+                ..
+            } => {
+                crate::frame::check_name("connector name", connector)?;
+                if host_keys.len() > crate::limits::MAX_HOST_KEYS {
+                    return Err(FrameError::Invalid(format!(
+                        "{} host keys, over the limit of {}",
+                        host_keys.len(),
+                        crate::limits::MAX_HOST_KEYS
+                    )));
+                }
+                for k in host_keys {
+                    check_len("host key", k, crate::limits::MAX_HOST_KEY_LEN)?;
+                }
+                Ok(())
+            }
             Control::Eof => Ok(()),
             Control::Error { reason } => check_len("reason", reason, MAX_REASON_LEN),
             Control::Event { session, event, .. } => {

@@ -93,6 +93,18 @@ pub struct Welcome {
     pub relay_version: String,
     /// How often the connector should send heartbeats.
     pub heartbeat_secs: u32,
+    /// Services the hello named that this connector is not granted: the
+    /// relay sends it no session for them (the others are served). At most
+    /// [`MAX_SERVICES`], since each was in the hello.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedService>,
+}
+
+/// A service name the relay will not route to a connector, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedService {
+    pub service: String,
+    pub reason: String,
 }
 
 /// First frame on a session stream, relay → connector.
@@ -140,7 +152,20 @@ impl Validate for Control {
     fn validate(&self) -> Result<(), FrameError> {
         match self {
             Control::Hello(h) => h.validate(),
-            Control::Welcome(w) => check_len("relay version", &w.relay_version, MAX_ID_LEN),
+            Control::Welcome(w) => {
+                check_len("relay version", &w.relay_version, MAX_ID_LEN)?;
+                if w.refused.len() > MAX_SERVICES {
+                    return Err(FrameError::Invalid(format!(
+                        "{} services refused, over the limit of {MAX_SERVICES}",
+                        w.refused.len()
+                    )));
+                }
+                for r in &w.refused {
+                    check_name("service name", &r.service)?;
+                    check_len("reason", &r.reason, MAX_REASON_LEN)?;
+                }
+                Ok(())
+            }
             Control::Heartbeat { .. } | Control::HeartbeatAck { .. } => Ok(()),
             Control::Drain { reason } => check_len("reason", reason, MAX_REASON_LEN),
         }

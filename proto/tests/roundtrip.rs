@@ -44,13 +44,22 @@ fn control() -> impl Strategy<Value = Control> {
                 version,
                 services,
             })),
-        (text(MAX_ID_LEN), any::<u32>()).prop_map(|(relay_version, heartbeat_secs)| {
-            Control::Welcome(Welcome {
-                protocol: PROTOCOL_VERSION,
-                relay_version,
-                heartbeat_secs,
-            })
-        }),
+        (
+            text(MAX_ID_LEN),
+            any::<u32>(),
+            proptest::collection::vec((name(), text(MAX_REASON_LEN)), 0..4)
+        )
+            .prop_map(|(relay_version, heartbeat_secs, refused)| {
+                Control::Welcome(Welcome {
+                    protocol: PROTOCOL_VERSION,
+                    relay_version,
+                    heartbeat_secs,
+                    refused: refused
+                        .into_iter()
+                        .map(|(service, reason)| RefusedService { service, reason })
+                        .collect(),
+                })
+            }),
         any::<u64>().prop_map(|seq| Control::Heartbeat { seq }),
         any::<u64>().prop_map(|seq| Control::HeartbeatAck { seq }),
         text(MAX_REASON_LEN).prop_map(|reason| Control::Drain { reason }),
@@ -178,4 +187,17 @@ fn client_control_parses() {
         Ok(client::Control::Eof)
     );
     assert!(client::Control::parse("nonsense").is_err());
+    let opened = client::Control::Opened {
+        connector: "c1".into(),
+        host_keys: vec!["ssh-ed25519 AAAA".into()],
+        record_input: false,
+    };
+    assert_eq!(client::Control::parse(&opened.to_text()), Ok(opened));
+    // A relay that sends too many keys is refused, not believed.
+    let flood = client::Control::Opened {
+        connector: "c1".into(),
+        host_keys: vec!["ssh-ed25519 AAAA".into(); MAX_HOST_KEYS + 1],
+        record_input: false,
+    };
+    assert!(client::Control::parse(&flood.to_text()).is_err());
 }

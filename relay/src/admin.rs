@@ -44,6 +44,18 @@ pub enum Request {
     ConnectorAdd {
         name: String,
         ttl_secs: u64,
+        /// Service names the connector may serve.
+        #[serde(default)]
+        services: Vec<String>,
+        /// The token may enrol a name that is enrolled or revoked.
+        #[serde(default)]
+        replace: bool,
+    },
+    /// `connector grant` (`grant = true`) and `connector ungrant`.
+    ConnectorGrant {
+        name: String,
+        service: String,
+        grant: bool,
     },
     ConnectorList,
     ConnectorRevoke {
@@ -142,7 +154,17 @@ pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
             identity::add_user(&ctx.store, &name, &password, &groups).map_err(|e| e.to_string())?;
             Ok(format!("user {name} added"))
         }
-        Request::ConnectorAdd { name, ttl_secs } => connector_add(ctx, &name, ttl_secs),
+        Request::ConnectorAdd {
+            name,
+            ttl_secs,
+            services,
+            replace,
+        } => connector_add(ctx, &name, ttl_secs, &services, replace),
+        Request::ConnectorGrant {
+            name,
+            service,
+            grant,
+        } => connector_grant(ctx, &name, &service, grant),
         Request::ConnectorList => connector_list(ctx),
         Request::ConnectorRevoke { name } => connector_revoke(ctx, &name),
         Request::UserTotp { name } => user_totp(ctx, &name),
@@ -378,42 +400,57 @@ fn store_err(e: crate::store::StoreError) -> String {
     e.to_string()
 }
 
-fn connector_add(ctx: &AdminCtx, name: &str, ttl_secs: u64) -> Result<String, String> {
+fn connector_add(
+    ctx: &AdminCtx,
+    name: &str,
+    ttl_secs: u64,
+    services: &[String],
+    replace: bool,
+) -> Result<String, String> {
     check_name("connector name", name).map_err(|e| e.to_string())?;
+    for s in services {
+        check_name("service name", s).map_err(|e| e.to_string())?;
+    }
     let relay = ctx.store.meta(META_TUNNEL_ADDR).map_err(store_err)?.ok_or_else(|| {
         "the relay's tunnel address is not known yet: start `sallyport-relay serve` once with this --data-dir".to_string()
     })?;
+    let mut granted: Vec<String> = services.to_vec();
+    granted.sort();
+    granted.dedup();
     match ctx.store.connector(name).map_err(store_err)? {
-        Some(c) if c.state == ConnectorState::Enrolled => {
+        Some(c) if c.state == ConnectorState::Enrolled && !replace => {
             return Err(format!(
-                "connector {name} is already enrolled; revoke it first or pick another name"
+                "connector {name} is already enrolled; revoke it first or use connector add {name} --replace"
             ))
         }
-        Some(c) if c.state == ConnectorState::Revoked => {
-            return Err(format!("connector {name} was revoked; pick another name"))
+        Some(c) if c.state == ConnectorState::Revoked && !replace => {
+            return Err(format!(
+                "connector {name} was revoked; use connector add {name} --replace to enrol it again"
+            ))
         }
-        Some(_) => {}
+        Some(mut c) => {
+            if !services.is_empty() {
+                c.granted = Some(granted.clone());
+                c.grants_migrated = false;
+                ctx.store.put_connector(&c).map_err(store_err)?;
+            }
+        }
         None => ctx
             .store
-            .put_connector(&ConnectorRecord {
-                name: name.to_owned(),
-                state: ConnectorState::Pending,
-                created: now_secs(),
-                cert_sha256: None,
-                last_seen: None,
-                services: Vec::new(),
-            })
+            .put_connector(&ConnectorRecord::pending(name, granted.clone()))
             .map_err(store_err)?,
     }
     let secret = random_secret(24);
     let expires = now_secs() + ttl_secs;
-    ctx.store
-        .put_token(
+    let withdrawn = ctx
+        .store
+        .issue_token(
             &secret,
             &crate::store::TokenRecord {
                 connector: name.to_owned(),
                 expires,
                 used: false,
+                replace,
             },
         )
         .map_err(store_err)?;
@@ -423,10 +460,67 @@ fn connector_add(ctx: &AdminCtx, name: &str, ttl_secs: u64) -> Result<String, St
         secret,
         expires,
     };
-    Ok(format!(
-        "Enrolment token for connector {name}, single use, valid for {ttl_secs} s. On the connector's host run:\n  \
+    let grants = match ctx.store.connector(name).map_err(store_err)? {
+        Some(c) => c.granted.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut out =
+        format!("Enrolment token for connector {name}, single use, valid for {ttl_secs} s.");
+    if withdrawn > 0 {
+        out.push_str(&format!(
+            " {withdrawn} earlier unused token(s) for {name} no longer work."
+        ));
+    }
+    if grants.is_empty() {
+        out.push_str(&format!(
+            "\nIt may serve no service yet: add one with `connector grant {name} SERVICE` (or --service)."
+        ));
+    } else {
+        out.push_str(&format!("\nIt may serve: {}.", grants.join(", ")));
+    }
+    out.push_str(&format!(
+        "\nOn the connector's host run:\n  \
          sallyport-connector run --token TOKEN --state-dir /var/lib/sallyport-connector --service NAME=HOST:PORT\n{}",
         token.encode()
+    ));
+    Ok(out)
+}
+
+fn connector_grant(
+    ctx: &AdminCtx,
+    name: &str,
+    service: &str,
+    grant: bool,
+) -> Result<String, String> {
+    check_name("service name", service).map_err(|e| e.to_string())?;
+    let rec = ctx
+        .store
+        .set_grant(name, service, grant)
+        .map_err(store_err)?
+        .ok_or_else(|| format!("no connector named {name}"))?;
+    let granted = rec.granted.unwrap_or_default();
+    ctx.audit
+        .append(&crate::audit::Event::ConnectorGrants {
+            connector: name.to_owned(),
+            service: service.to_owned(),
+            granted: grant,
+        })
+        .map_err(store_err)?;
+    if let Some(r) = &ctx.registry {
+        r.set_grants(name, granted.iter().cloned().collect());
+    }
+    let verb = if grant {
+        "may now serve"
+    } else {
+        "may no longer serve"
+    };
+    Ok(format!(
+        "connector {name} {verb} {service}; granted: {}",
+        if granted.is_empty() {
+            "nothing".to_owned()
+        } else {
+            granted.join(",")
+        }
     ))
 }
 
@@ -437,9 +531,10 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
         .map(|r| r.online())
         .unwrap_or_default();
     let mut out = format!(
-        "{:<24} {:<9} {:<7} {:<20} SERVICES\n",
-        "NAME", "STATE", "ONLINE", "LAST SEEN"
+        "{:<24} {:<9} {:<7} {:<20} {:<32} ANNOUNCED\n",
+        "NAME", "STATE", "ONLINE", "LAST SEEN", "GRANTED"
     );
+    let mut migrated = false;
     for c in ctx.store.connectors().map_err(store_err)? {
         let state = match c.state {
             ConnectorState::Pending => "pending",
@@ -451,9 +546,30 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
             .last_seen
             .map(|t| format!("{}s ago", now_secs().saturating_sub(t)))
             .unwrap_or_else(|| "never".into());
-        let services: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+        let granted = c.granted.clone().unwrap_or_default();
+        let mut granted = if granted.is_empty() {
+            "-".to_owned()
+        } else {
+            granted.join(",")
+        };
+        if c.grants_migrated {
+            granted.push('*');
+            migrated = true;
+        }
+        // Announced names the connector is refused are marked with a "!".
+        let announced: Vec<String> = c
+            .services
+            .iter()
+            .map(|s| {
+                if c.may_serve(&s.name) {
+                    s.name.clone()
+                } else {
+                    format!("{}!", s.name)
+                }
+            })
+            .collect();
         out.push_str(&format!(
-            "{:<24} {:<9} {:<7} {:<20} {}\n",
+            "{:<24} {:<9} {:<7} {:<20} {:<32} {}\n",
             c.name,
             state,
             if conns > 0 {
@@ -462,9 +578,21 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
                 "no".into()
             },
             seen,
-            services.join(",")
+            granted,
+            if announced.is_empty() {
+                "-".to_owned()
+            } else {
+                announced.join(",")
+            }
         ));
     }
+    if migrated {
+        out.push_str(
+            "* kept from what the connector announced before grants existed; \
+             confirm with `connector grant NAME SERVICE`\n",
+        );
+    }
+    out.push_str("! announced but not granted: refused\n");
     Ok(out.trim_end().to_owned())
 }
 

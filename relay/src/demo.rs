@@ -100,6 +100,8 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
                         .replace(['-', '_'], "x")
                 ),
                 ttl_secs: 600,
+                services: vec!["localhost".into()],
+                replace: false,
             },
         )
         .map_err(anyhow::Error::msg)?;

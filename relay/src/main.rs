@@ -266,16 +266,42 @@ enum UserCmd {
 
 #[derive(Subcommand)]
 enum ConnectorCmd {
-    /// Issue a one-time enrolment token (printed as the last line).
+    /// Issue a one-time enrolment token (printed as the last line). Any
+    /// earlier unused token for NAME stops working.
     Add {
         name: String,
+        /// A service name the connector may serve (repeatable). It is
+        /// refused any other name it announces; `connector grant` adds more.
+        #[arg(long = "service", value_name = "SVC")]
+        services: Vec<String>,
+        /// Let the token enrol NAME even though it is enrolled (or was
+        /// revoked): the new enrolment replaces the old certificate and
+        /// closes its connections. Without --service, the grants stay.
+        #[arg(long)]
+        replace: bool,
         /// How long the token stays valid, e.g. 30m, 1h, 2d.
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         ttl: std::time::Duration,
         #[command(flatten)]
         dir: DataDir,
     },
-    /// Show connectors, their state and when they were last seen.
+    /// Let a connector serve a service name (takes effect at once).
+    Grant {
+        name: String,
+        service: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Stop a connector serving a service name: no new sessions go to it
+    /// (open ones go on).
+    Ungrant {
+        name: String,
+        service: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Show connectors, their state, when they were last seen, and the
+    /// services they are granted and announced.
     List {
         #[command(flatten)]
         dir: DataDir,
@@ -340,10 +366,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Connector(ConnectorCmd::Add { name, ttl, dir }) => {
+        Command::Connector(ConnectorCmd::Add {
+            name,
+            services,
+            replace,
+            ttl,
+            dir,
+        }) => {
             let req = Request::ConnectorAdd {
                 name,
                 ttl_secs: ttl.as_secs(),
+                services,
+                replace,
+            };
+            admin_command(&dir.data_dir, req).await
+        }
+        Command::Connector(ConnectorCmd::Grant { name, service, dir }) => {
+            let req = Request::ConnectorGrant {
+                name,
+                service,
+                grant: true,
+            };
+            admin_command(&dir.data_dir, req).await
+        }
+        Command::Connector(ConnectorCmd::Ungrant { name, service, dir }) => {
+            let req = Request::ConnectorGrant {
+                name,
+                service,
+                grant: false,
             };
             admin_command(&dir.data_dir, req).await
         }

@@ -84,7 +84,7 @@ impl Relay {
                 metrics: metrics.clone(),
                 audit: audit.clone(),
                 max_connections_per_connector: config.max_connections_per_connector,
-                enrolments: tokio::sync::Semaphore::new(tunnel::server::MAX_ENROLMENTS),
+                enrolments: Default::default(),
             }),
             endpoint: endpoint.clone(),
         };

@@ -60,11 +60,16 @@ pub struct DeviceRecord {
     pub revoked: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     pub connector: String,
     pub expires: u64,
     pub used: bool,
+    /// Issued with `connector add --replace`: enrolling with it replaces
+    /// the certificate of a connector that is enrolled (or was revoked).
+    /// Any other token for an enrolled name is refused.
+    #[serde(default)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,9 +89,44 @@ pub struct ConnectorRecord {
     /// SHA-256 of the client certificate issued at enrolment.
     pub cert_sha256: Option<String>,
     pub last_seen: Option<u64>,
-    /// Services declared in the connector's last hello.
+    /// Services declared in the connector's last hello (all of them, also
+    /// the ones refused for want of a grant).
     #[serde(default)]
     pub services: Vec<ServiceInfo>,
+    /// The service names this connector may serve (`connector add --service`,
+    /// `connector grant`). `None` only in records written before grants
+    /// existed; [`Store::open`] turns those into grants of what they had
+    /// announced (see [`ConnectorRecord::grants_migrated`]).
+    #[serde(default)]
+    pub granted: Option<Vec<String>>,
+    /// The grants were taken over from what the connector announced before
+    /// grants existed, not given by an admin: `connector list` says so until
+    /// an admin grants or ungrants explicitly.
+    #[serde(default)]
+    pub grants_migrated: bool,
+}
+
+impl ConnectorRecord {
+    /// A record for a connector that has a token but has not enrolled.
+    pub fn pending(name: &str, granted: Vec<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            state: ConnectorState::Pending,
+            created: now_secs(),
+            cert_sha256: None,
+            last_seen: None,
+            services: Vec::new(),
+            granted: Some(granted),
+            grants_migrated: false,
+        }
+    }
+
+    /// True when an admin granted (or the migration kept) `service`.
+    pub fn may_serve(&self, service: &str) -> bool {
+        self.granted
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|s| s == service))
+    }
 }
 
 #[derive(Clone)]
@@ -145,6 +185,10 @@ pub enum TokenRefusal {
     Expired,
     #[error("connector {0} was revoked")]
     Revoked(String),
+    #[error(
+        "connector {0} is already enrolled; only a token from `connector add {0} --replace` can replace it"
+    )]
+    AlreadyEnrolled(String),
 }
 
 impl Store {
@@ -170,7 +214,7 @@ impl Store {
                 }
             }
         };
-        Ok(Self {
+        let store = Self {
             users: db.open_tree("users")?,
             sessions: db.open_tree("sessions")?,
             tokens: db.open_tree("tokens")?,
@@ -183,7 +227,29 @@ impl Store {
             devices: db.open_tree("devices")?,
             device_certs: db.open_tree("device_certs")?,
             db,
-        })
+        };
+        store.migrate_grants()?;
+        Ok(store)
+    }
+
+    /// Connectors enrolled before grants existed keep serving the names they
+    /// announced last, as grants marked migrated: from then on, a name they
+    /// never announced needs `connector grant` like everyone else's.
+    fn migrate_grants(&self) -> Result<(), StoreError> {
+        let mut changed = false;
+        for mut rec in self.connectors()? {
+            if rec.granted.is_some() {
+                continue;
+            }
+            rec.granted = Some(rec.services.iter().map(|s| s.name.clone()).collect());
+            rec.grants_migrated = rec.state == ConnectorState::Enrolled;
+            put(&self.connectors, &rec.name.clone(), &rec)?;
+            changed = true;
+        }
+        if changed {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// A tree of its own for a module that keeps its records itself (the audit log).
@@ -245,24 +311,72 @@ impl Store {
         self.flush()
     }
 
-    /// Marks the token used and returns the connector it was issued for.
-    /// Atomic: of two connectors racing with one token, one wins.
-    pub fn redeem_token(&self, secret: &str) -> Result<Result<String, TokenRefusal>, StoreError> {
+    /// Stores a new token for `token.connector` and removes every earlier
+    /// unused token for that name, so at most one can enrol it. Returns how
+    /// many earlier tokens were withdrawn.
+    pub fn issue_token(&self, secret: &str, token: &TokenRecord) -> Result<usize, StoreError> {
+        let mut withdrawn = 0;
+        for entry in self.tokens.iter() {
+            let (key, value) = entry?;
+            let Ok(old) = serde_json::from_slice::<TokenRecord>(&value) else {
+                continue;
+            };
+            if old.connector == token.connector && !old.used {
+                self.tokens.remove(key)?;
+                withdrawn += 1;
+            }
+        }
+        put(&self.tokens, &sha256_hex(secret.as_bytes()), token)?;
+        self.flush()?;
+        Ok(withdrawn)
+    }
+
+    /// The token for `secret` if it may enrol now, without spending it: a
+    /// request that fails later (a malformed certificate request) leaves the
+    /// token usable until it expires.
+    pub fn check_token(
+        &self,
+        secret: &str,
+    ) -> Result<Result<TokenRecord, TokenRefusal>, StoreError> {
+        let key = sha256_hex(secret.as_bytes());
+        let Some(rec) = get::<TokenRecord>(&self.tokens, &key)? else {
+            return Ok(Err(TokenRefusal::Unknown));
+        };
+        Ok(self.token_refusal(&rec).map_or(Ok(rec), Err))
+    }
+
+    fn token_refusal(&self, rec: &TokenRecord) -> Option<TokenRefusal> {
+        if rec.used {
+            return Some(TokenRefusal::Used);
+        }
+        if rec.expires <= now_secs() {
+            return Some(TokenRefusal::Expired);
+        }
+        match self.connector(&rec.connector) {
+            Ok(Some(c)) if c.state == ConnectorState::Revoked && !rec.replace => {
+                Some(TokenRefusal::Revoked(c.name))
+            }
+            Ok(Some(c)) if c.state == ConnectorState::Enrolled && !rec.replace => {
+                Some(TokenRefusal::AlreadyEnrolled(c.name))
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks the token used and returns it. Atomic: of two connectors racing
+    /// with one token, one wins. Call it once everything else about the
+    /// enrolment has succeeded.
+    pub fn redeem_token(
+        &self,
+        secret: &str,
+    ) -> Result<Result<TokenRecord, TokenRefusal>, StoreError> {
         let key = sha256_hex(secret.as_bytes());
         let Some(old) = self.tokens.get(&key)? else {
             return Ok(Err(TokenRefusal::Unknown));
         };
         let mut rec: TokenRecord = serde_json::from_slice(&old)?;
-        if rec.used {
-            return Ok(Err(TokenRefusal::Used));
-        }
-        if rec.expires <= now_secs() {
-            return Ok(Err(TokenRefusal::Expired));
-        }
-        if let Some(c) = self.connector(&rec.connector)? {
-            if c.state == ConnectorState::Revoked {
-                return Ok(Err(TokenRefusal::Revoked(c.name)));
-            }
+        if let Some(refusal) = self.token_refusal(&rec) {
+            return Ok(Err(refusal));
         }
         rec.used = true;
         let new = serde_json::to_vec(&rec)?;
@@ -274,7 +388,7 @@ impl Store {
             return Ok(Err(TokenRefusal::Used));
         }
         self.flush()?;
-        Ok(Ok(rec.connector))
+        Ok(Ok(rec))
     }
 
     // ---- connectors
@@ -300,14 +414,7 @@ impl Store {
     pub fn enrol_connector(&self, connector: &str, cert_sha256: &str) -> Result<(), StoreError> {
         let mut rec = self
             .connector(connector)?
-            .unwrap_or_else(|| ConnectorRecord {
-                name: connector.to_owned(),
-                state: ConnectorState::Pending,
-                created: now_secs(),
-                cert_sha256: None,
-                last_seen: None,
-                services: Vec::new(),
-            });
+            .unwrap_or_else(|| ConnectorRecord::pending(connector, Vec::new()));
         if let Some(old) = rec.cert_sha256.take() {
             self.certs.remove(old)?;
         }
@@ -354,9 +461,43 @@ impl Store {
 
     /// True when some connector, online or not, has declared `service`.
     pub fn service_known(&self, service: &str) -> Result<bool, StoreError> {
-        Ok(self.connectors()?.iter().any(|c| {
-            c.state == ConnectorState::Enrolled && c.services.iter().any(|s| s.name == service)
-        }))
+        Ok(self
+            .connectors()?
+            .iter()
+            .any(|c| c.state == ConnectorState::Enrolled && c.may_serve(service)))
+    }
+
+    /// Grants (`grant = true`) or withdraws `service` for connector `name`
+    /// and returns the updated record; `None` when there is no such
+    /// connector. Either way the grants are the admin's from now on (no
+    /// longer marked migrated). Compare-and-swap on the record alone, like
+    /// [`Store::touch_connector`], and flushed.
+    pub fn set_grant(
+        &self,
+        name: &str,
+        service: &str,
+        grant: bool,
+    ) -> Result<Option<ConnectorRecord>, StoreError> {
+        let updated = self.connectors.update_and_fetch(name, |old| {
+            let old = old?;
+            let mut rec: ConnectorRecord = match serde_json::from_slice(old) {
+                Ok(r) => r,
+                Err(_) => return Some(old.to_vec()),
+            };
+            let granted = rec.granted.get_or_insert_with(Vec::new);
+            granted.retain(|s| s != service);
+            if grant {
+                granted.push(service.to_owned());
+                granted.sort();
+            }
+            rec.grants_migrated = false;
+            serde_json::to_vec(&rec).ok().or_else(|| Some(old.to_vec()))
+        })?;
+        self.flush()?;
+        match updated {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
     }
 
     // ---- second factor
@@ -490,9 +631,14 @@ mod tests {
                     connector: connector.into(),
                     expires,
                     used: false,
+                    replace: false,
                 },
             )
             .unwrap();
+    }
+
+    fn redeemed(store: &Store, secret: &str) -> Result<String, TokenRefusal> {
+        store.redeem_token(secret).unwrap().map(|t| t.connector)
     }
 
     /// The relay's own checks, whatever a connector checked before asking.
@@ -503,22 +649,13 @@ mod tests {
         let later = now_secs() + 600;
 
         token(&store, "fresh", "c1", later);
-        assert_eq!(store.redeem_token("fresh").unwrap(), Ok("c1".to_string()));
-        assert_eq!(
-            store.redeem_token("fresh").unwrap(),
-            Err(TokenRefusal::Used)
-        );
+        assert_eq!(store.check_token("fresh").unwrap().unwrap().connector, "c1");
+        assert_eq!(redeemed(&store, "fresh"), Ok("c1".to_string()));
+        assert_eq!(redeemed(&store, "fresh"), Err(TokenRefusal::Used));
 
         token(&store, "stale", "c2", now_secs().saturating_sub(1));
-        assert_eq!(
-            store.redeem_token("stale").unwrap(),
-            Err(TokenRefusal::Expired)
-        );
-
-        assert_eq!(
-            store.redeem_token("never issued").unwrap(),
-            Err(TokenRefusal::Unknown)
-        );
+        assert_eq!(redeemed(&store, "stale"), Err(TokenRefusal::Expired));
+        assert_eq!(redeemed(&store, "never issued"), Err(TokenRefusal::Unknown));
 
         store.enrol_connector("c3", "cert-hash").unwrap();
         let mut c3 = store.connector("c3").unwrap().unwrap();
@@ -526,9 +663,64 @@ mod tests {
         store.put_connector(&c3).unwrap();
         token(&store, "for-revoked", "c3", later);
         assert_eq!(
-            store.redeem_token("for-revoked").unwrap(),
+            redeemed(&store, "for-revoked"),
             Err(TokenRefusal::Revoked("c3".into()))
         );
+    }
+
+    #[test]
+    fn a_new_token_withdraws_the_unused_ones_and_cannot_displace_an_enrolled_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = |replace| TokenRecord {
+            connector: "c5".into(),
+            expires: now_secs() + 600,
+            used: false,
+            replace,
+        };
+        assert_eq!(store.issue_token("first", &rec(false)).unwrap(), 0);
+        assert_eq!(store.issue_token("second", &rec(false)).unwrap(), 1);
+        assert_eq!(redeemed(&store, "first"), Err(TokenRefusal::Unknown));
+        assert_eq!(redeemed(&store, "second"), Ok("c5".into()));
+        store.enrol_connector("c5", "cert-1").unwrap();
+
+        // Written straight to the store (the admin command refuses to issue
+        // it): a plain token for an enrolled name does not enrol.
+        token(&store, "sneaky", "c5", now_secs() + 600);
+        assert_eq!(
+            redeemed(&store, "sneaky"),
+            Err(TokenRefusal::AlreadyEnrolled("c5".into()))
+        );
+        store.issue_token("replacing", &rec(true)).unwrap();
+        assert!(redeemed(&store, "replacing").is_ok());
+    }
+
+    #[test]
+    fn records_from_before_grants_keep_what_they_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.enrol_connector("old", "cert").unwrap();
+            let mut rec = store.connector("old").unwrap().unwrap();
+            rec.granted = None;
+            rec.services = vec![ServiceInfo {
+                name: "web1".into(),
+                kind: sallyport_proto::tunnel::ServiceKind::Ssh,
+                host_keys: vec![],
+            }];
+            store.put_connector(&rec).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let rec = store.connector("old").unwrap().unwrap();
+        assert_eq!(rec.granted, Some(vec!["web1".to_string()]));
+        assert!(rec.grants_migrated);
+        assert!(rec.may_serve("web1") && !rec.may_serve("web2"));
+        let rec = store.set_grant("old", "web2", true).unwrap().unwrap();
+        assert_eq!(
+            rec.granted,
+            Some(vec!["web1".to_string(), "web2".to_string()])
+        );
+        assert!(!rec.grants_migrated);
     }
 
     #[test]

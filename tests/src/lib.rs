@@ -512,9 +512,14 @@ impl RelayProc {
         );
     }
 
-    /// A fresh enrolment token for `name` (the last line of `connector add`).
-    pub fn token(&self, name: &str, ttl: &str) -> String {
-        let out = self.admin(&["connector", "add", name, "--ttl", ttl], "");
+    /// A fresh enrolment token for `name` (the last line of `connector
+    /// add`), granting it `services`.
+    pub fn token(&self, name: &str, ttl: &str, services: &[&str]) -> String {
+        let mut args = vec!["connector", "add", name, "--ttl", ttl];
+        for s in services {
+            args.extend(["--service", s]);
+        }
+        let out = self.admin(&args, "");
         assert!(
             out.status.success(),
             "connector add: {}",
@@ -874,7 +879,7 @@ impl Env {
 
     /// Enrols and starts a connector exposing sshd as `service`.
     pub fn connector(&self, name: &str, service: &str, extra: &[&str]) -> Proc {
-        let token = self.relay.token(name, "10m");
+        let token = self.relay.token(name, "10m", &[service]);
         let svc = format!("{service}={}", self.sshd.target());
         start_connector(self.path(), name, Some(&token), &[svc], extra)
     }

@@ -77,6 +77,8 @@ async fn bad_frames_close_only_their_stream() {
         Request::ConnectorAdd {
             name: "c1".into(),
             ttl_secs: 600,
+            services: vec!["web1".into()],
+            replace: false,
         },
     )
     .unwrap();

@@ -512,7 +512,7 @@ fn a_second_factor_is_asked_for_after_the_password_and_a_denied_page_says_why() 
          [[policy.services.office.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\ncidr = [\"10.0.0.0/8\"]\n"
     );
     let env = Env::start_configured(SshdAuth::Key, Some(&policy));
-    let token = env.relay.token("c1", "10m");
+    let token = env.relay.token("c1", "10m", &["web1", "office", "secret"]);
     let services = [
         format!("web1={}", env.sshd.target()),
         format!("office={}", env.sshd.target()),

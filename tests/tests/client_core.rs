@@ -60,6 +60,7 @@ async fn start(
     let options = Options {
         user: E2E_UNIX_USER.into(),
         host_keys,
+        connector: None,
         service: "web1".into(),
         cols: 100,
         rows: 30,

@@ -50,7 +50,7 @@ fn a_revoked_connector_is_disconnected_and_cannot_reconnect() {
 #[test]
 fn used_and_expired_tokens_are_refused() {
     let env = Env::start();
-    let token = env.relay.token("c1", "10m");
+    let token = env.relay.token("c1", "10m", &["web1"]);
     let svc = format!("web1={}", env.sshd.target());
     let _first = start_connector(
         env.path(),
@@ -79,7 +79,7 @@ fn used_and_expired_tokens_are_refused() {
     );
 
     // A token that expired before use.
-    let short = env.relay.token("c2", "1s");
+    let short = env.relay.token("c2", "1s", &["web1"]);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let mut late = start_connector(env.path(), "c2", Some(&short), &[svc], &[]);
     assert!(!late.wait_exit().success());
@@ -92,7 +92,7 @@ fn admin_commands_work_with_the_relay_stopped() {
     let mut env = Env::start();
     env.relay.kill();
     env.relay.add_user("bob", "hunter2");
-    let token = env.relay.token("offline", "10m");
+    let token = env.relay.token("offline", "10m", &[]);
     assert!(token.starts_with("spt1."), "{token}");
     assert!(env.relay.connector_list().contains("offline"));
     env.relay.launch();
@@ -121,7 +121,7 @@ fn the_relay_caps_the_connections_of_one_connector() {
     let relay =
         RelayProc::start_with_config(dir.path(), Some("max_connections_per_connector = 2\n"));
     let sshd = Sshd::start(dir.path());
-    let token = relay.token("c1", "10m");
+    let token = relay.token("c1", "10m", &["web1"]);
     let mut c = start_connector(
         dir.path(),
         "c1",

@@ -90,7 +90,7 @@ not_countries = ["DE"]
 
 /// A connector exposing every name in [`SERVICES`].
 fn connector(env: &Env) -> Proc {
-    let token = env.relay.token("c1", "10m");
+    let token = env.relay.token("c1", "10m", SERVICES);
     let services: Vec<String> = SERVICES
         .iter()
         .map(|s| format!("{s}={}", env.sshd.target()))

@@ -51,7 +51,7 @@ fn unknown_or_unreachable_services_give_one_clear_line() {
     let env = Env::start();
     // A connector whose second service points at a closed port.
     let closed = free_port();
-    let token = env.relay.token("c1", "10m");
+    let token = env.relay.token("c1", "10m", &["web1", "dead"]);
     let _c = start_connector(
         env.path(),
         "c1",

@@ -194,7 +194,7 @@ fn a_service_with_a_ca_of_its_own_gets_certificates_no_other_host_accepts() {
     std::fs::create_dir_all(&dir2).unwrap();
     let host1 = Sshd::start_trusting_ca(&dir1, &own);
     let host2 = Sshd::start_trusting_ca(&dir2, &main);
-    let token = env.relay.token("c1", "10m");
+    let token = env.relay.token("c1", "10m", &["web1", "web2", "web3"]);
     let services = [
         format!("web1={}", host1.target()),
         format!("web2={}", host2.target()),

@@ -72,8 +72,9 @@ pub async fn run(ws: Session) -> Result<(), ClientError> {
                 Message::Text(t) => match Control::parse(t.as_str()).map_err(lost)? {
                     Control::Eof => out_tx = None,
                     Control::Error { reason } => return Err(ClientError::Relay(reason)),
-                    // This client reports no session events, so has none acknowledged.
-                    Control::Ack { .. } | Control::Event { .. } => {}
+                    // OpenSSH checks the host key against its own known_hosts;
+                    // this client reports no session events, so has none acknowledged.
+                    Control::Opened { .. } | Control::Ack { .. } | Control::Event { .. } => {}
                 },
                 Message::Close(_) => break,
                 _ => {}

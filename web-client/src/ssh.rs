@@ -128,8 +128,11 @@ impl std::fmt::Display for Ended {
 pub struct Options {
     /// Login name offered at the `login as:` prompt (editable there).
     pub user: String,
-    /// The host keys the connector reported for the service, OpenSSH form.
+    /// The host keys the connector carrying the session reported for the
+    /// service, OpenSSH form: the server must present one of them.
     pub host_keys: Vec<String>,
+    /// That connector's name, for the message when the key is not one of them.
+    pub connector: Option<String>,
     /// Shown in the password prompt (`user@service's password:`).
     pub service: String,
     pub cols: u32,
@@ -160,6 +163,8 @@ pub fn new_key() -> Result<(russh::keys::ssh_key::PrivateKey, String), String> {
 /// Accepts exactly the host keys the connector attested.
 struct Verifier {
     expected: Vec<PublicKey>,
+    /// "the connector" or "connector NAME", as the refusal names it.
+    connector: String,
     /// Why the server's key was refused, for the end message.
     refused: Arc<Mutex<Option<String>>>,
     /// The fingerprint of the key accepted, for the session's start event.
@@ -185,10 +190,11 @@ impl client::Handler for Verifier {
             return Ok(true);
         }
         let fingerprint = key.fingerprint(Default::default());
+        let connector = &self.connector;
         let why = if self.expected.is_empty() {
-            format!("the connector reported no host keys for this service; the server offered {fingerprint}")
+            format!("{connector} reported no host keys for this service; the server offered {fingerprint}")
         } else {
-            format!("the server offered {fingerprint}, which is not a key the connector reported")
+            format!("the server offered {fingerprint}, which is not a key {connector} reported")
         };
         *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         Ok(false)
@@ -315,6 +321,10 @@ where
     let accepted = Arc::new(Mutex::new(None));
     let verifier = Verifier {
         expected: parse_keys(&options.host_keys),
+        connector: match &options.connector {
+            Some(name) => format!("connector {name}"),
+            None => "the connector".into(),
+        },
         refused: refused.clone(),
         accepted: accepted.clone(),
     };

@@ -60,6 +60,26 @@ pub enum Event {
     ConnectorRevoked {
         connector: String,
     },
+    /// A connector enrolled with a token; `replaced` when the token came
+    /// from `connector add --replace` and took over an enrolled name.
+    ConnectorEnrolled {
+        connector: String,
+        remote: String,
+        replaced: bool,
+    },
+    /// An admin granted (`granted = true`) or withdrew a service name.
+    ConnectorGrants {
+        connector: String,
+        service: String,
+        granted: bool,
+    },
+    /// A connector's hello named a service it was not granted: the relay
+    /// sends it no session for that name.
+    ConnectorServiceRefused {
+        connector: String,
+        service: String,
+        reason: String,
+    },
     StreamOpened {
         session: String,
         service: String,

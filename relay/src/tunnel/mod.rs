@@ -1,7 +1,7 @@
 //! The relay's side of the tunnel: the QUIC listener for connectors, the
 //! registry of live connections, and opening session streams on them.
 
-mod enrol;
+pub mod enrol;
 pub mod registry;
 pub mod server;
 

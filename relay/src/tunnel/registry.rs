@@ -1,6 +1,11 @@
 //! Which connectors are online, over which connections, serving what.
+//!
+//! A connection offers the services its hello announced; the relay sends it
+//! sessions only for the ones its connector is granted (`connector add
+//! --service`, `connector grant`). Grants live here too, so a grant or an
+//! ungrant applies to live connections at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +18,7 @@ pub struct LiveConn {
     pub id: u64,
     pub connector: String,
     pub conn: quinn::Connection,
+    /// What the hello announced, granted or not.
     pub services: Arc<Vec<ServiceInfo>>,
     pub remote: SocketAddr,
     /// Set when the connector announced a drain: no new sessions go here.
@@ -20,8 +26,9 @@ pub struct LiveConn {
 }
 
 impl LiveConn {
-    pub fn serves(&self, service: &str) -> bool {
-        self.services.iter().any(|s| s.name == service)
+    /// What this connection announced for `service`, if anything.
+    pub fn announced(&self, service: &str) -> Option<&ServiceInfo> {
+        self.services.iter().find(|s| s.name == service)
     }
 }
 
@@ -30,14 +37,13 @@ impl LiveConn {
 pub struct LiveService {
     /// Connectors serving it, in the order they connected.
     pub connectors: Vec<String>,
-    /// Every host key they reported for it (`ssh-ed25519 AAAA…`), without
-    /// repeats: the keys a client accepts from the service's sshd.
-    pub host_keys: Vec<String>,
 }
 
 #[derive(Default)]
 pub struct Registry {
     conns: Mutex<HashMap<u64, LiveConn>>,
+    /// Connector name → the service names it is granted.
+    grants: Mutex<HashMap<String, Arc<BTreeSet<String>>>>,
     next_id: AtomicU64,
     round_robin: AtomicUsize,
 }
@@ -45,6 +51,30 @@ pub struct Registry {
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, LiveConn>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets what `connector` may serve, for its live connections and later ones.
+    pub fn set_grants(&self, connector: &str, granted: BTreeSet<String>) {
+        self.grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(connector.to_owned(), Arc::new(granted));
+    }
+
+    fn grants_of(&self, connector: &str) -> Option<Arc<BTreeSet<String>>> {
+        self.grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(connector)
+            .cloned()
+    }
+
+    /// True when `live` announced `service` and its connector is granted it.
+    pub fn serves(&self, live: &LiveConn, service: &str) -> bool {
+        live.announced(service).is_some()
+            && self
+                .grants_of(&live.connector)
+                .is_some_and(|g| g.contains(service))
     }
 
     pub fn next_id(&self) -> u64 {
@@ -79,15 +109,14 @@ impl Registry {
     /// the order to try them: a rotating start spreads sessions over
     /// connectors and their connections.
     pub fn candidates(&self, service: &str) -> Vec<LiveConn> {
-        let mut live: Vec<LiveConn> = self
-            .lock()
-            .values()
+        let conns: Vec<LiveConn> = self.lock().values().cloned().collect();
+        let mut live: Vec<LiveConn> = conns
+            .into_iter()
             .filter(|c| {
-                c.serves(service)
+                self.serves(c, service)
                     && !c.draining.load(Ordering::Relaxed)
                     && c.conn.close_reason().is_none()
             })
-            .cloned()
             .collect();
         live.sort_by_key(|c| c.id);
         if !live.is_empty() {
@@ -120,22 +149,21 @@ impl Registry {
         out
     }
 
-    /// Services offered by live connections, by name: who serves each and
-    /// the host keys they reported for it.
+    /// Services offered by live connections under a grant, by name: who
+    /// serves each. Host keys are not merged here: a client checks the keys
+    /// of the connector that carries its session, never a union.
     pub fn services(&self) -> BTreeMap<String, LiveService> {
         let mut conns: Vec<LiveConn> = self.lock().values().cloned().collect();
         conns.sort_by_key(|c| c.id);
         let mut out: BTreeMap<String, LiveService> = BTreeMap::new();
         for c in &conns {
             for s in c.services.iter() {
+                if !self.serves(c, &s.name) {
+                    continue;
+                }
                 let v = out.entry(s.name.clone()).or_default();
                 if !v.connectors.contains(&c.connector) {
                     v.connectors.push(c.connector.clone());
-                }
-                for k in &s.host_keys {
-                    if !v.host_keys.contains(k) {
-                        v.host_keys.push(k.clone());
-                    }
                 }
             }
         }

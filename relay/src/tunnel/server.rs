@@ -8,7 +8,9 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 use sallyport_connector::quic;
 use sallyport_proto::io::{read_frame, write_frame, ReadError};
-use sallyport_proto::tunnel::{code, Control, Hello, Welcome, ALPN, PROTOCOL_VERSION};
+use sallyport_proto::tunnel::{
+    code, Control, Hello, RefusedService, Welcome, ALPN, PROTOCOL_VERSION,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -30,12 +32,10 @@ pub struct TunnelCtx {
     /// Live connections one enrolled connector may hold (a stolen
     /// certificate must not be able to open them without end).
     pub max_connections_per_connector: usize,
-    /// Connections without a certificate being served at once (see [`MAX_ENROLMENTS`]).
-    pub enrolments: tokio::sync::Semaphore,
+    /// Connections without a certificate being served at once (see
+    /// [`super::enrol::MAX_ENROLMENTS`]).
+    pub enrolments: super::enrol::EnrolSlots,
 }
-
-/// Enrolments served at once; each may hold a task for the handshake timeout.
-pub const MAX_ENROLMENTS: usize = 16;
 
 /// QUIC server settings: the tunnel certificate chained to the relay CA, and
 /// client certificates optional at the TLS layer (a connection without one
@@ -104,13 +104,14 @@ fn peer_cert(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
 
 async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: CancellationToken) {
     let Some(cert) = peer_cert(&conn) else {
-        // Anyone may try to enrol: a few at a time.
-        let Ok(_permit) = ctx.enrolments.try_acquire() else {
-            conn.close(
-                code::TIMEOUT.into(),
-                b"too many enrolments in progress; try again",
-            );
-            return;
+        // Anyone may try to enrol: a few at a time, fewer from one address.
+        let _slot = match ctx.enrolments.try_take(conn.remote_address().ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(remote = %conn.remote_address(), why, "enrolment refused");
+                conn.close(code::TIMEOUT.into(), why.as_bytes());
+                return;
+            }
         };
         return super::enrol::serve(&ctx, conn).await;
     };
@@ -179,10 +180,25 @@ async fn run_connection(
     if let Err(e) = check_hello(&hello, &name) {
         return protocol_error(&conn, e);
     }
+    // Grants as the store has them now; a grant or ungrant later reaches
+    // the registry directly.
+    let granted = match ctx.store.connector(&name) {
+        Ok(Some(r)) => r.granted.unwrap_or_default(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::error!(error = %e, "store failed");
+            conn.close(code::DONE.into(), b"relay store unavailable");
+            return;
+        }
+    };
+    let refused = refuse_ungranted(&ctx, &name, &hello, &granted);
+    ctx.registry
+        .set_grants(&name, granted.into_iter().collect());
     let welcome = Control::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
         relay_version: env!("CARGO_PKG_VERSION").into(),
         heartbeat_secs: HEARTBEAT_SECS,
+        refused,
     });
     if write_frame(&mut send, &welcome).await.is_err() {
         return;
@@ -210,7 +226,12 @@ async fn run_connection(
         conn.close(code::TOO_MANY.into(), reason.as_bytes());
         return;
     }
-    let services: Vec<&str> = live.services.iter().map(|s| s.name.as_str()).collect();
+    let services: Vec<&str> = live
+        .services
+        .iter()
+        .filter(|s| ctx.registry.serves(&live, &s.name))
+        .map(|s| s.name.as_str())
+        .collect();
     tracing::info!(services = ?services, version = %hello.version, "connector connected");
     let event = crate::audit::Event::ConnectorConnected {
         connector: name.clone(),
@@ -278,6 +299,40 @@ async fn run_connection(
     if let Err(e) = ctx.audit.append(&event) {
         tracing::error!(error = %e, "audit log failed");
     }
+}
+
+/// The services `hello` names that `connector` is not granted, each logged
+/// and audited (once per connection) with the reason the connector is told.
+fn refuse_ungranted(
+    ctx: &TunnelCtx,
+    connector: &str,
+    hello: &Hello,
+    granted: &[String],
+) -> Vec<RefusedService> {
+    let mut refused = Vec::new();
+    for s in &hello.services {
+        if granted.contains(&s.name) {
+            continue;
+        }
+        let reason = format!(
+            "connector {connector} is not granted service {}; an admin can run `sallyport-relay connector grant {connector} {}`",
+            s.name, s.name
+        );
+        tracing::warn!(service = %s.name, %reason, "service refused");
+        let event = crate::audit::Event::ConnectorServiceRefused {
+            connector: connector.to_owned(),
+            service: s.name.clone(),
+            reason: reason.clone(),
+        };
+        if let Err(e) = ctx.audit.append(&event) {
+            tracing::error!(error = %e, "audit log failed");
+        }
+        refused.push(RefusedService {
+            service: s.name.clone(),
+            reason,
+        });
+    }
+    refused
 }
 
 fn check_hello(hello: &Hello, enrolled_as: &str) -> Result<(), String> {

@@ -56,9 +56,6 @@ pub struct ServiceView {
     pub name: String,
     pub online: bool,
     pub connectors: Vec<String>,
-    /// The host keys the live connectors reported for the service, in
-    /// OpenSSH's one-line form; empty while it is offline.
-    pub host_keys: Vec<String>,
     /// The service's sshd trusts the relay's SSH CA: log in with a certificate.
     pub ssh_certificates: bool,
     /// The account a certificate login uses (the policy's first for this
@@ -104,7 +101,6 @@ pub async fn services(
             name: name.clone(),
             online: true,
             connectors: s.connectors.clone(),
-            host_keys: s.host_keys.clone(),
             ssh_certificates: policy.certificates(name),
             ssh_principal: principal(name),
             allowed: true,
@@ -115,15 +111,14 @@ pub async fn services(
         if c.state != crate::store::ConnectorState::Enrolled {
             continue;
         }
-        for s in c.services {
-            if !live.contains_key(&s.name) && !out.iter().any(|v| v.name == s.name) {
+        for name in c.granted.unwrap_or_default() {
+            if !live.contains_key(&name) && !out.iter().any(|v| v.name == name) {
                 out.push(ServiceView {
-                    ssh_certificates: policy.certificates(&s.name),
-                    ssh_principal: principal(&s.name),
-                    name: s.name,
+                    ssh_certificates: policy.certificates(&name),
+                    ssh_principal: principal(&name),
+                    name,
                     online: false,
                     connectors: vec![c.name.clone()],
-                    host_keys: Vec::new(),
                     allowed: true,
                     reason: None,
                 });
@@ -139,7 +134,6 @@ pub async fn services(
             view.reason = Some(d.reason);
             // Nothing to connect with: the name and the reason are enough.
             view.connectors.clear();
-            view.host_keys.clear();
             view.ssh_certificates = false;
             view.ssh_principal = None;
         }

@@ -122,7 +122,13 @@ pub async fn session(
             .await
         {
             Ok(streams) => {
-                opened = Some((live.connector.clone(), streams));
+                // The keys of the connector that carries this session,
+                // reported for this service: the only ones its client accepts.
+                let host_keys = live
+                    .announced(&service)
+                    .map(|s| s.host_keys.clone())
+                    .unwrap_or_default();
+                opened = Some((live.connector.clone(), host_keys, streams));
                 break;
             }
             Err(e @ OpenError::Refused { .. }) => {
@@ -137,7 +143,7 @@ pub async fn session(
             }
         }
     }
-    let Some((connector, (send, recv))) = opened else {
+    let Some((connector, host_keys, (send, recv))) = opened else {
         Metrics::add(&state.metrics.sessions_refused, 1);
         let reason = last.map(|e| e.to_string()).unwrap_or_default();
         span.in_scope(|| tracing::warn!(%reason, "session refused"));
@@ -165,6 +171,11 @@ pub async fn session(
         service: service.clone(),
         stream: header.session.clone(),
     };
+    let hello = Control::Opened {
+        connector: connector.clone(),
+        host_keys,
+        record_input: false,
+    };
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_LEN)
         .max_frame_size(MAX_WS_MESSAGE_LEN)
@@ -172,6 +183,14 @@ pub async fn session(
             // Tracked, so the relay's shutdown can wait for open sessions.
             sessions.track_future(
                 async move {
+                    let mut socket = socket;
+                    if socket
+                        .send(Message::Text(hello.to_text().into()))
+                        .await
+                        .is_err()
+                    {
+                        tracing::info!("client gone before the session started");
+                    }
                     metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
                     let (up, down) = pipe(socket, send, recv, &metrics, recorder).await;
                     metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);

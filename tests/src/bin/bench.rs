@@ -147,7 +147,7 @@ fn main() {
 
     let env = Env::start();
     let echo_port = echo_server();
-    let token = env.relay.token("bench", "10m");
+    let token = env.relay.token("bench", "10m", &["ssh", "echo"]);
     let _connector = start_connector(
         env.path(),
         "bench",
