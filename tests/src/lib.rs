@@ -369,6 +369,21 @@ impl Sshd {
         self.launch();
     }
 
+    /// Restarts sshd on the same port presenting `other`'s host key: a
+    /// machine at this address impersonating `other`'s server.
+    pub fn use_host_key_of(&mut self, other: &Sshd) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+        std::fs::copy(&other.host_key, &self.host_key).expect("copy host key");
+        let public = other.host_key.with_extension("pub");
+        if public.exists() {
+            std::fs::copy(&public, self.host_key.with_extension("pub")).expect("copy host key");
+        }
+        self.host_pub.clone_from(&other.host_pub);
+        self.launch();
+    }
+
     /// Everything sshd logged so far (all its runs).
     pub fn log_text(&self) -> String {
         (1..=self.restarts)

@@ -2,8 +2,15 @@
 //! [`ssh`](crate::ssh) session driven from JavaScript (xterm.js).
 //!
 //! ```js
-//! const session = start_session({ wsUrl, user, hostKeys, service, cols, rows,
+//! const session = start_session({ wsUrl, user, service, cols, rows,
 //!                                 onOutput, onStatus, onEnd });
+//! ```
+//!
+//! The host keys the session accepts are not the page's to choose: the
+//! relay's first message on the socket ([`Control::Opened`]) names the
+//! connector that carries the session and the keys that connector reported.
+//!
+//! ```js
 //! session.input(text); session.resize(cols, rows); session.close();
 //! ```
 
@@ -12,7 +19,7 @@ use std::rc::Rc;
 
 use futures::channel::mpsc as fmpsc;
 use futures::StreamExt as _;
-use js_sys::{Array, Function, Reflect, Uint8Array};
+use js_sys::{Function, Reflect, Uint8Array};
 use sallyport_proto::client::Control;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
@@ -32,13 +39,26 @@ const MAX_WS_BUFFERED: u32 = 1024 * 1024;
 /// What the WebSocket tells the pump.
 enum WsEvent {
     Open,
+    /// The relay's first message: who carries the session, which host keys
+    /// its sshd may present, whether keystrokes are recorded.
+    Opened(Carrier),
     Data(Vec<u8>),
     Eof,
     /// Closed, with the relay's reason when it gave one.
     Closed(Option<String>),
 }
 
+/// What [`Control::Opened`] says about the session.
+struct Carrier {
+    connector: String,
+    host_keys: Vec<String>,
+    record_input: bool,
+}
+
 struct JsFrontend {
+    /// The relay keeps keystrokes ([`Control::Opened`]'s `record_input`);
+    /// when false, input is not reported at all.
+    record_input: std::cell::Cell<bool>,
     on_output: Function,
     on_status: Function,
     /// Optional: returns a promise while the page's output queue is full.
@@ -214,7 +234,7 @@ impl Frontend for JsFrontend {
     fn terminal_data(&self, bytes: &[u8], output: bool) {
         if output {
             self.reporter.gather_output(bytes);
-        } else {
+        } else if self.record_input.get() {
             ssh::report_bytes(self, bytes, false);
         }
     }
@@ -303,13 +323,10 @@ impl Session {
 #[wasm_bindgen]
 pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
     let ws_url = string(&opts, "wsUrl")?;
-    let host_keys = Array::from(&field(&opts, "hostKeys")?)
-        .iter()
-        .filter_map(|k| k.as_string())
-        .collect();
     let mut options = Options {
         user: string(&opts, "user")?,
-        host_keys,
+        host_keys: Vec::new(),
+        connector: None,
         service: string(&opts, "service")?,
         cols: number(&opts, "cols")?,
         rows: number(&opts, "rows")?,
@@ -322,6 +339,7 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
     let ws = WebSocket::new(&ws_url)?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let ui = JsFrontend {
+        record_input: std::cell::Cell::new(false),
         on_output: function(&opts, "onOutput")?,
         on_status: function(&opts, "onStatus")?,
         output_drained: function(&opts, "outputDrained").ok(),
@@ -343,8 +361,32 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
     let (session_side, pump_side) = tokio::io::duplex(PIPE_BUF);
     let (input_tx, input_rx) = mpsc::channel(ssh::INPUT_QUEUE);
     let relay_error = Rc::new(RefCell::new(None::<String>));
-    wasm_bindgen_futures::spawn_local(pump(ws.clone(), pump_side, events_rx, relay_error.clone()));
+    let (opened_tx, opened_rx) = futures::channel::oneshot::channel::<Carrier>();
+    wasm_bindgen_futures::spawn_local(pump(
+        ws.clone(),
+        pump_side,
+        events_rx,
+        relay_error.clone(),
+        opened_tx,
+    ));
     wasm_bindgen_futures::spawn_local(async move {
+        // Nothing of SSH starts before the relay has said who carries the
+        // session and which host keys that connector reported.
+        let Ok(carrier) = opened_rx.await else {
+            let reason = relay_error
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| "the relay closed the session before it opened".into());
+            let _ = on_end.call1(
+                &JsValue::NULL,
+                &JsValue::from_str(&Ended::Lost(reason).to_string()),
+            );
+            drop(closures);
+            return;
+        };
+        options.host_keys = carrier.host_keys;
+        options.connector = Some(carrier.connector);
+        ui.record_input.set(carrier.record_input);
         if let Some(fetch) = fetch_certificate {
             match certify(&fetch).await {
                 Ok(c) => options.certificate = Some(c),
@@ -417,6 +459,15 @@ fn install_handlers(ws: &WebSocket, tx: fmpsc::UnboundedSender<WsEvent>) -> Hand
         let data = e.data();
         if let Some(text) = data.as_string() {
             let event = match Control::parse(&text) {
+                Ok(Control::Opened {
+                    connector,
+                    host_keys,
+                    record_input,
+                }) => WsEvent::Opened(Carrier {
+                    connector,
+                    host_keys,
+                    record_input,
+                }),
                 Ok(Control::Eof) => WsEvent::Eof,
                 Ok(Control::Error { reason }) => WsEvent::Closed(Some(reason)),
                 Ok(Control::Ack { session, seq }) => {
@@ -460,15 +511,22 @@ async fn pump(
     pipe: tokio::io::DuplexStream,
     mut events: fmpsc::UnboundedReceiver<WsEvent>,
     relay_error: Rc<RefCell<Option<String>>>,
+    opened: futures::channel::oneshot::Sender<Carrier>,
 ) {
-    // Nothing may be sent before the socket is open.
-    loop {
+    // Nothing may be sent before the socket is open, and no SSH bytes flow
+    // before the relay's `opened` (its first message).
+    let mut opened = Some(opened);
+    while opened.is_some() {
         match events.next().await {
             Some(WsEvent::Open) => {
                 // What earlier sessions of this page reported and the relay
                 // did not acknowledge (their socket dropped): again.
                 UNACKED.with(|u| u.borrow().resend(&ws));
-                break;
+            }
+            Some(WsEvent::Opened(carrier)) => {
+                if let Some(tx) = opened.take() {
+                    let _ = tx.send(carrier);
+                }
             }
             Some(WsEvent::Closed(reason)) => {
                 // The relay answers a refused upgrade with an HTTP status the
@@ -478,7 +536,12 @@ async fn pump(
                 }));
                 return;
             }
-            Some(_) => {}
+            Some(WsEvent::Data(_) | WsEvent::Eof) => {
+                *relay_error.borrow_mut() =
+                    Some("the relay sent session data before saying who carries it".into());
+                let _ = ws.close();
+                return;
+            }
             None => return,
         }
     }
@@ -519,7 +582,7 @@ async fn pump(
                     }
                     break;
                 }
-                WsEvent::Open => {}
+                WsEvent::Open | WsEvent::Opened(_) => {}
             }
         }
         // Dropping our end tells the session the connection is gone.

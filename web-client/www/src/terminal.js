@@ -190,7 +190,6 @@ async function connect() {
       service,
       // With a certificate, the account the policy maps this user to.
       user: (svc.ssh_certificates && svc.ssh_principal) || user,
-      hostKeys: svc.host_keys ?? [],
       cols: term.cols,
       rows: term.rows,
       onOutput(bytes) {
