@@ -355,6 +355,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     dir.data_dir.display()
                 );
             }
+            sallyport_relay::data_dir::prepare(&dir.data_dir)?;
             // The CA is a file of its own, not in sled: no need to ask a running relay.
             let ca = match service {
                 Some(s) => {
@@ -516,6 +517,11 @@ async fn admin_to(
     out: &mut dyn admin::Sink,
     config: Option<&Path>,
 ) -> anyhow::Result<()> {
+    // Before talking to the socket in it: in a data dir others can swap,
+    // the socket may not be the relay's.
+    if data_dir.exists() {
+        sallyport_relay::data_dir::prepare(data_dir)?;
+    }
     if let Some(reply) = admin::send_to_running(data_dir, &req, out).await {
         return reply.map_err(|e| match e {
             admin::AdminError::Failed(text) => anyhow::Error::msg(text),
