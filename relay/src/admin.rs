@@ -767,13 +767,17 @@ async fn serve_one(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let (mut r, mut w) = stream.into_split();
-    let req = match tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame::<Request, _>(&mut r)).await {
-        Ok(Ok(req)) => req,
-        Ok(Err(e)) => {
-            let error = Some(cut(format!("bad admin request: {e}"), MAX_ERROR_LEN));
-            return Ok(write_frame(&mut w, &ReplyFrame::Done { error }).await?);
-        }
-        Err(_) => return Err(ServeError::RequestTimeout),
+    let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame::<Request, _>(&mut r));
+    let req = tokio::select! {
+        read = read => match read {
+            Ok(Ok(req)) => req,
+            Ok(Err(e)) => {
+                let error = Some(cut(format!("bad admin request: {e}"), MAX_ERROR_LEN));
+                return Ok(write_frame(&mut w, &ReplyFrame::Done { error }).await?);
+            }
+            Err(_) => return Err(ServeError::RequestTimeout),
+        },
+        _ = shutdown.cancelled() => return Ok(()),
     };
     // The command runs on a blocking thread (password hashing, sled) and
     // hands its output over in pieces; it waits while the queue is full,
@@ -786,7 +790,14 @@ async fn serve_one(
         };
         execute_to(&ctx, req, &mut sink).and_then(|()| sink.flush())
     });
-    while let Some(text) = rx.recv().await {
+    loop {
+        let text = tokio::select! {
+            text = rx.recv() => match text {
+                Some(text) => text,
+                None => break,
+            },
+            _ = shutdown.cancelled() => return Ok(()),
+        };
         let piece = ReplyFrame::Output { text };
         tokio::select! {
             r = tokio::time::timeout(ADMIN_IO_TIMEOUT, write_frame(&mut w, &piece)) => {

@@ -109,8 +109,10 @@ pub fn prepare(dir: &Path) -> Result<Repaired, DataDirError> {
             mode: meta.mode() & 0o7777,
         });
     }
+    // A data dir that is a symbolic link: the directory it points to.
+    let real = std::fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
     let mut repaired = Repaired::default();
-    make_private(dir, &mut repaired)?;
+    make_private(&real, &mut repaired)?;
     Ok(repaired)
 }
 
@@ -244,6 +246,21 @@ mod tests {
         std::fs::write(dir.join("new"), "x").unwrap();
         assert_eq!(mode(&dir.join("new")), 0o600);
         assert_eq!(prepare(&dir).unwrap(), Repaired::default());
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_link_is_made_private_where_it_points() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("ca.key"), "x").unwrap();
+        chmod(&real, 0o755);
+        chmod(&real.join("ca.key"), 0o644);
+        let link = tmp.path().join("data");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        prepare(&link).unwrap();
+        assert_eq!(mode(&real), 0o700);
+        assert_eq!(mode(&real.join("ca.key")), 0o600);
     }
 
     #[test]
