@@ -424,7 +424,7 @@ fn audit_list(
                     ("inputs", serde_json::Value::Object(i)) => {
                         for key in ["user", "service", "ip"] {
                             if let Some(v) = i.get(key).and_then(|v| v.as_str()) {
-                                fields.push(format!("{key}={v}"));
+                                fields.push(format!("{key}={v:?}"));
                             }
                         }
                     }
