@@ -1,23 +1,36 @@
 //! Admin commands (`user add|totp`, `connector add|list|revoke`,
 //! `device add|list|revoke`, `policy test|log`).
 //!
-//! The same [`execute`] runs whether the relay is up or not: a running relay
-//! holds the sled database, so it serves the commands on a Unix socket in the
-//! data dir (mode 0600); when no relay answers there, the command opens the
-//! database itself.
+//! The same [`execute_to`] runs whether the relay is up or not: a running
+//! relay holds the sled database, so it serves the commands on a Unix socket
+//! in the data dir (mode 0600); when no relay answers there, the command
+//! opens the database itself.
+//!
+//! On the socket the CLI sends one [`Request`] frame and the relay answers
+//! with [`ReplyFrame`]s: the output in pieces of at most [`OUTPUT_CHUNK`]
+//! bytes as the command produces it, then one `Done`. Every frame is a
+//! length-prefixed frame of `sallyport_proto::frame`, at most
+//! [`MAX_MESSAGE_LEN`] bytes, so an export of any size goes through while
+//! neither side ever holds more than a few pieces of it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sallyport_proto::frame::check_name;
+use sallyport_proto::frame::{FrameError, Validate};
+use sallyport_proto::io::{read_frame, write_frame, ReadError, WriteError};
+use sallyport_proto::limits::MAX_FRAME_LEN;
 use sallyport_proto::token::EnrolmentToken;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditLog, Filter};
 use crate::identity;
@@ -28,8 +41,23 @@ use crate::totp;
 use crate::tunnel::Registry;
 use crate::util::{now_secs, random_secret};
 
-/// Longest request line on the admin socket.
-pub const MAX_REQUEST_LEN: usize = 16 * 1024;
+/// Largest frame on the admin socket, either way (a request, or one
+/// piece of a reply): the wire's frame limit.
+pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN;
+/// Most bytes of output text in one [`ReplyFrame::Output`]. JSON escapes a
+/// byte in at most 6 (`\u001b`), so a piece always fits a frame.
+pub const OUTPUT_CHUNK: usize = 32 * 1024;
+const _: () = assert!(OUTPUT_CHUNK * 6 + 1024 <= MAX_MESSAGE_LEN);
+/// Longest error text in [`ReplyFrame::Done`]; longer ones are cut.
+pub const MAX_ERROR_LEN: usize = 16 * 1024;
+/// Pieces of output a command may be ahead of the socket: a slow reader
+/// slows the command down instead of filling the relay's memory.
+pub const REPLY_QUEUE: usize = 4;
+/// Admin commands the relay runs at once; more connections wait.
+pub const MAX_ADMIN_COMMANDS: usize = 8;
+/// How long the relay waits for the request, and for the CLI to take each
+/// piece of the answer; and how long the CLI waits for each piece.
+pub const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Key in the store's meta tree holding the address connectors dial.
 pub const META_TUNNEL_ADDR: &str = "public_tunnel_addr";
 
@@ -80,21 +108,137 @@ pub enum Request {
     PolicyLog {
         limit: usize,
     },
-    /// Audit events, one human line each.
+    /// The last `limit` audit events, one human line each.
     AuditList {
         filter: Filter,
         limit: usize,
     },
-    /// Audit events as JSON lines, a page at a time (`filter.after_seq`).
+    /// Every audit event the filter picks (from `filter.after_seq` on), as
+    /// JSON lines, oldest first.
     AuditExport {
         filter: Filter,
-        limit: usize,
     },
     AuditVerify,
+    /// A session's recording as asciicast v2.
+    RecordingExport {
+        session: String,
+    },
 }
 
-/// Events per page of `audit export`.
-pub const EXPORT_PAGE: usize = 2000;
+impl Validate for Request {
+    /// The frame limit bounds a request; the commands check their fields.
+    fn validate(&self) -> Result<(), FrameError> {
+        Ok(())
+    }
+}
+
+/// One frame of the relay's answer on the admin socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ReplyFrame {
+    /// The next piece of the command's output (at most [`OUTPUT_CHUNK`] bytes).
+    Output { text: String },
+    /// The command finished: `error` says why it failed, when it did. The
+    /// last frame of every answer.
+    Done { error: Option<String> },
+}
+
+impl Validate for ReplyFrame {
+    fn validate(&self) -> Result<(), FrameError> {
+        match self {
+            ReplyFrame::Output { text } => check_text("output", text, OUTPUT_CHUNK),
+            ReplyFrame::Done { error } => match error {
+                Some(e) => check_text("error", e, MAX_ERROR_LEN),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), FrameError> {
+    if text.len() > max {
+        return Err(FrameError::Invalid(format!(
+            "{field} is {} bytes, over the limit of {max}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Where a command's output goes: a `String`, the CLI's standard output
+/// ([`WriteSink`]), or the admin socket in pieces.
+pub trait Sink {
+    /// Appends `text`; an error (the reader went away) stops the command.
+    fn write(&mut self, text: &str) -> Result<(), String>;
+}
+
+impl Sink for String {
+    fn write(&mut self, text: &str) -> Result<(), String> {
+        self.push_str(text);
+        Ok(())
+    }
+}
+
+/// A [`Sink`] over any writer (standard output, a file).
+pub struct WriteSink<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> Sink for WriteSink<W> {
+    fn write(&mut self, text: &str) -> Result<(), String> {
+        self.0
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("cannot write the output: {e}"))
+    }
+}
+
+/// Cuts output into pieces of at most [`OUTPUT_CHUNK`] bytes (on character
+/// boundaries) and hands them to the socket writer through a queue of
+/// [`REPLY_QUEUE`]. For blocking threads only.
+struct ChunkSink {
+    buf: String,
+    tx: tokio::sync::mpsc::Sender<String>,
+}
+
+impl ChunkSink {
+    fn flush(&mut self) -> Result<(), String> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, String::with_capacity(OUTPUT_CHUNK));
+        self.tx
+            .blocking_send(piece)
+            .map_err(|_| "the admin client went away".to_owned())
+    }
+}
+
+impl Sink for ChunkSink {
+    fn write(&mut self, mut text: &str) -> Result<(), String> {
+        while !text.is_empty() {
+            let mut take = text.len().min(OUTPUT_CHUNK - self.buf.len());
+            while !text.is_char_boundary(take) {
+                take -= 1;
+            }
+            self.buf.push_str(&text[..take]);
+            text = &text[take..];
+            // Full, or the next character does not fit.
+            if !text.is_empty() || self.buf.len() == OUTPUT_CHUNK {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
 
 /// Inputs of `sallyport-relay policy test`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,12 +266,6 @@ pub struct DeviceIssued {
 /// Key in the store's meta tree holding the relay's public URL.
 pub const META_PUBLIC_URL: &str = "public_url";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
-    pub output: String,
-}
-
 /// What the commands act on.
 pub struct AdminCtx {
     pub store: Store,
@@ -143,8 +281,38 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
 
-/// Runs one admin command; the output is what the CLI prints.
+/// Runs one admin command and returns its output, whole. For the short
+/// commands (and tests); the CLI streams with [`execute_to`].
 pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
+    let mut out = String::new();
+    execute_to(ctx, req, &mut out)?;
+    Ok(out.trim_end().to_owned())
+}
+
+/// Runs one admin command, writing what the CLI prints to `out` as it goes:
+/// the commands whose output grows with the store (`audit list|export`,
+/// `policy log`, `recording export`) write it a record at a time, so
+/// their size is not limited by memory or by a message.
+pub fn execute_to(ctx: &AdminCtx, req: Request, out: &mut dyn Sink) -> Result<(), String> {
+    match req {
+        Request::AuditList { filter, limit } => audit_list(ctx, &filter, limit, out),
+        Request::AuditExport { filter } => audit_export(ctx, &filter, out),
+        Request::PolicyLog { limit } => policy_log(ctx, limit, out),
+        Request::RecordingExport { session } => {
+            sallyport_proto::client::check_session_id(&session).map_err(|e| e.to_string())?;
+            crate::audit::recording::export(&ctx.audit, &session, |line| out.write(line))
+                .map_err(|e| e.to_string())
+        }
+        req => {
+            let text = execute_short(ctx, req)?;
+            out.write(&text)?;
+            out.write("\n")
+        }
+    }
+}
+
+/// The commands whose output is a few lines.
+fn execute_short(ctx: &AdminCtx, req: Request) -> Result<String, String> {
     match req {
         Request::UserAdd {
             name,
@@ -172,19 +340,6 @@ pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
         Request::DeviceList => device_list(ctx),
         Request::DeviceRevoke { name } => device_revoke(ctx, &name),
         Request::PolicyTest(t) => policy_test(ctx, t),
-        Request::PolicyLog { limit } => policy_log(ctx, limit),
-        Request::AuditList { filter, limit } => audit_list(ctx, &filter, limit),
-        Request::AuditExport { filter, limit } => {
-            let records = ctx
-                .audit
-                .list(&filter, limit.min(EXPORT_PAGE))
-                .map_err(store_err)?;
-            let lines: Result<Vec<String>, String> = records
-                .iter()
-                .map(|r| serde_json::to_string(r).map_err(|e| e.to_string()))
-                .collect();
-            Ok(lines?.join("\n"))
-        }
         Request::AuditVerify => match ctx.audit.verify() {
             Ok(n) => {
                 let tip = match ctx.audit.tip().map_err(store_err)? {
@@ -200,14 +355,80 @@ pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
             }
             Err(e) => Err(format!("audit log verification FAILED: {e}")),
         },
+        Request::AuditList { .. }
+        | Request::AuditExport { .. }
+        | Request::PolicyLog { .. }
+        | Request::RecordingExport { .. } => {
+            let mut out = String::new();
+            execute_to(ctx, req, &mut out)?;
+            Ok(out.trim_end().to_owned())
+        }
     }
 }
 
+/// Calls `each` on the records `filter` picks, oldest first, until it
+/// breaks or fails (its error is returned).
+fn scan_records(
+    ctx: &AdminCtx,
+    filter: &Filter,
+    mut each: impl FnMut(crate::audit::Record) -> Result<ControlFlow<()>, String>,
+) -> Result<(), String> {
+    let mut failed = None;
+    ctx.audit
+        .scan(filter, |r| match each(r) {
+            Ok(flow) => flow,
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        })
+        .map_err(store_err)?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Calls `each` on the last `limit` records `filter` picks, oldest first.
+fn scan_last(
+    ctx: &AdminCtx,
+    filter: &Filter,
+    limit: usize,
+    mut each: impl FnMut(crate::audit::Record) -> Result<(), String>,
+) -> Result<(), String> {
+    let Some(start) = ctx.audit.start_of_last(filter, limit).map_err(store_err)? else {
+        return Ok(());
+    };
+    let from = Filter {
+        after_seq: start.checked_sub(1),
+        ..filter.clone()
+    };
+    let mut left = limit;
+    scan_records(ctx, &from, |r| {
+        each(r)?;
+        left -= 1;
+        Ok(if left == 0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })
+}
+
+fn audit_export(ctx: &AdminCtx, filter: &Filter, out: &mut dyn Sink) -> Result<(), String> {
+    scan_records(ctx, filter, |r| {
+        let mut line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+        line.push('\n');
+        out.write(&line)?;
+        Ok(ControlFlow::Continue(()))
+    })
+}
+
 /// One line per event: sequence number, time, type, then its fields.
-fn audit_list(ctx: &AdminCtx, filter: &Filter, limit: usize) -> Result<String, String> {
-    let records = ctx.audit.list_last(filter, limit).map_err(store_err)?;
-    let mut out = String::new();
-    for r in records {
+fn audit_list(
+    ctx: &AdminCtx,
+    filter: &Filter,
+    limit: usize,
+    out: &mut dyn Sink,
+) -> Result<(), String> {
+    scan_last(ctx, filter, limit, |r| {
         let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.at_ms) * 1_000_000)
             .ok()
             .and_then(|t| {
@@ -225,7 +446,7 @@ fn audit_list(ctx: &AdminCtx, filter: &Filter, limit: usize) -> Result<String, S
                     ("inputs", serde_json::Value::Object(i)) => {
                         for key in ["user", "service", "ip"] {
                             if let Some(v) = i.get(key).and_then(|v| v.as_str()) {
-                                fields.push(format!("{key}={v}"));
+                                fields.push(format!("{key}={v:?}"));
                             }
                         }
                     }
@@ -235,9 +456,8 @@ fn audit_list(ctx: &AdminCtx, filter: &Filter, limit: usize) -> Result<String, S
                 }
             }
         }
-        out.push_str(&format!("{:>8} {at} {kind} {}\n", r.seq, fields.join(" ")));
-    }
-    Ok(out.trim_end().to_owned())
+        out.write(&format!("{:>8} {at} {kind} {}\n", r.seq, fields.join(" ")))
+    })
 }
 
 fn user_totp(ctx: &AdminCtx, name: &str) -> Result<String, String> {
@@ -381,19 +601,14 @@ fn policy_test(ctx: &AdminCtx, t: PolicyTest) -> Result<String, String> {
     Ok(out.trim_end().to_owned())
 }
 
-fn policy_log(ctx: &AdminCtx, limit: usize) -> Result<String, String> {
+fn policy_log(ctx: &AdminCtx, limit: usize, out: &mut dyn Sink) -> Result<(), String> {
     let filter = Filter {
         kind: Some("decision".into()),
         ..Default::default()
     };
-    let lines: Vec<String> = ctx
-        .audit
-        .list_last(&filter, limit)
-        .map_err(store_err)?
-        .into_iter()
-        .map(|r| r.event.to_string())
-        .collect();
-    Ok(lines.join("\n"))
+    scan_last(ctx, &filter, limit, |r| {
+        out.write(&format!("{}\n", r.event))
+    })
 }
 
 fn store_err(e: crate::store::StoreError) -> String {
@@ -625,7 +840,8 @@ fn connector_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
     ))
 }
 
-/// Serves admin commands on the Unix socket until `shutdown`.
+/// Serves admin commands on the Unix socket until `shutdown`, at most
+/// [`MAX_ADMIN_COMMANDS`] at once; returns when the last one has stopped.
 pub async fn serve_socket(
     path: PathBuf,
     ctx: Arc<AdminCtx>,
@@ -634,71 +850,193 @@ pub async fn serve_socket(
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let commands = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_ADMIN_COMMANDS));
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.map_err(std::io::Error::other)?,
+            _ = shutdown.cancelled() => break,
+        };
         let (stream, _) = tokio::select! {
             r = listener.accept() => r?,
             _ = shutdown.cancelled() => break,
         };
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve_one(stream, &ctx).await {
+        let shutdown = shutdown.clone();
+        commands.spawn(async move {
+            let _slot = slot;
+            if let Err(e) = serve_one(stream, ctx, shutdown).await {
                 tracing::warn!(error = %e, "admin socket request failed");
             }
         });
     }
     let _ = std::fs::remove_file(&path);
+    commands.close();
+    commands.wait().await;
     Ok(())
 }
 
-async fn serve_one(stream: UnixStream, ctx: &Arc<AdminCtx>) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(r).take(MAX_REQUEST_LEN as u64);
-    reader.read_to_string(&mut line).await?;
-    let reply = match serde_json::from_str::<Request>(line.trim()) {
-        Ok(req) => {
-            let ctx = ctx.clone();
-            // Password hashing and sled writes block: keep them off the workers.
-            match tokio::task::spawn_blocking(move || execute(&ctx, req)).await {
-                Ok(Ok(output)) => Reply { ok: true, output },
-                Ok(Err(output)) => Reply { ok: false, output },
-                Err(e) => Reply {
-                    ok: false,
-                    output: format!("command failed: {e}"),
-                },
-            }
-        }
-        Err(e) => Reply {
-            ok: false,
-            output: format!("bad admin request: {e}"),
-        },
-    };
-    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
-    out.push(b'\n');
-    w.write_all(&out).await?;
-    w.shutdown().await
+/// Why serving one admin connection stopped early.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("the admin client sent no request within {ADMIN_IO_TIMEOUT:?}")]
+    RequestTimeout,
+    #[error("the admin client took no output for {ADMIN_IO_TIMEOUT:?}")]
+    WriteTimeout,
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("the admin command failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
-/// Sends `req` to a running relay; `None` when no relay listens on the socket.
-pub async fn send_to_running(data_dir: &Path, req: &Request) -> Option<std::io::Result<Reply>> {
-    let path = socket_path(data_dir);
-    let stream = UnixStream::connect(&path).await.ok()?;
+async fn serve_one(
+    stream: UnixStream,
+    ctx: Arc<AdminCtx>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let (mut r, mut w) = stream.into_split();
+    let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame::<Request, _>(&mut r));
+    let req = tokio::select! {
+        read = read => match read {
+            Ok(Ok(req)) => req,
+            Ok(Err(e)) => {
+                let error = Some(cut(format!("bad admin request: {e}"), MAX_ERROR_LEN));
+                return Ok(write_frame(&mut w, &ReplyFrame::Done { error }).await?);
+            }
+            Err(_) => return Err(ServeError::RequestTimeout),
+        },
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    // The command runs on a blocking thread (password hashing, sled) and
+    // hands its output over in pieces; it waits while the queue is full,
+    // and stops when this side gives up and drops the receiver.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(REPLY_QUEUE);
+    let command = tokio::task::spawn_blocking(move || {
+        let mut sink = ChunkSink {
+            buf: String::new(),
+            tx,
+        };
+        execute_to(&ctx, req, &mut sink).and_then(|()| sink.flush())
+    });
+    loop {
+        let text = tokio::select! {
+            text = rx.recv() => match text {
+                Some(text) => text,
+                None => break,
+            },
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let piece = ReplyFrame::Output { text };
+        tokio::select! {
+            r = tokio::time::timeout(ADMIN_IO_TIMEOUT, write_frame(&mut w, &piece)) => {
+                r.map_err(|_| ServeError::WriteTimeout)??
+            }
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+    let error = command.await?.err().map(|e| cut(e, MAX_ERROR_LEN));
+    write_frame(&mut w, &ReplyFrame::Done { error }).await?;
+    w.shutdown().await.map_err(|e| ServeError::Write(e.into()))
+}
+
+/// Why a command sent to the running relay did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The command ran and failed; the relay's words.
+    #[error("{0}")]
+    Failed(String),
+    /// Its output could not be written here.
+    #[error("{0}")]
+    Output(String),
+    #[error("the running relay did not answer the admin command within {ADMIN_IO_TIMEOUT:?}")]
+    Timeout,
+    #[error(
+        "the running relay's answer is not understood ({0}); is it an older version? restart it"
+    )]
+    Protocol(#[from] ReadError),
+    #[error("cannot send the admin command to the running relay: {0}")]
+    Send(#[from] WriteError),
+}
+
+/// Sends `req` to a running relay and writes its output to `out` as it
+/// arrives; `None` when no relay listens on the socket.
+pub async fn send_to_running(
+    data_dir: &Path,
+    req: &Request,
+    out: &mut dyn Sink,
+) -> Option<Result<(), AdminError>> {
+    let stream = UnixStream::connect(socket_path(data_dir)).await.ok()?;
     Some(
         async {
-            let (r, mut w) = stream.into_split();
-            let mut body = serde_json::to_vec(req).map_err(std::io::Error::other)?;
-            body.push(b'\n');
-            w.write_all(&body).await?;
-            w.shutdown().await?;
-            let mut line = String::new();
-            let mut reader = BufReader::new(r).take(1 << 20);
-            tokio::time::timeout(Duration::from_secs(60), reader.read_line(&mut line))
-                .await
-                .map_err(|_| {
-                    std::io::Error::other("the relay did not answer the admin command")
-                })??;
-            serde_json::from_str(&line).map_err(std::io::Error::other)
+            let (mut r, mut w) = stream.into_split();
+            write_frame(&mut w, req).await?;
+            loop {
+                let frame = tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame(&mut r))
+                    .await
+                    .map_err(|_| AdminError::Timeout)??;
+                match frame {
+                    ReplyFrame::Output { text } => out.write(&text).map_err(AdminError::Output)?,
+                    ReplyFrame::Done { error: None } => return Ok(()),
+                    ReplyFrame::Done { error: Some(e) } => return Err(AdminError::Failed(e)),
+                }
+            }
         }
         .await,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_cut_into_bounded_pieces_on_character_boundaries() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let mut sink = ChunkSink {
+            buf: String::new(),
+            tx,
+        };
+        let text = "é€x".repeat(OUTPUT_CHUNK / 3);
+        sink.write(&text).unwrap();
+        sink.write("\u{1b}\n").unwrap();
+        sink.flush().unwrap();
+        drop(sink);
+        let mut whole = String::new();
+        let mut pieces = 0;
+        while let Ok(piece) = rx.try_recv() {
+            assert!(piece.len() <= OUTPUT_CHUNK);
+            let mut frame = Vec::new();
+            sallyport_proto::frame::encode_frame(
+                &ReplyFrame::Output {
+                    text: piece.clone(),
+                },
+                &mut frame,
+            )
+            .unwrap();
+            assert!(frame.len() <= MAX_MESSAGE_LEN + 4);
+            whole.push_str(&piece);
+            pieces += 1;
+        }
+        assert_eq!(whole, format!("{text}\u{1b}\n"));
+        assert!(pieces >= 2, "{pieces}");
+    }
+
+    #[test]
+    fn a_piece_of_control_characters_still_fits_a_frame() {
+        let mut frame = Vec::new();
+        let text = "\u{1}".repeat(OUTPUT_CHUNK);
+        sallyport_proto::frame::encode_frame(&ReplyFrame::Output { text }, &mut frame).unwrap();
+        assert!(frame.len() <= MAX_MESSAGE_LEN + 4);
+    }
+
+    #[test]
+    fn a_reader_that_went_away_stops_the_command() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(rx);
+        let mut sink = ChunkSink {
+            buf: String::new(),
+            tx,
+        };
+        assert!(sink.write(&"x".repeat(OUTPUT_CHUNK + 1)).is_err());
+    }
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod data_dir;
 pub mod demo;
 pub mod identity;
 pub mod metrics;

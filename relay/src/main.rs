@@ -405,6 +405,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     dir.data_dir.display()
                 );
             }
+            sallyport_relay::data_dir::prepare(&dir.data_dir)?;
             // The CA is a file of its own, not in sled: no need to ask a running relay.
             let ca = match service {
                 Some(s) => {
@@ -486,11 +487,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 risk,
                 country,
             });
-            println!(
-                "{}",
-                admin_output(&dir.data_dir, req, config.as_deref()).await?
-            );
-            Ok(())
+            let mut stdout = admin::WriteSink(std::io::stdout().lock());
+            admin_to(&dir.data_dir, req, &mut stdout, config.as_deref()).await
         }
         Command::Policy(PolicyCmd::Log { limit, dir }) => {
             admin_command(&dir.data_dir, Request::PolicyLog { limit }).await
@@ -504,110 +502,103 @@ async fn run(command: Command) -> anyhow::Result<()> {
             filter,
             dir,
         }) => {
-            let mut filter = filter.into_filter()?;
-            loop {
-                let req = Request::AuditExport {
-                    filter: filter.clone(),
-                    limit: admin::EXPORT_PAGE,
-                };
-                let page = admin_output(&dir.data_dir, req, None).await?;
-                let Some(last) = page.lines().last() else {
-                    return Ok(());
-                };
-                println!("{page}");
-                let last: sallyport_relay::audit::Record =
-                    serde_json::from_str(last).context("the relay sent a bad audit record")?;
-                filter.after_seq = Some(last.seq);
-            }
+            let filter = filter.into_filter()?;
+            admin_command(&dir.data_dir, Request::AuditExport { filter }).await
         }
         Command::Audit(AuditCmd::Verify { dir }) => {
             admin_command(&dir.data_dir, Request::AuditVerify).await
         }
         Command::Recording(RecordingCmd::Export { session, out, dir }) => {
             sallyport_proto::client::check_session_id(&session)?;
-            let mut filter = sallyport_relay::audit::Filter {
-                session: Some(session.clone()),
-                kind: Some("client".into()),
-                ..Default::default()
+            let req = Request::RecordingExport { session };
+            let Some(path) = out else {
+                return admin_command(&dir.data_dir, req).await;
             };
-            let mut records = Vec::new();
-            loop {
-                let req = Request::AuditExport {
-                    filter: filter.clone(),
-                    limit: admin::EXPORT_PAGE,
-                };
-                let page = admin_output(&dir.data_dir, req, None).await?;
-                let before = records.len();
-                for line in page.lines() {
-                    let r: sallyport_relay::audit::Record =
-                        serde_json::from_str(line).context("the relay sent a bad audit record")?;
-                    records.push(r);
-                }
-                match records.last() {
-                    Some(last) if records.len() > before => filter.after_seq = Some(last.seq),
-                    _ => break,
-                }
+            // Written next to the file and moved into place when complete.
+            let tmp = path.with_extension("part");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            let mut sink = admin::WriteSink(std::io::BufWriter::new(file));
+            let result = admin_to(&dir.data_dir, req, &mut sink, None).await;
+            let result = result.and_then(|()| {
+                use std::io::Write as _;
+                sink.0
+                    .flush()
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("cannot write {}", path.display()))
+            });
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
             }
-            let cast = sallyport_relay::audit::recording::asciicast(&session, &records, false)
-                .with_context(|| {
-                    format!("no recording of session {session} (its start was not reported)")
-                })?;
-            match out {
-                Some(path) => std::fs::write(&path, cast)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-                None => print!("{cast}"),
-            }
-            Ok(())
+            result
         }
     }
 }
 
-/// Runs an admin command and prints its output.
+/// Runs an admin command and prints its output as it comes.
 async fn admin_command(data_dir: &Path, req: Request) -> anyhow::Result<()> {
-    println!("{}", admin_output(data_dir, req, None).await?);
-    Ok(())
+    let mut stdout = admin::WriteSink(std::io::BufWriter::new(std::io::stdout().lock()));
+    let result = admin_to(data_dir, req, &mut stdout, None).await;
+    use std::io::Write as _;
+    let flushed = stdout.0.flush();
+    result?;
+    flushed.context("cannot write the output")
 }
 
-/// Runs an admin command through the running relay, or on the data dir
-/// directly (with the policy of `config`, if given).
+/// Runs an admin command and returns its output, for the commands whose
+/// output the CLI reads (a few lines).
 async fn admin_output(
     data_dir: &Path,
     req: Request,
     config: Option<&Path>,
 ) -> anyhow::Result<String> {
-    let reply = match admin::send_to_running(data_dir, &req).await {
-        Some(reply) => {
-            let reply = reply.context("the running relay failed to answer")?;
-            if reply.ok {
-                Ok(reply.output)
-            } else {
-                Err(reply.output)
-            }
-        }
-        None => {
-            if !data_dir.join("db").exists() {
-                anyhow::bail!(
-                    "{} holds no relay data: start `sallyport-relay serve --data-dir {}` once first",
-                    data_dir.display(),
-                    data_dir.display()
-                );
-            }
-            let store = Store::open(data_dir)?;
-            let ctx = AdminCtx {
-                audit: Arc::new(sallyport_relay::audit::AuditLog::open(&store)?),
-                store,
-                ca: Arc::new(RelayCa::load_or_create(data_dir)?),
-                registry: None,
-                policy: match config {
-                    Some(path) => Some(Arc::new(
-                        PolicyHandle::load(Some(path.to_owned()), Vec::new())
-                            .map_err(anyhow::Error::msg)?,
-                    )),
-                    None => None,
-                },
-            };
-            tokio::task::spawn_blocking(move || admin::execute(&ctx, req)).await?
-        }
+    let mut out = String::new();
+    admin_to(data_dir, req, &mut out, config).await?;
+    Ok(out.trim_end().to_owned())
+}
+
+/// Runs an admin command through the running relay, or on the data dir
+/// directly (with the policy of `config`, if given), writing its output to
+/// `out` as it comes.
+async fn admin_to(
+    data_dir: &Path,
+    req: Request,
+    out: &mut dyn admin::Sink,
+    config: Option<&Path>,
+) -> anyhow::Result<()> {
+    // Before talking to the socket in it: in a data dir others can swap,
+    // the socket may not be the relay's.
+    if data_dir.exists() {
+        sallyport_relay::data_dir::prepare(data_dir)?;
+    }
+    if let Some(reply) = admin::send_to_running(data_dir, &req, out).await {
+        return reply.map_err(|e| match e {
+            admin::AdminError::Failed(text) => anyhow::Error::msg(text),
+            other => anyhow::Error::new(other),
+        });
+    }
+    if !data_dir.join("db").exists() {
+        anyhow::bail!(
+            "{} holds no relay data: start `sallyport-relay serve --data-dir {}` once first",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    let store = Store::open(data_dir)?;
+    let ctx = AdminCtx {
+        audit: Arc::new(sallyport_relay::audit::AuditLog::open(&store)?),
+        store,
+        ca: Arc::new(RelayCa::load_or_create(data_dir)?),
+        registry: None,
+        policy: match config {
+            Some(path) => Some(Arc::new(
+                PolicyHandle::load(Some(path.to_owned()), Vec::new())
+                    .map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        },
     };
-    reply.map_err(anyhow::Error::msg)
+    // sled blocks: off the async workers, but it may write to `out` here.
+    tokio::task::block_in_place(|| admin::execute_to(&ctx, req, out)).map_err(anyhow::Error::msg)
 }

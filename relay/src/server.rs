@@ -40,18 +40,17 @@ pub struct Relay {
     endpoint: quinn::Endpoint,
 }
 
-fn create_private_dir(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .with_context(|| format!("cannot create {}", path.display()))
-}
-
 impl Relay {
     pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
-        create_private_dir(&config.data_dir)?;
+        let repaired = crate::data_dir::prepare(&config.data_dir)?;
+        if repaired.were_readable > 0 {
+            tracing::warn!(
+                data_dir = %config.data_dir.display(),
+                files = repaired.were_readable,
+                "the data dir was readable by other users; it is private now (0700, files 0600): \
+                 if others could log in here, consider its keys exposed"
+            );
+        }
         let store = Store::open(&config.data_dir)?;
         let ca = Arc::new(RelayCa::load_or_create(&config.data_dir)?);
         store.set_meta(META_TUNNEL_ADDR, &config.public_tunnel_addr)?;

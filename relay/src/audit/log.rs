@@ -6,6 +6,7 @@
 //! return. Retention drops the oldest records and remembers the last
 //! dropped one as the anchor the first kept record must chain to.
 
+use std::ops::ControlFlow;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -308,6 +309,59 @@ impl AuditLog {
         Ok(out)
     }
 
+    /// Calls `each` with every record `filter` matches, oldest first (from
+    /// `filter.after_seq` on), one at a time: however many there are, only
+    /// one is held. `each` returns [`ControlFlow::Break`] to stop early.
+    pub fn scan(
+        &self,
+        filter: &Filter,
+        mut each: impl FnMut(Record) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let start = filter.after_seq.map(|s| s + 1).unwrap_or(0);
+        for entry in self.tree.range(start.to_be_bytes()..) {
+            let (k, v) = entry?;
+            let Ok(r) = Self::decode(&k, &v) else {
+                continue;
+            };
+            if filter.matches(&r) && each(r).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sequence number of the oldest of the last `n` records `filter`
+    /// matches (`None` when none match or `n` is 0): where a scan for
+    /// "the last `n`" starts, found without holding them.
+    pub fn start_of_last(&self, filter: &Filter, n: usize) -> Result<Option<u64>, StoreError> {
+        if n == 0 {
+            return Ok(None);
+        }
+        let (mut found, mut start) = (0, None);
+        for entry in self.tree.iter().rev() {
+            let (k, v) = entry?;
+            let Ok(r) = Self::decode(&k, &v) else {
+                continue;
+            };
+            if filter.matches(&r) {
+                start = Some(r.seq);
+                found += 1;
+                if found >= n {
+                    break;
+                }
+            }
+        }
+        Ok(start)
+    }
+
+    /// The record numbered `seq`, if it is (still) stored.
+    pub fn get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
+        match self.tree.get(seq.to_be_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The newest event's sequence number and hash: worth noting outside
     /// the relay, since deleting the newest events leaves a valid chain.
     pub fn tip(&self) -> Result<Option<(u64, String)>, StoreError> {
@@ -541,6 +595,42 @@ mod tests {
         log.append(&event(13)).unwrap();
         log.tree.remove(12u64.to_be_bytes()).unwrap();
         assert!(log.verify().is_err());
+    }
+
+    #[test]
+    fn scans_stream_matches_and_find_where_the_last_n_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        for n in 1..=10 {
+            log.append(&event(n)).unwrap();
+        }
+        let mut seen = Vec::new();
+        let from_4 = Filter {
+            after_seq: Some(3),
+            ..Default::default()
+        };
+        log.scan(&from_4, |r| {
+            seen.push(r.seq);
+            if r.seq == 6 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(seen, [4, 5, 6]);
+        let all = Filter::default();
+        assert_eq!(log.start_of_last(&all, 3).unwrap(), Some(8));
+        assert_eq!(log.start_of_last(&all, 100).unwrap(), Some(1));
+        assert_eq!(log.start_of_last(&all, 0).unwrap(), None);
+        let none = Filter {
+            kind: Some("sign_in".into()),
+            ..Default::default()
+        };
+        assert_eq!(log.start_of_last(&none, 3).unwrap(), None);
+        assert_eq!(log.get(7).unwrap().unwrap().seq, 7);
+        assert!(log.get(11).unwrap().is_none());
     }
 
     fn client(session: &str, seq: u64) -> Event {
