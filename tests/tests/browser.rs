@@ -514,14 +514,6 @@ fn the_host_key_is_checked_against_the_connector_that_carries_the_session() {
     );
 }
 
-/// A bearer token for `user`, from the relay's sign-in API.
-fn api_token(relay: &RelayProc, user: &str, password: &str) -> String {
-    let (code, text) = relay.api_login(user, password, None);
-    assert_eq!(code, 200, "sign-in: {text}");
-    let v: Value = serde_json::from_str(&text).expect("sign-in answer");
-    str_of(&v, "/token").to_owned()
-}
-
 #[test]
 fn with_certificates_on_a_browser_session_reaches_a_shell_with_no_password_typed() {
     // The policy says web1's sshd trusts the relay's CA and maps alice to
