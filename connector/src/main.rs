@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 #[command(version, about)]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true, env = "SALLYPORT_LOG_JSON")]
+    /// SALLYPORT_LOG_JSON takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, global = true, env = "SALLYPORT_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
     #[command(subcommand)]
     command: Command,

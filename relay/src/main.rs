@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 #[command(version, about)]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true, env = "SALLYPORT_LOG_JSON")]
+    /// SALLYPORT_LOG_JSON takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, global = true, env = "SALLYPORT_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -82,7 +83,9 @@ struct AuditFilter {
     #[arg(long)]
     session: Option<String>,
     /// Events of one type: sign_in, decision, cert_issued, connector_connected,
-    /// connector_disconnected, connector_revoked, stream_opened, stream_closed.
+    /// connector_disconnected, connector_revoked, connector_enrolled,
+    /// connector_grants, connector_service_refused, stream_opened, stream_closed,
+    /// client.
     #[arg(long = "type")]
     kind: Option<String>,
 }
