@@ -47,6 +47,9 @@ pub enum Event {
         service: String,
         principal: String,
         key_id: String,
+        /// The certificate's serial number (what a KRL revokes it by).
+        #[serde(default)]
+        serial: u64,
         valid_before: u64,
     },
     ConnectorConnected {
