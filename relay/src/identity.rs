@@ -253,6 +253,7 @@ impl Identity {
             created: now,
             expires: now + SESSION_TTL.as_secs(),
             second_factor,
+            ip: Some(from),
         };
         self.store.put_session(&token, &session)?;
         Ok((token, session))

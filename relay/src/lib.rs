@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod identity;
+pub mod live;
 pub mod metrics;
 pub mod pki;
 pub mod policy;

@@ -6,6 +6,7 @@
 //!
 //! `log.rs` is the chain in sled; this file names the events.
 
+pub mod budget;
 mod log;
 pub mod recording;
 
@@ -14,7 +15,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use log::{
-    AuditLog, Filter, Record, Retention, VerifyError, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS,
+    AuditLog, ClientAppend, Filter, Record, Retention, VerifyError, DEFAULT_MAX_AGE,
+    DEFAULT_MAX_EVENTS,
 };
 
 use sallyport_proto::client::SessionEvent;
@@ -33,6 +35,16 @@ pub enum Event {
         /// Why a sign-in failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// Sign-ins ended: by their user (`POST /api/logout`, one sign-in) or
+    /// by an admin (`user sign-out`, all of a user's).
+    SignOut {
+        user: String,
+        /// Sign-ins ended.
+        sign_ins: usize,
+        /// Live sessions they had, ended with them.
+        sessions: usize,
+        by_admin: bool,
     },
     /// A policy decision, with everything it was made from.
     Decision {
