@@ -224,6 +224,10 @@ fn a_flood_of_resize_events_ends_the_session_and_a_new_socket_cannot_send_more()
         );
     });
 
+    // Counted with the relay stopped: the export reads the store itself
+    // (through a running relay, one admin reply holds at most 1 MiB).
+    let mut env = env;
+    env.relay.kill();
     let stored = env.relay.client_events(SESSION);
     assert_eq!(
         stored.len() as u64,
@@ -231,6 +235,69 @@ fn a_flood_of_resize_events_ends_the_session_and_a_new_socket_cannot_send_more()
         "the audit log holds the budget, no more"
     );
     assert_eq!(kinds(&env.relay.client_events("two-starts")), ["start"]);
+}
+
+#[test]
+fn made_up_terminal_output_is_bounded_per_session_id_across_sockets() {
+    let env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let token = api_token(&env.relay, USER, PASSWORD);
+    const SESSION: &str = "made-up";
+    const CHUNK: usize = 12 * 1024;
+    let unbacked = sallyport_relay::audit::budget::MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION;
+    // Per socket this passes (the relay allows 8 MiB beyond what a socket
+    // carried); two sockets' worth for one session id must not.
+    let per_socket = (unbacked as usize * 3 / 4) / CHUNK;
+    let output = || SessionEvent::Output {
+        data: base64::engine::general_purpose::STANDARD.encode(vec![b'x'; CHUNK]),
+    };
+    rt().block_on(async {
+        let mut ws = open(&env.relay, &token, "web1").await.expect("session");
+        for seq in 1..=per_socket as u64 {
+            send_event(&mut ws, SESSION, seq, output()).await;
+        }
+        assert!(
+            acked(&mut ws, SESSION, per_socket as u64, PATIENCE).await,
+            "the first socket's events were refused"
+        );
+        ws.close(None).await.ok();
+
+        let ws = open(&env.relay, &token, "web1").await.expect("session");
+        let (mut tx, mut rx) = ws.split();
+        let send = async {
+            for seq in per_socket as u64 + 1..=2 * per_socket as u64 {
+                if !send_event(&mut tx, SESSION, seq, output()).await {
+                    break;
+                }
+            }
+        };
+        let ((), ending) = tokio::join!(send, read_to_end(&mut rx, PATIENCE));
+        assert!(ending.closed, "the second socket was not ended");
+        assert!(
+            ending
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("more terminal data than its connections carried"),
+            "{ending:?}"
+        );
+    });
+    // Counted with the relay stopped: the export reads the store itself
+    // (through a running relay, one admin reply holds at most 1 MiB).
+    let mut env = env;
+    env.relay.kill();
+    let stored: u64 = env
+        .relay
+        .client_events(SESSION)
+        .iter()
+        .map(|e| {
+            let data = e["event"]["event"]["data"].as_str().unwrap_or("");
+            data.len() as u64 / 4 * 3
+        })
+        .sum();
+    eprintln!("stored {stored} bytes of made-up output for one session id");
+    assert!(stored <= unbacked + 64 * 1024, "{stored}");
 }
 
 #[test]

@@ -9,10 +9,13 @@
 //!   These counts are kept in the audit log's record of the session id
 //!   (tree `audit_client_sessions`, beside its owner), so they survive a new
 //!   socket for the same id and a restart of the relay.
-//! - Terminal data (`output`, `input`) is bounded per socket by what the
-//!   socket carried (see `web/ws.rs`), each event charged at least
-//!   [`TERMINAL_EVENT_MIN_CHARGE`] bytes, so a flood of tiny events costs as
-//!   much as the traffic it claims to describe.
+//! - Terminal data (`output`, `input`) is bounded by what the sockets
+//!   carried, each event charged at least [`TERMINAL_EVENT_MIN_CHARGE`]
+//!   bytes, so a flood of tiny events costs as much as the traffic it
+//!   claims to describe: per socket (see `web/ws.rs`), and per session id,
+//!   whose events stored beyond what their sockets carried may add up to
+//!   [`MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION`] however many sockets send
+//!   them.
 //!
 //! An event over a budget is refused (not stored, not acknowledged) and
 //! the relay ends the socket with the reason.
@@ -31,6 +34,11 @@ pub const MAX_CONTROL_EVENTS_PER_SESSION: u64 = 4096;
 /// Bytes (as JSON) of those events per client session id: a `resize` is
 /// about 40 bytes, a `start` at most about 1.2 KiB.
 pub const MAX_CONTROL_EVENT_BYTES_PER_SESSION: u64 = 256 * 1024;
+/// Terminal bytes of one client session id stored beyond what the sockets
+/// that sent them carried: events resent on a later socket after a
+/// reconnect (the browser keeps at most 4 MiB unacknowledged, and each
+/// event is stored, and charged, once).
+pub const MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION: u64 = 8 * 1024 * 1024;
 /// Least a terminal data event counts against its socket's budget, in
 /// bytes, however little data it carries: one keystroke travels as an SSH
 /// packet of at least 36 bytes, so a real client never pays more than it
@@ -53,6 +61,9 @@ pub struct ClientSessionRecord {
     /// Their size as JSON.
     #[serde(default)]
     pub control_bytes: u64,
+    /// Terminal bytes stored beyond what their sockets carried.
+    #[serde(default)]
+    pub unbacked_terminal_bytes: u64,
 }
 
 /// Why an event was refused.
@@ -66,6 +77,8 @@ pub enum BudgetExceeded {
     ControlEvents { session: String },
     #[error("session {session} reported more than {MAX_CONTROL_EVENT_BYTES_PER_SESSION} bytes of start, resize and end events, the most a session may; the relay ended it")]
     ControlBytes { session: String },
+    #[error("session {session} reported {MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION} bytes more terminal data than its connections carried; the relay ended it")]
+    Unbacked { session: String },
 }
 
 impl ClientSessionRecord {
@@ -78,11 +91,28 @@ impl ClientSessionRecord {
     }
 
     /// Counts `event` of session `session` against the budgets; on refusal
-    /// nothing is counted.
-    pub fn charge(&mut self, session: &str, event: &SessionEvent) -> Result<(), BudgetExceeded> {
+    /// nothing is counted. `backed` is what the sending socket carried and
+    /// no stored event has used yet: a terminal event uses it first, and
+    /// what it lacks counts as unbacked.
+    pub fn charge(
+        &mut self,
+        session: &str,
+        event: &SessionEvent,
+        backed: &mut u64,
+    ) -> Result<(), BudgetExceeded> {
         let session = || session.to_owned();
         let (starts, ends) = match event {
-            SessionEvent::Output { .. } | SessionEvent::Input { .. } => return Ok(()),
+            SessionEvent::Output { .. } | SessionEvent::Input { .. } => {
+                let cost = terminal_charge(event);
+                let from_backed = cost.min(*backed);
+                let unbacked = self.unbacked_terminal_bytes + (cost - from_backed);
+                if unbacked > MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION {
+                    return Err(BudgetExceeded::Unbacked { session: session() });
+                }
+                *backed -= from_backed;
+                self.unbacked_terminal_bytes = unbacked;
+                return Ok(());
+            }
             SessionEvent::Start { .. } => (1, 0),
             SessionEvent::End { .. } => (0, 1),
             SessionEvent::Resize { .. } => (0, 0),
@@ -150,33 +180,41 @@ mod tests {
     fn one_start_one_end_and_a_bounded_number_of_resizes() {
         let mut r = ClientSessionRecord::decode(b"alice");
         assert_eq!(r.user, "alice", "a record of an older relay");
-        r.charge("s", &start()).unwrap();
+        r.charge("s", &start(), &mut 0).unwrap();
         assert!(matches!(
-            r.charge("s", &start()),
+            r.charge("s", &start(), &mut 0),
             Err(BudgetExceeded::SecondStart { .. })
         ));
         let resize = SessionEvent::Resize { cols: 1, rows: 1 };
         for _ in 1..MAX_CONTROL_EVENTS_PER_SESSION - 1 {
-            r.charge("s", &resize).unwrap();
+            r.charge("s", &resize, &mut 0).unwrap();
         }
-        r.charge("s", &end()).unwrap();
+        r.charge("s", &end(), &mut 0).unwrap();
         assert!(matches!(
-            r.charge("s", &end()),
+            r.charge("s", &end(), &mut 0),
             Err(BudgetExceeded::SecondEnd { .. })
         ));
         assert!(matches!(
-            r.charge("s", &resize),
+            r.charge("s", &resize, &mut 0),
             Err(BudgetExceeded::ControlEvents { .. })
         ));
         assert_eq!(r.control_events, MAX_CONTROL_EVENTS_PER_SESSION);
-        // Terminal data is bounded elsewhere.
-        r.charge(
-            "s",
-            &SessionEvent::Output {
-                data: "AA==".into(),
-            },
-        )
-        .unwrap();
+        // Terminal data has budgets of its own: what the socket carried
+        // first, then up to MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION.
+        let output = |n: usize| SessionEvent::Output {
+            data: "AAAA".repeat(n / 3),
+        };
+        let mut backed = 3000;
+        r.charge("s", &output(3000), &mut backed).unwrap();
+        assert_eq!((backed, r.unbacked_terminal_bytes), (0, 0));
+        r.charge("s", &output(3000), &mut backed).unwrap();
+        assert_eq!(r.unbacked_terminal_bytes, 3000);
+        let big = output(MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION as usize);
+        assert!(matches!(
+            r.charge("s", &big, &mut backed),
+            Err(BudgetExceeded::Unbacked { .. })
+        ));
+        assert_eq!(r.unbacked_terminal_bytes, 3000, "a refusal counts nothing");
         let again = ClientSessionRecord::decode(&serde_json::to_vec(&r).unwrap());
         assert_eq!(
             again, r,
@@ -196,7 +234,8 @@ mod tests {
                 &SessionEvent::Resize {
                     cols: 100,
                     rows: 30
-                }
+                },
+                &mut 0
             ),
             Err(BudgetExceeded::ControlBytes { .. })
         ));

@@ -47,6 +47,8 @@ pub struct ClientAppend {
     pub stored: Vec<(String, u64)>,
     /// An event over its session's budget, refused with the events after it.
     pub refused: Option<BudgetExceeded>,
+    /// Of the `backed` bytes given, how many the stored terminal events used.
+    pub backed_used: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -234,15 +236,18 @@ impl AuditLog {
     /// Events of a session id that belongs to another user are refused
     /// (not stored, not returned). A new event over its session's budget
     /// (see [`super::budget`]) is refused with the reason, and the events
-    /// after it are not looked at.
+    /// after it are not looked at. `backed` is the terminal bytes the
+    /// sending socket carried that no stored event has used yet.
     pub fn append_client_events(
         &self,
         user: &str,
         events: &[Event],
+        backed: u64,
     ) -> Result<ClientAppend, StoreError> {
         use sled::Transactional as _;
         let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = ClientAppend::default();
+        let mut backed_left = backed;
         // The records of this batch's session ids, written back once.
         let mut records: Vec<(String, ClientSessionRecord)> = Vec::new();
         for event in events {
@@ -276,7 +281,7 @@ impl AuditLog {
             }
             let key = client_key(session, *seq);
             if self.client_keys.get(&key)?.is_none() {
-                if let Err(e) = record.charge(session, what) {
+                if let Err(e) = record.charge(session, what, &mut backed_left) {
                     out.refused = Some(e);
                     break;
                 }
@@ -306,6 +311,7 @@ impl AuditLog {
             }
         }
         self.store.flush()?;
+        out.backed_used = backed - backed_left;
         Ok(out)
     }
 
@@ -601,7 +607,7 @@ mod tests {
         let log = AuditLog::open(&store).unwrap();
         let batch: Vec<Event> = (1..=3).map(|n| client("s1", n)).collect();
         assert_eq!(
-            log.append_client_events("alice", &batch)
+            log.append_client_events("alice", &batch, 0)
                 .unwrap()
                 .stored
                 .len(),
@@ -610,7 +616,7 @@ mod tests {
         // Sent again (a lost acknowledgement): acknowledged, not stored again.
         let again: Vec<Event> = (2..=4).map(|n| client("s1", n)).collect();
         assert_eq!(
-            log.append_client_events("alice", &again)
+            log.append_client_events("alice", &again, 0)
                 .unwrap()
                 .stored
                 .len(),
@@ -619,7 +625,7 @@ mod tests {
         assert_eq!(log.verify().unwrap(), 4);
         // Someone else's events for alice's session are refused.
         assert!(log
-            .append_client_events("mallory", &[client("s1", 5)])
+            .append_client_events("mallory", &[client("s1", 5)], 0)
             .unwrap()
             .stored
             .is_empty());
@@ -669,12 +675,12 @@ mod tests {
             rows: 24,
         };
         let r = log
-            .append_client_events("alice", &[with(1, start())])
+            .append_client_events("alice", &[with(1, start())], 0)
             .unwrap();
         assert!(r.refused.is_none());
         // The same start again (resent) is fine; another one is not.
         let r = log
-            .append_client_events("alice", &[with(1, start()), with(2, start())])
+            .append_client_events("alice", &[with(1, start()), with(2, start())], 0)
             .unwrap();
         assert_eq!(r.stored, [("s1".to_string(), 1)]);
         assert!(matches!(
@@ -687,7 +693,10 @@ mod tests {
         while refused.is_none() {
             let batch: Vec<Event> = (seq..seq + 64).map(|n| client("s1", n)).collect();
             seq += 64;
-            refused = log.append_client_events("alice", &batch).unwrap().refused;
+            refused = log
+                .append_client_events("alice", &batch, 0)
+                .unwrap()
+                .refused;
         }
         assert!(matches!(
             refused,

@@ -324,6 +324,9 @@ async fn pipe(
         // Terminal bytes the client reported, against what the session
         // carried: a client cannot fill the disk with made-up output.
         let mut reported = 0u64;
+        // Carried bytes the stored terminal events have used; the rest
+        // backs events to come (see `audit::budget`).
+        let mut backed_used = 0u64;
         while let Some(first) = events_rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < EVENT_BATCH {
@@ -348,9 +351,11 @@ async fn pipe(
             }
             let audit = recorder.audit.clone();
             let user = recorder.user.clone();
-            let stored =
-                tokio::task::spawn_blocking(move || audit.append_client_events(&user, &batch))
-                    .await;
+            let backed = carried.saturating_sub(backed_used);
+            let stored = tokio::task::spawn_blocking(move || {
+                audit.append_client_events(&user, &batch, backed)
+            })
+            .await;
             match stored {
                 Ok(Ok(crate::audit::ClientAppend {
                     refused: Some(e), ..
@@ -360,7 +365,12 @@ async fn pipe(
                     abort.cancel();
                     break;
                 }
-                Ok(Ok(crate::audit::ClientAppend { stored, .. })) => {
+                Ok(Ok(crate::audit::ClientAppend {
+                    stored,
+                    backed_used: used,
+                    ..
+                })) => {
+                    backed_used += used;
                     let stored = dropped.into_iter().chain(stored);
                     // Acknowledging the last of each session's run acknowledges the run.
                     let mut last: Vec<(String, u64)> = Vec::new();
