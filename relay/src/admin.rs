@@ -253,7 +253,14 @@ fn user_sessions(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         "{:<13} {:<21} {:<21} {:<40} {:<14} LIVE SESSIONS\n",
         "SIGN-IN", "CREATED", "EXPIRES", "ADDRESS", "SECOND FACTOR"
     );
-    for (id, s) in ctx.store.sessions_of(name).map_err(store_err)? {
+    let sign_ins = ctx.store.sessions_of(name).map_err(store_err)?;
+    ctx.audit
+        .append(&crate::audit::Event::SignInsListed {
+            user: name.to_owned(),
+            sign_ins: sign_ins.len(),
+        })
+        .map_err(store_err)?;
+    for (id, s) in sign_ins {
         let live = match &ctx.live {
             Some(l) => l.sessions_of_sign_in(&id).to_string(),
             None => "-".into(),

@@ -46,6 +46,12 @@ pub enum Event {
         sessions: usize,
         by_admin: bool,
     },
+    /// An admin listed a user's sign-ins (`user sessions`): their
+    /// addresses and times are personal data.
+    SignInsListed {
+        user: String,
+        sign_ins: usize,
+    },
     /// A policy decision, with everything it was made from.
     Decision {
         stage: Stage,
