@@ -245,8 +245,12 @@ impl AuditLog {
         backed: u64,
     ) -> Result<ClientAppend, StoreError> {
         use sled::Transactional as _;
-        let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = ClientAppend::default();
+        if events.is_empty() {
+            // Nothing to flush (a batch of keystrokes that are not recorded).
+            return Ok(out);
+        }
+        let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
         let mut backed_left = backed;
         // The records of this batch's session ids, written back once.
         let mut records: Vec<(String, ClientSessionRecord)> = Vec::new();
