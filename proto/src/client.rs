@@ -193,10 +193,16 @@ pub struct LoginRequest {
     pub code: Option<String>,
 }
 
-/// `POST /api/totp/setup` request: starting over needs a code from the
-/// current secret, so a stolen session cannot replace the second factor.
+/// `POST /api/totp/setup` request: turning codes on or replacing them
+/// needs the account's password again, and starting over needs a code from
+/// the current secret as well, so a stolen session (a cookie, an unlocked
+/// laptop) cannot set or replace the second factor.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TotpSetupRequest {
+    /// The account's password.
+    #[serde(default)]
+    pub password: String,
+    /// A current one-time code, when codes are on already.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
 }

@@ -1,4 +1,4 @@
-//! Admin commands (`user add|totp`, `connector add|list|revoke`,
+//! Admin commands (`user add|totp|sessions|sign-out`, `connector add|list|revoke`,
 //! `device add|list|revoke`, `policy test|log`).
 //!
 //! The same [`execute_to`] runs whether the relay is up or not: a running
@@ -91,6 +91,14 @@ pub enum Request {
     },
     /// Set up (or replace) a user's TOTP second factor.
     UserTotp {
+        name: String,
+    },
+    /// A user's sign-ins: when, from where, with a second factor or not.
+    UserSessions {
+        name: String,
+    },
+    /// Ends all of a user's sign-ins and their live sessions.
+    UserSignOut {
         name: String,
     },
     /// Issue a device certificate; the output is a [`DeviceIssued`] as JSON.
@@ -275,6 +283,8 @@ pub struct AdminCtx {
     /// The live policy of a running relay, or the one of `--config`.
     pub policy: Option<Arc<PolicyHandle>>,
     pub audit: Arc<AuditLog>,
+    /// Present when the relay is running: `user sign-out` ends live sessions.
+    pub live: Option<Arc<crate::live::LiveSessions>>,
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -336,6 +346,8 @@ fn execute_short(ctx: &AdminCtx, req: Request) -> Result<String, String> {
         Request::ConnectorList => connector_list(ctx),
         Request::ConnectorRevoke { name } => connector_revoke(ctx, &name),
         Request::UserTotp { name } => user_totp(ctx, &name),
+        Request::UserSessions { name } => user_sessions(ctx, &name),
+        Request::UserSignOut { name } => user_sign_out(ctx, &name),
         Request::DeviceAdd { name, attributes } => device_add(ctx, &name, attributes),
         Request::DeviceList => device_list(ctx),
         Request::DeviceRevoke { name } => device_revoke(ctx, &name),
@@ -458,6 +470,83 @@ fn audit_list(
         }
         out.write(&format!("{:>8} {at} {kind} {}\n", r.seq, fields.join(" ")))
     })
+}
+
+/// Unix time as RFC 3339 (UTC).
+fn rfc3339(secs: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Characters of a sign-in's id shown to admins: enough to tell sign-ins
+/// apart, and the id is a hash of the token, never the token.
+pub const SIGN_IN_ID_SHOWN: usize = 12;
+
+fn user_sessions(ctx: &AdminCtx, name: &str) -> Result<String, String> {
+    if ctx.store.user(name).map_err(store_err)?.is_none() {
+        return Err(format!("no user named {name}"));
+    }
+    let mut out = format!(
+        "{:<13} {:<21} {:<21} {:<40} {:<14} LIVE SESSIONS\n",
+        "SIGN-IN", "CREATED", "EXPIRES", "ADDRESS", "SECOND FACTOR"
+    );
+    let sign_ins = ctx.store.sessions_of(name).map_err(store_err)?;
+    ctx.audit
+        .append(&crate::audit::Event::SignInsListed {
+            user: name.to_owned(),
+            sign_ins: sign_ins.len(),
+        })
+        .map_err(store_err)?;
+    for (id, s) in sign_ins {
+        let live = match &ctx.live {
+            Some(l) => l.sessions_of_sign_in(&id).to_string(),
+            None => "-".into(),
+        };
+        out.push_str(&format!(
+            "{:<13} {:<21} {:<21} {:<40} {:<14} {live}\n",
+            &id[..SIGN_IN_ID_SHOWN.min(id.len())],
+            rfc3339(s.created),
+            rfc3339(s.expires),
+            s.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+            if s.second_factor { "yes" } else { "no" },
+        ));
+    }
+    Ok(out.trim_end().to_owned())
+}
+
+fn user_sign_out(ctx: &AdminCtx, name: &str) -> Result<String, String> {
+    if ctx.store.user(name).map_err(store_err)?.is_none() {
+        return Err(format!("no user named {name}"));
+    }
+    let mut sign_ins = 0;
+    let mut sessions = 0;
+    for (id, _) in ctx.store.sessions_of(name).map_err(store_err)? {
+        // The record first: a session opening meanwhile fails its check.
+        if ctx.store.remove_session_by_id(&id).map_err(store_err)? {
+            sign_ins += 1;
+        }
+        if let Some(live) = &ctx.live {
+            sessions += live.sign_out(&id);
+        }
+    }
+    ctx.store.flush().map_err(store_err)?;
+    ctx.audit
+        .append(&crate::audit::Event::SignOut {
+            user: name.to_owned(),
+            sign_ins,
+            sessions,
+            by_admin: true,
+        })
+        .map_err(store_err)?;
+    tracing::info!(user = %name, sign_ins, sessions, "user signed out by an admin");
+    Ok(format!(
+        "user {name} signed out: {sign_ins} sign-in(s) ended, {sessions} live session(s) closed"
+    ))
 }
 
 fn user_totp(ctx: &AdminCtx, name: &str) -> Result<String, String> {

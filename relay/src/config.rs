@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Live QUIC connections one connector may hold [default: 32; connectors keep up to 16].
     #[arg(long, env = "SALLYPORT_MAX_CONNECTIONS_PER_CONNECTOR")]
     pub max_connections_per_connector: Option<usize>,
+    /// Concurrent sessions (browser or `sallyport proxy`) one user may hold [default: 20].
+    #[arg(long, env = "SALLYPORT_MAX_SESSIONS_PER_USER")]
+    pub max_sessions_per_user: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +88,7 @@ struct FileConfig {
     audit_max_age: Option<String>,
     audit_max_events: Option<u64>,
     max_connections_per_connector: Option<usize>,
+    max_sessions_per_user: Option<usize>,
 }
 
 /// Resolved settings of a relay.
@@ -105,6 +109,8 @@ pub struct ServeConfig {
     pub config_file: Option<PathBuf>,
     pub audit_retention: crate::audit::Retention,
     pub max_connections_per_connector: usize,
+    /// Concurrent sessions one user may hold (the policy may set less per service).
+    pub max_sessions_per_user: usize,
 }
 
 impl ServeArgs {
@@ -178,9 +184,15 @@ impl ServeArgs {
             .or(file.max_connections_per_connector)
             .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR)
             .max(1);
+        let max_sessions_per_user = self
+            .max_sessions_per_user
+            .or(file.max_sessions_per_user)
+            .unwrap_or(crate::live::DEFAULT_MAX_SESSIONS_PER_USER)
+            .max(1);
         Ok(ServeConfig {
             audit_retention,
             max_connections_per_connector,
+            max_sessions_per_user,
             data_dir,
             listen_https,
             listen_tunnel,

@@ -66,6 +66,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         config_file: None,
         audit_retention: Default::default(),
         max_connections_per_connector: crate::config::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR,
+        max_sessions_per_user: crate::live::DEFAULT_MAX_SESSIONS_PER_USER,
     };
     let relay = Relay::start(config).await?;
 
@@ -89,6 +90,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
             registry: Some(relay.registry.clone()),
             policy: None,
             audit: relay.audit.clone(),
+            live: Some(relay.live.clone()),
         };
         let out = admin::execute(
             &ctx,

@@ -36,6 +36,10 @@ pub enum IdentityError {
     Exists(String),
     #[error("wrong user name or password")]
     BadCredentials,
+    #[error("enter your password to change how you sign in")]
+    PasswordRequired,
+    #[error("wrong password")]
+    WrongPassword,
     #[error("enter the one-time code from your authenticator app")]
     CodeRequired,
     #[error("wrong one-time code")]
@@ -249,9 +253,52 @@ impl Identity {
             created: now,
             expires: now + SESSION_TTL.as_secs(),
             second_factor,
+            ip: Some(from),
         };
         self.store.put_session(&token, &session)?;
         Ok((token, session))
+    }
+
+    /// Checks the password of a signed-in `user` again before a change
+    /// to their account (turning one-time codes on or replacing them),
+    /// within the same per-minute budget as sign-in, so a stolen session
+    /// cannot guess it without limit.
+    pub async fn confirm_password(
+        &self,
+        user: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<(), IdentityError> {
+        if password.is_empty() {
+            return Err(IdentityError::PasswordRequired);
+        }
+        let keys = [format!("ip:{from}"), format!("user:{user}")];
+        self.take_attempt(&keys)
+            .map_err(IdentityError::RateLimited)?;
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(IdentityError::WrongPassword);
+        }
+        let hash = self
+            .store
+            .user(user)?
+            .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?
+            .password_hash;
+        let password = password.to_owned();
+        let permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.hashing.acquire())
+            .await
+            .map_err(|_| IdentityError::Busy)?
+            .map_err(|_| IdentityError::Busy)?;
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        drop(permit);
+        if !ok {
+            self.store
+                .record_failed_sign_in(user, failure(from, now_secs(), false))?;
+            return Err(IdentityError::WrongPassword);
+        }
+        self.refund_attempt(&keys);
+        Ok(())
     }
 
     /// Checks `code` against `secret` and claims its time step. Wrong

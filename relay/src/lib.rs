@@ -8,6 +8,7 @@ pub mod config;
 pub mod data_dir;
 pub mod demo;
 pub mod identity;
+pub mod live;
 pub mod metrics;
 pub mod pki;
 pub mod policy;

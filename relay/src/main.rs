@@ -265,6 +265,21 @@ enum UserCmd {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// List a user's sign-ins: when they started and expire, the address,
+    /// whether a one-time code was used, and their live sessions (never
+    /// the token).
+    Sessions {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// End all of a user's sign-ins and close their live sessions at once;
+    /// their tokens and cookies stop working.
+    SignOut {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
 }
 
 #[derive(Subcommand)]
@@ -428,6 +443,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::User(UserCmd::Totp { name, dir }) => {
             admin_command(&dir.data_dir, Request::UserTotp { name }).await
+        }
+        Command::User(UserCmd::Sessions { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserSessions { name }).await
+        }
+        Command::User(UserCmd::SignOut { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserSignOut { name }).await
         }
         Command::Device(DeviceCmd::Add {
             name,
@@ -594,6 +615,7 @@ async fn admin_to(
         store,
         ca: Arc::new(RelayCa::load_or_create(data_dir)?),
         registry: None,
+        live: None,
         policy: match config {
             Some(path) => Some(Arc::new(
                 PolicyHandle::load(Some(path.to_owned()), Vec::new())

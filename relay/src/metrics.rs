@@ -10,6 +10,9 @@ pub struct Metrics {
     pub sessions_opened: AtomicU64,
     pub streams_opened: AtomicU64,
     pub sessions_refused: AtomicU64,
+    /// Client input events (keystrokes) dropped unstored: the service does
+    /// not record input.
+    pub input_events_dropped: AtomicU64,
     pub sessions_active: AtomicU64,
     pub bytes_to_connector: AtomicU64,
     pub bytes_to_client: AtomicU64,
@@ -50,6 +53,12 @@ impl Metrics {
                 "",
                 "",
                 self.sessions_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_client_input_events_dropped_total",
+                "counter",
+                "Keystroke events not recorded (record_input is off for the service).",
+                self.input_events_dropped.load(Ordering::Relaxed),
             ),
             (
                 "sallyport_policy_decisions_total{result=\"allow\"}",

@@ -30,6 +30,8 @@ pub struct Relay {
     pub audit: Arc<AuditLog>,
     pub ca: Arc<RelayCa>,
     pub registry: Arc<Registry>,
+    /// Live sessions by user and sign-in.
+    pub live: Arc<crate::live::LiveSessions>,
     pub https_addr: SocketAddr,
     pub tunnel_addr: SocketAddr,
     pub config: ServeConfig,
@@ -55,6 +57,7 @@ impl Relay {
         let ca = Arc::new(RelayCa::load_or_create(&config.data_dir)?);
         store.set_meta(META_TUNNEL_ADDR, &config.public_tunnel_addr)?;
         let registry = Arc::new(Registry::default());
+        let live = Arc::new(crate::live::LiveSessions::default());
         let audit = Arc::new(AuditLog::open(&store)?);
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
@@ -129,6 +132,8 @@ impl Relay {
             ssh_cert_ttl: config.ssh_cert_ttl,
             policy: policy.clone(),
             audit: audit.clone(),
+            live: live.clone(),
+            max_sessions_per_user: config.max_sessions_per_user,
         });
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let https = axum_server::Handle::new();
@@ -157,6 +162,7 @@ impl Relay {
             registry: Some(registry.clone()),
             policy: Some(policy),
             audit: audit.clone(),
+            live: Some(live.clone()),
         });
         // Retention: at start and every few minutes.
         let retention = config.audit_retention;
@@ -199,6 +205,7 @@ impl Relay {
             audit,
             ca,
             registry,
+            live,
             https_addr,
             tunnel_addr,
             config,

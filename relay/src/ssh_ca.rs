@@ -39,6 +39,28 @@ pub struct SshCa {
     key: PrivateKey,
 }
 
+/// A signed certificate.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// OpenSSH form (`…-cert.pub`).
+    pub certificate: String,
+    /// Its serial number: random, never 0, so that a KRL can revoke this
+    /// one certificate (`ssh-keygen -k -s` with a `serial:` line).
+    pub serial: u64,
+}
+
+/// A random serial number other than 0 (which OpenSSH reads as "none").
+fn random_serial() -> u64 {
+    loop {
+        let mut bytes = [0u8; 8];
+        rand::fill(&mut bytes);
+        let serial = u64::from_be_bytes(bytes);
+        if serial != 0 {
+            return serial;
+        }
+    }
+}
+
 /// What a certificate says.
 pub struct CertRequest<'a> {
     /// The client's public key, OpenSSH form.
@@ -114,8 +136,8 @@ impl SshCa {
         self.key.public_key().to_openssh().unwrap_or_default()
     }
 
-    /// Signs a user certificate; returns it in OpenSSH form (`…-cert.pub`).
-    pub fn sign(&self, req: &CertRequest<'_>) -> Result<String, SshCaError> {
+    /// Signs a user certificate with a fresh random serial number.
+    pub fn sign(&self, req: &CertRequest<'_>) -> Result<Signed, SshCaError> {
         let public = PublicKey::from_openssh(req.public_key.trim())
             .map_err(|e| SshCaError::BadPublicKey(e.to_string()))?;
         match public.algorithm() {
@@ -133,12 +155,17 @@ impl SshCa {
             now + req.ttl.as_secs().max(1),
         )
         .map_err(sign_err)?;
+        let serial = random_serial();
+        builder.serial(serial).map_err(sign_err)?;
         builder.cert_type(CertType::User).map_err(sign_err)?;
         builder.valid_principal(req.principal).map_err(sign_err)?;
         builder.key_id(req.key_id).map_err(sign_err)?;
         builder.extension("permit-pty", "").map_err(sign_err)?;
         let cert = builder.sign(&self.key).map_err(sign_err)?;
-        cert.to_openssh().map_err(sign_err)
+        Ok(Signed {
+            certificate: cert.to_openssh().map_err(sign_err)?,
+            serial,
+        })
     }
 }
 
@@ -155,15 +182,21 @@ mod tests {
 
         let user_key = PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]));
         let public = user_key.public_key().to_openssh().unwrap();
-        let text = ca
-            .sign(&CertRequest {
-                public_key: &public,
-                principal: "alice",
-                key_id: "sallyport user=alice session=abc",
-                ttl: DEFAULT_CERT_TTL,
-            })
-            .unwrap();
-        let cert = russh::keys::ssh_key::Certificate::from_openssh(&text).unwrap();
+        let req = CertRequest {
+            public_key: &public,
+            principal: "alice",
+            key_id: "sallyport user=alice session=abc",
+            ttl: DEFAULT_CERT_TTL,
+        };
+        let signed = ca.sign(&req).unwrap();
+        let cert = russh::keys::ssh_key::Certificate::from_openssh(&signed.certificate).unwrap();
+        assert_eq!(cert.serial(), signed.serial);
+        assert_ne!(cert.serial(), 0);
+        assert_ne!(
+            ca.sign(&req).unwrap().serial,
+            signed.serial,
+            "serials are unique"
+        );
         assert_eq!(cert.valid_principals(), ["alice".to_string()]);
         assert_eq!(cert.key_id(), "sallyport user=alice session=abc");
         assert_eq!(cert.cert_type(), CertType::User);

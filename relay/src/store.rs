@@ -45,6 +45,9 @@ pub struct SessionRecord {
     /// The sign-in used a one-time code.
     #[serde(default)]
     pub second_factor: bool,
+    /// The address the sign-in came from (absent for older records).
+    #[serde(default)]
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A device certificate the relay issued, with the posture recorded for it.
@@ -302,6 +305,35 @@ impl Store {
             Some(bytes) => Some(serde_json::from_slice(&bytes)?),
             None => None,
         })
+    }
+
+    /// The live sign-ins of `user`, oldest first, each with its id (the
+    /// SHA-256 of its token, hex: the sign-in's key, never the token).
+    /// Expired ones are removed on the way.
+    pub fn sessions_of(&self, user: &str) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        let now = now_secs();
+        let mut out = Vec::new();
+        for entry in self.sessions.iter() {
+            let (k, v) = entry?;
+            let Ok(s) = serde_json::from_slice::<SessionRecord>(&v) else {
+                continue;
+            };
+            if s.expires <= now {
+                self.sessions.remove(&k)?;
+                continue;
+            }
+            if s.user == user {
+                out.push((String::from_utf8_lossy(&k).into_owned(), s));
+            }
+        }
+        out.sort_by_key(|(_, s)| s.created);
+        Ok(out)
+    }
+
+    /// Removes the sign-in with id `id` (see [`Store::sessions_of`]);
+    /// flushed by the caller's last write or [`Store::flush`].
+    pub fn remove_session_by_id(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.sessions.remove(id)?.is_some())
     }
 
     // ---- enrolment tokens (keyed by the SHA-256 of the secret)

@@ -24,6 +24,8 @@ await journey(async ({ s, page }) => {
   await page.waitForURL((u) => u.pathname === "/account");
   await page.locator("#state:not(:empty)").waitFor();
   const before = (await page.locator("#state").textContent()) ?? "";
+  // Turning codes on asks for the password again.
+  await page.fill('#setup input[name="password"]', s.password);
   await page.click("#setup-button");
   await page.locator("#enrol:not([hidden])").waitFor();
   const uri = (await page.locator("#uri").textContent()) ?? "";

@@ -3,6 +3,8 @@
 //! Every process is killed when its handle drops; when a test fails, the
 //! tail of each process's log is printed so CI output shows what happened.
 
+pub mod raw_session;
+
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -62,6 +62,7 @@ async fn bad_frames_close_only_their_stream() {
         registry: Some(relay.registry.clone()),
         policy: None,
         audit: relay.audit.clone(),
+        live: Some(relay.live.clone()),
     };
     admin::execute(
         &ctx,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::budget::{BudgetExceeded, ClientSessionRecord};
 use super::Event;
 use crate::store::{Store, StoreError};
 use crate::util::sha256_hex;
@@ -38,6 +39,17 @@ pub struct Record {
     /// The [`Event`] as JSON: kept as a value, so records written by an
     /// older relay verify with a newer one.
     pub event: serde_json::Value,
+}
+
+/// What [`AuditLog::append_client_events`] did with a batch.
+#[derive(Debug, Default)]
+pub struct ClientAppend {
+    /// `(session, seq)` of every event now on disk, new or stored before.
+    pub stored: Vec<(String, u64)>,
+    /// An event over its session's budget, refused with the events after it.
+    pub refused: Option<BudgetExceeded>,
+    /// Of the `backed` bytes given, how many the stored terminal events used.
+    pub backed_used: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,7 +162,8 @@ pub struct AuditLog {
     /// Client session id + 0 + event seq (u64 BE) -> audit seq: each client
     /// event is stored once however often it is sent.
     client_keys: sled::Tree,
-    /// Client session id -> the user whose session it is.
+    /// Client session id -> its [`ClientSessionRecord`] (JSON; older
+    /// relays stored the user name alone): owner and budgets.
     client_sessions: sled::Tree,
     /// Appends one at a time: each needs the hash of the one before.
     append: Mutex<()>,
@@ -222,32 +235,61 @@ impl AuditLog {
     /// with one flush for all; returns `(session, seq)` of every event that
     /// is now on disk (new or stored before), which the client may forget.
     /// Events of a session id that belongs to another user are refused
-    /// (not stored, not returned).
+    /// (not stored, not returned). A new event over its session's budget
+    /// (see [`super::budget`]) is refused with the reason, and the events
+    /// after it are not looked at. `backed` is the terminal bytes the
+    /// sending socket carried that no stored event has used yet.
     pub fn append_client_events(
         &self,
         user: &str,
         events: &[Event],
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+        backed: u64,
+    ) -> Result<ClientAppend, StoreError> {
         use sled::Transactional as _;
+        let mut out = ClientAppend::default();
+        if events.is_empty() {
+            // Nothing to flush (a batch of keystrokes that are not recorded).
+            return Ok(out);
+        }
         let _one_at_a_time = self.append.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stored = Vec::new();
+        let mut backed_left = backed;
+        // The records of this batch's session ids, written back once.
+        let mut records: Vec<(String, ClientSessionRecord)> = Vec::new();
         for event in events {
-            let Event::Client { session, seq, .. } = event else {
+            let Event::Client {
+                session,
+                seq,
+                event: what,
+                ..
+            } = event
+            else {
                 continue;
             };
-            match self.client_sessions.get(session.as_bytes())? {
-                Some(owner) if owner.as_ref() != user.as_bytes() => {
-                    tracing::warn!(%user, %session, "client events for another user's session refused");
-                    continue;
-                }
-                Some(_) => {}
+            let index = match records.iter().position(|(s, _)| s == session) {
+                Some(i) => i,
                 None => {
-                    self.client_sessions
-                        .insert(session.as_bytes(), user.as_bytes())?;
+                    let record = match self.client_sessions.get(session.as_bytes())? {
+                        Some(bytes) => ClientSessionRecord::decode(&bytes),
+                        None => ClientSessionRecord {
+                            user: user.to_owned(),
+                            ..Default::default()
+                        },
+                    };
+                    records.push((session.clone(), record));
+                    records.len() - 1
                 }
+            };
+            let record = &mut records[index].1;
+            if record.user != user {
+                tracing::warn!(%user, %session, "client events for another user's session refused");
+                continue;
             }
             let key = client_key(session, *seq);
             if self.client_keys.get(&key)?.is_none() {
+                if let Err(e) = record.charge(session, what, &mut backed_left) {
+                    out.refused = Some(e);
+                    break;
+                }
                 let record = self.record(event)?;
                 let value = serde_json::to_vec(&record)?;
                 // Both or neither: a crash between them must not let a resent
@@ -265,10 +307,17 @@ impl AuditLog {
                         }
                     })?;
             }
-            stored.push((session.clone(), *seq));
+            out.stored.push((session.clone(), *seq));
+        }
+        for (session, record) in records {
+            if record.user == user {
+                self.client_sessions
+                    .insert(session.as_bytes(), serde_json::to_vec(&record)?)?;
+            }
         }
         self.store.flush()?;
-        Ok(stored)
+        out.backed_used = backed - backed_left;
+        Ok(out)
     }
 
     /// Up to `limit` records that `filter` matches, oldest first.
@@ -651,15 +700,28 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let log = AuditLog::open(&store).unwrap();
         let batch: Vec<Event> = (1..=3).map(|n| client("s1", n)).collect();
-        assert_eq!(log.append_client_events("alice", &batch).unwrap().len(), 3);
+        assert_eq!(
+            log.append_client_events("alice", &batch, 0)
+                .unwrap()
+                .stored
+                .len(),
+            3
+        );
         // Sent again (a lost acknowledgement): acknowledged, not stored again.
         let again: Vec<Event> = (2..=4).map(|n| client("s1", n)).collect();
-        assert_eq!(log.append_client_events("alice", &again).unwrap().len(), 3);
+        assert_eq!(
+            log.append_client_events("alice", &again, 0)
+                .unwrap()
+                .stored
+                .len(),
+            3
+        );
         assert_eq!(log.verify().unwrap(), 4);
         // Someone else's events for alice's session are refused.
         assert!(log
-            .append_client_events("mallory", &[client("s1", 5)])
+            .append_client_events("mallory", &[client("s1", 5)], 0)
             .unwrap()
+            .stored
             .is_empty());
         assert_eq!(log.verify().unwrap(), 4);
         // Retention takes the once-only keys with the events.
@@ -669,6 +731,72 @@ mod tests {
         };
         log.prune(keep1, crate::util::now_millis()).unwrap();
         assert_eq!(log.client_keys.len(), 1);
+    }
+
+    #[test]
+    fn client_budgets_hold_across_calls_and_refuse_a_second_start() {
+        use crate::audit::budget::{BudgetExceeded, MAX_CONTROL_EVENTS_PER_SESSION};
+        use sallyport_proto::client::SessionEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        let with = |seq: u64, event: SessionEvent| match client("s1", seq) {
+            Event::Client {
+                session,
+                seq,
+                t_ms,
+                user,
+                service,
+                stream,
+                ..
+            } => Event::Client {
+                session,
+                seq,
+                t_ms,
+                user,
+                service,
+                stream,
+                event,
+            },
+            other => other,
+        };
+        let start = || SessionEvent::Start {
+            service: "web1".into(),
+            principal: "alice".into(),
+            auth: "password".into(),
+            host_key: "SHA256:x".into(),
+            cols: 80,
+            rows: 24,
+        };
+        let r = log
+            .append_client_events("alice", &[with(1, start())], 0)
+            .unwrap();
+        assert!(r.refused.is_none());
+        // The same start again (resent) is fine; another one is not.
+        let r = log
+            .append_client_events("alice", &[with(1, start()), with(2, start())], 0)
+            .unwrap();
+        assert_eq!(r.stored, [("s1".to_string(), 1)]);
+        assert!(matches!(
+            r.refused,
+            Some(BudgetExceeded::SecondStart { .. })
+        ));
+        // Resizes up to the budget, in many calls: the count is kept.
+        let mut seq = 2;
+        let mut refused = None;
+        while refused.is_none() {
+            let batch: Vec<Event> = (seq..seq + 64).map(|n| client("s1", n)).collect();
+            seq += 64;
+            refused = log
+                .append_client_events("alice", &batch, 0)
+                .unwrap()
+                .refused;
+        }
+        assert!(matches!(
+            refused,
+            Some(BudgetExceeded::ControlEvents { .. })
+        ));
+        assert_eq!(log.verify().unwrap(), MAX_CONTROL_EVENTS_PER_SESSION);
     }
 
     #[test]

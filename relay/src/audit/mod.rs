@@ -6,6 +6,7 @@
 //!
 //! `log.rs` is the chain in sled; this file names the events.
 
+pub mod budget;
 mod log;
 pub mod recording;
 
@@ -14,7 +15,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use log::{
-    AuditLog, Filter, Record, Retention, VerifyError, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS,
+    AuditLog, ClientAppend, Filter, Record, Retention, VerifyError, DEFAULT_MAX_AGE,
+    DEFAULT_MAX_EVENTS,
 };
 
 use sallyport_proto::client::SessionEvent;
@@ -34,6 +36,22 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Sign-ins ended: by their user (`POST /api/logout`, one sign-in) or
+    /// by an admin (`user sign-out`, all of a user's).
+    SignOut {
+        user: String,
+        /// Sign-ins ended.
+        sign_ins: usize,
+        /// Live sessions they had, ended with them.
+        sessions: usize,
+        by_admin: bool,
+    },
+    /// An admin listed a user's sign-ins (`user sessions`): their
+    /// addresses and times are personal data.
+    SignInsListed {
+        user: String,
+        sign_ins: usize,
+    },
     /// A policy decision, with everything it was made from.
     Decision {
         stage: Stage,
@@ -47,6 +65,9 @@ pub enum Event {
         service: String,
         principal: String,
         key_id: String,
+        /// The certificate's serial number (what a KRL revokes it by).
+        #[serde(default)]
+        serial: u64,
         valid_before: u64,
     },
     ConnectorConnected {

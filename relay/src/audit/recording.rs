@@ -313,7 +313,7 @@ mod tests {
                 event,
             })
             .collect();
-        log.append_client_events("alice", &batch).unwrap();
+        log.append_client_events("alice", &batch, u64::MAX).unwrap();
         let records = log.list(&Filter::default(), 100).unwrap();
         let whole = asciicast("s1", &records, false).unwrap();
         assert!(whole.contains(r#"[0.03,"o","€"]"#), "{whole}");

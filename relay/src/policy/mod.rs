@@ -69,6 +69,14 @@ pub struct ServiceConfig {
     /// account of their own name.
     #[serde(default)]
     pub principals: BTreeMap<String, Vec<String>>,
+    /// Most concurrent sessions one user may hold to this service (at most
+    /// the relay's `--max-sessions-per-user`, which counts all services).
+    pub max_sessions_per_user: Option<usize>,
+    /// Record keystrokes (client input events) as well as terminal output.
+    /// Off by default: keystrokes include passwords typed at prompts that
+    /// do not echo (sudo, su, ssh to another host).
+    #[serde(default)]
+    pub record_input: bool,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
 }
@@ -216,6 +224,8 @@ struct ServicePolicy {
     certificates: bool,
     separate_ca: bool,
     principals: BTreeMap<String, Vec<String>>,
+    max_sessions_per_user: Option<usize>,
+    record_input: bool,
     rules: Vec<Rule>,
 }
 
@@ -459,6 +469,8 @@ impl Policy {
                     certificates: s.certificates,
                     separate_ca: s.separate_ca,
                     principals: s.principals,
+                    max_sessions_per_user: s.max_sessions_per_user,
+                    record_input: s.record_input,
                     rules,
                 },
             );
@@ -486,6 +498,18 @@ impl Policy {
     pub fn certificates(&self, service: &str) -> bool {
         self.cert_services.iter().any(|s| s == service)
             || self.service(service).is_some_and(|s| s.certificates)
+    }
+
+    /// The most concurrent sessions one user may hold to `service`, when
+    /// its table (or the `"*"` table) sets `max_sessions_per_user`.
+    pub fn max_sessions_per_user(&self, service: &str) -> Option<usize> {
+        self.service(service)?.max_sessions_per_user
+    }
+
+    /// Whether sessions to `service` record keystrokes (`record_input =
+    /// true`); otherwise the relay drops clients' input events unstored.
+    pub fn records_input(&self, service: &str) -> bool {
+        self.service(service).is_some_and(|s| s.record_input)
     }
 
     /// Whether `service` has a CA of its own (not the `"*"` table's: each
@@ -813,6 +837,26 @@ mod tests {
             "[[policy.services.web.rules]]\naction = \"deny\"\neveryone = true\ncidr = [\"10.0.0.0/8\"]\n"
         )
         .contains("no conditions"));
+    }
+
+    #[test]
+    fn session_caps_and_input_recording_per_service() {
+        let p = policy(
+            r#"
+[policy.services.db]
+max_sessions_per_user = 2
+record_input = true
+rules = [{ action = "allow", everyone = true }]
+[policy.services."*"]
+rules = [{ action = "allow", everyone = true }]
+"#,
+        );
+        assert_eq!(p.max_sessions_per_user("db"), Some(2));
+        assert!(p.records_input("db"));
+        // Off unless set: keystrokes hold passwords typed with echo off.
+        assert_eq!(p.max_sessions_per_user("web"), None);
+        assert!(!p.records_input("web"));
+        assert!(!Policy::default().records_input("db"));
     }
 }
 

@@ -1,7 +1,8 @@
 //! A signed-in user's own account: setting up one-time codes (TOTP) from
 //! the browser. The new secret is pending until a code from it is
-//! confirmed, so a mistyped scan never locks anyone out; replacing codes
-//! that are already on needs a current code.
+//! confirmed, so a mistyped scan never locks anyone out. Turning codes on
+//! or replacing them needs the password again; replacing codes that are
+//! already on needs a current code as well.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +27,9 @@ fn identity_err(e: IdentityError) -> ApiErr {
         e @ (IdentityError::CodeRequired
         | IdentityError::BadCode
         | IdentityError::CodeReused
-        | IdentityError::CodesLocked) => ApiErr(StatusCode::FORBIDDEN, e.to_string()),
+        | IdentityError::CodesLocked
+        | IdentityError::PasswordRequired
+        | IdentityError::WrongPassword) => ApiErr(StatusCode::FORBIDDEN, e.to_string()),
         e => ApiErr(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -39,6 +42,12 @@ pub async fn setup(
     Json(req): Json<TotpSetupRequest>,
 ) -> Result<Json<TotpSetupResponse>, ApiErr> {
     let user = require_session(&state, &headers)?.user;
+    // Who holds the session must also know the password (see TotpSetupRequest).
+    state
+        .identity
+        .confirm_password(&user, &req.password, peer.ip())
+        .await
+        .map_err(identity_err)?;
     let secret = state
         .identity
         .start_totp_setup(&user, req.code.as_deref(), peer.ip())

@@ -91,15 +91,29 @@ pub async fn login(
     }
 }
 
-/// `POST /api/logout`: ends the session of the request's cookie or bearer
-/// token and clears the cookie. Signing out twice is not an error.
+/// `POST /api/logout`: ends the sign-in of the request's cookie or bearer
+/// token, and every session WebSocket opened with it, and clears the
+/// cookie. Signing out twice is not an error.
 pub async fn logout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiErr> {
     if let Some(token) = credential(&headers) {
         match state.identity.sign_out(token) {
-            Ok(Some(user)) => tracing::info!(%user, "signed out"),
+            Ok(Some(user)) => {
+                // The record is gone first: a session opening now fails its
+                // second check (see `session_limits::acquire`).
+                let sessions = state
+                    .live
+                    .sign_out(&crate::util::sha256_hex(token.as_bytes()));
+                state.audit.append(&Event::SignOut {
+                    user: user.clone(),
+                    sign_ins: 1,
+                    sessions,
+                    by_admin: false,
+                })?;
+                tracing::info!(%user, sessions, "signed out");
+            }
             Ok(None) => {}
             Err(IdentityError::Store(e)) => return Err(e.into()),
             Err(e) => return Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
@@ -127,6 +141,12 @@ pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|kv| kv.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+}
+
+/// The sign-in of a request: the SHA-256 (hex) of its credential, which is
+/// the key of its record in the store (never the credential itself).
+pub fn sign_in_id(headers: &HeaderMap) -> Option<crate::live::SignInId> {
+    credential(headers).map(|t| crate::util::sha256_hex(t.as_bytes()))
 }
 
 /// The signed-in session of a request, or 401.

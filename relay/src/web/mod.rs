@@ -8,6 +8,7 @@ mod account;
 mod api;
 mod auth;
 mod pages;
+mod session_limits;
 mod ssh_cert;
 mod ws;
 
@@ -94,6 +95,10 @@ pub struct AppState {
     /// Access policy (also says which services take certificates).
     pub policy: Arc<crate::policy::PolicyHandle>,
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Live sessions by user and sign-in (the per-user cap, sign-out).
+    pub live: Arc<crate::live::LiveSessions>,
+    /// Concurrent sessions one user may hold (`--max-sessions-per-user`).
+    pub max_sessions_per_user: usize,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.

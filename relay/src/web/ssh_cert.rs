@@ -147,7 +147,7 @@ pub async fn issue(
         "sallyport user={} service={} session={session_id}",
         session.user, req.service
     );
-    let certificate = ca_for(&state, policy.separate_ca(&req.service), &req.service)?
+    let signed = ca_for(&state, policy.separate_ca(&req.service), &req.service)?
         .sign(&CertRequest {
             public_key: &req.public_key,
             principal: &principal,
@@ -161,11 +161,12 @@ pub async fn issue(
         service: req.service.clone(),
         principal: principal.clone(),
         key_id,
+        serial: signed.serial,
         valid_before,
     })?;
-    tracing::info!(user = %session.user, %principal, service = %req.service, ?ttl, "SSH certificate issued");
+    tracing::info!(user = %session.user, %principal, service = %req.service, ?ttl, serial = signed.serial, "SSH certificate issued");
     Ok(Json(SshCertResponse {
-        certificate,
+        certificate: signed.certificate,
         principal,
         valid_before,
     }))

@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::{SinkExt as _, StreamExt as _};
-use sallyport_proto::client::{Control, SessionEvent};
+use sallyport_proto::client::Control;
 use sallyport_proto::frame::check_name;
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
 use sallyport_proto::tunnel::StreamHeader;
@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::auth::require_session;
-use super::{access, ApiErr, AppState};
+use super::{access, session_limits, ApiErr, AppState};
 use crate::audit::Event;
+use crate::live::SessionSlot;
 use crate::metrics::Metrics;
 use crate::policy::Stage;
 use crate::tunnel::{open_session, OpenError, FAILOVER_TIMEOUT, SESSION_OPEN_TIMEOUT};
@@ -48,13 +49,11 @@ const EVENT_BATCH: usize = 64;
 /// at most 4 MiB unacknowledged).
 const CLIENT_EVENT_SLACK: u64 = 8 * 1024 * 1024;
 
-/// The terminal bytes (decoded) a client event carries.
+/// What a client event counts against its socket's terminal budget (see
+/// [`crate::audit::budget::terminal_charge`]).
 fn terminal_bytes(event: &Event) -> u64 {
     match event {
-        Event::Client {
-            event: SessionEvent::Output { data } | SessionEvent::Input { data },
-            ..
-        } => data.len() as u64 / 4 * 3,
+        Event::Client { event, .. } => crate::audit::budget::terminal_charge(event),
         _ => 0,
     }
 }
@@ -75,7 +74,7 @@ pub async fn session(
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     // Policy first: a denied request learns nothing about the service and
     // opens no stream.
-    access::check(
+    let (policy, _) = access::check(
         &state,
         &session,
         peer.ip(),
@@ -84,6 +83,8 @@ pub async fn session(
         Stage::Websocket,
     )?;
     let user = session.user;
+    // Counted before the stream opens, until the pipe ends.
+    let slot = session_limits::acquire(&state, &headers, &policy, &user, &service)?;
     let candidates = state.registry.candidates(&service);
     if candidates.is_empty() {
         return Err(if state.store.service_known(&service)? {
@@ -170,11 +171,14 @@ pub async fn session(
         user: user.clone(),
         service: service.clone(),
         stream: header.session.clone(),
+        record_input: policy.records_input(&service),
     };
+    // The client learns whether its keystrokes are kept, so it sends
+    // none when they are not (the relay drops any that come anyway).
     let hello = Control::Opened {
         connector: connector.clone(),
         host_keys,
-        record_input: false,
+        record_input: recorder.record_input,
     };
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_LEN)
@@ -192,7 +196,8 @@ pub async fn session(
                         tracing::info!("client gone before the session started");
                     }
                     metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
-                    let (up, down) = pipe(socket, send, recv, &metrics, recorder).await;
+                    let (up, down) = pipe(socket, send, recv, &metrics, recorder, &slot).await;
+                    drop(slot);
                     metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
                     tracing::info!(bytes_up = up, bytes_down = down, "session closed");
                     let closed = Event::StreamClosed {
@@ -221,6 +226,7 @@ async fn pipe(
     mut recv: quinn::RecvStream,
     metrics: &Metrics,
     recorder: Recorder,
+    slot: &SessionSlot,
 ) -> (u64, u64) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<Event>(EVENT_QUEUE);
@@ -228,8 +234,12 @@ async fn pipe(
     // the terminal data in it).
     let relayed = std::sync::atomic::AtomicU64::new(0);
     let (acks_tx, mut acks_rx) = tokio::sync::mpsc::channel::<Control>(EVENT_QUEUE);
-    // Cancelled when the session must end in both directions at once.
-    let abort = CancellationToken::new();
+    // Cancelled when the session must end in both directions at once,
+    // also by its sign-in ending.
+    let abort = slot.signed_out().child_token();
+    // Why the relay ended the session, for the client (set once).
+    let ended: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let mut input_dropped = 0u64;
     // Cancelled when the connector → client direction has finished cleanly.
     let down_done = CancellationToken::new();
 
@@ -290,7 +300,12 @@ async fn pipe(
                             event,
                         };
                         // Bounded: a client that outruns the disk waits.
-                        let _ = events_tx.send(event).await;
+                        // Refused once the recorder has stopped (it ended
+                        // the session).
+                        if events_tx.send(event).await.is_err() {
+                            abort.cancel();
+                            break;
+                        }
                     }
                     Ok(other) => {
                         tracing::warn!(message = ?other, "unexpected control message from client");
@@ -330,6 +345,9 @@ async fn pipe(
         // Terminal bytes the client reported, against what the session
         // carried: a client cannot fill the disk with made-up output.
         let mut reported = 0u64;
+        // Carried bytes the stored terminal events have used; the rest
+        // backs events to come (see `audit::budget`).
+        let mut backed_used = 0u64;
         while let Some(first) = events_rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < EVENT_BATCH {
@@ -338,6 +356,9 @@ async fn pipe(
                     Err(_) => break,
                 }
             }
+            let dropped =
+                session_limits::drop_unrecorded_input(&mut batch, recorder.record_input, metrics);
+            input_dropped += dropped.len() as u64;
             reported += batch.iter().map(terminal_bytes).sum::<u64>();
             let carried = relayed.load(Ordering::Relaxed);
             if reported > carried + CLIENT_EVENT_SLACK {
@@ -351,11 +372,27 @@ async fn pipe(
             }
             let audit = recorder.audit.clone();
             let user = recorder.user.clone();
-            let stored =
-                tokio::task::spawn_blocking(move || audit.append_client_events(&user, &batch))
-                    .await;
+            let backed = carried.saturating_sub(backed_used);
+            let stored = tokio::task::spawn_blocking(move || {
+                audit.append_client_events(&user, &batch, backed)
+            })
+            .await;
             match stored {
-                Ok(Ok(stored)) => {
+                Ok(Ok(crate::audit::ClientAppend {
+                    refused: Some(e), ..
+                })) => {
+                    tracing::warn!(reason = %e, "client event over its budget; ending the session");
+                    let _ = ended.set(e.to_string());
+                    abort.cancel();
+                    break;
+                }
+                Ok(Ok(crate::audit::ClientAppend {
+                    stored,
+                    backed_used: used,
+                    ..
+                })) => {
+                    backed_used += used;
+                    let stored = dropped.into_iter().chain(stored);
                     // Acknowledging the last of each session's run acknowledges the run.
                     let mut last: Vec<(String, u64)> = Vec::new();
                     for (session, seq) in stored {
@@ -386,6 +423,8 @@ async fn pipe(
                 }
             }
         }
+        // A client still sending must not wait on a recorder that stopped.
+        events_rx.close();
         drop(acks_tx);
     };
 
@@ -477,6 +516,22 @@ async fn pipe(
     };
 
     let (up, (down, mut ws_tx), ()) = tokio::join!(upstream, downstream, record);
+    if slot.signed_out().is_cancelled() {
+        tracing::info!("the session's sign-in ended; session ended");
+        let _ = ended.set(session_limits::SIGNED_OUT.to_owned());
+    }
+    if let Some(reason) = ended.get() {
+        let error = Control::Error {
+            reason: reason.clone(),
+        };
+        let _ = ws_tx.send(Message::Text(error.to_text().into())).await;
+    }
+    if input_dropped > 0 {
+        tracing::info!(
+            input_dropped,
+            "keystroke events not recorded: record_input is off for this service"
+        );
+    }
     let _ = ws_tx.send(Message::Close(None)).await;
     (up, down)
 }
@@ -488,4 +543,6 @@ pub struct Recorder {
     pub service: String,
     /// The relay's id of the stream (the client names its own session).
     pub stream: String,
+    /// The policy records keystrokes for this service (`record_input`).
+    pub record_input: bool,
 }

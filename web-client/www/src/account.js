@@ -31,8 +31,10 @@ setupForm.addEventListener("submit", async (ev) => {
   error.hidden = true;
   done.hidden = true;
   try {
-    const current = currentField.hidden ? undefined : String(new FormData(setupForm).get("current")).trim();
-    const r = await signedIn(() => totpSetup(current));
+    const form = new FormData(setupForm);
+    const password = String(form.get("password") ?? "");
+    const current = currentField.hidden ? undefined : String(form.get("current")).trim();
+    const r = await signedIn(() => totpSetup(password, current));
     document.getElementById("qr").src = r.qr;
     document.getElementById("uri").textContent = r.uri;
     enrol.hidden = false;

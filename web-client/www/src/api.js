@@ -33,7 +33,9 @@ export const login = (user, password, code) =>
   call("POST", "/api/login", code ? { user, password, code } : { user, password });
 export const logout = () => call("POST", "/api/logout");
 export const me = () => call("GET", "/api/me");
-export const totpSetup = (code) => call("POST", "/api/totp/setup", code ? { code } : {});
+/** Turning codes on or replacing them needs the password again (and a current code when they are on). */
+export const totpSetup = (password, code) =>
+  call("POST", "/api/totp/setup", code ? { password, code } : { password });
 export const totpConfirm = (code) => call("POST", "/api/totp/confirm", { code });
 export const services = () => call("GET", "/api/services");
 

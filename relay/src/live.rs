@@ -1,0 +1,214 @@
+//! The relay's live sessions, by user and by sign-in: how many session
+//! WebSockets each user holds (so one user cannot take every slot sshd and
+//! the relay have), and a cancellation token per sign-in that every session
+//! opened with it listens to (so signing out ends them at once).
+//!
+//! A session is counted by a [`SessionSlot`] from before its stream opens
+//! to the end of its pipe; the slot gives itself back when dropped, so no
+//! path (a refused open, a client that never completes the upgrade, a
+//! panic) leaks one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+/// Concurrent sessions one user may hold unless configured
+/// (`--max-sessions-per-user`): far more than a person has terminals open,
+/// and few enough that one account cannot exhaust sshd's unauthenticated
+/// slots (OpenSSH's MaxStartups is 10:30:100) or the relay's.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 20;
+
+/// A sign-in, named by the SHA-256 (hex) of its bearer token: the key of
+/// its record in the store, never the token itself.
+pub type SignInId = String;
+
+#[derive(Default)]
+struct Counts {
+    /// user -> live sessions.
+    users: HashMap<String, usize>,
+    /// (user, service) -> live sessions.
+    services: HashMap<(String, String), usize>,
+    /// sign-in -> (token its sessions listen to, live sessions).
+    sign_ins: HashMap<SignInId, (CancellationToken, usize)>,
+}
+
+/// Live sessions of the relay, shared by the web routes and the admin socket.
+#[derive(Default)]
+pub struct LiveSessions {
+    counts: Mutex<Counts>,
+}
+
+/// Why a session was not counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotRefused {
+    #[error(
+        "user {user} already has {limit} sessions open, the most allowed; close one and try again"
+    )]
+    User { user: String, limit: usize },
+    #[error("user {user} already has {limit} sessions to service {service} open, the most its policy allows; close one and try again")]
+    Service {
+        user: String,
+        service: String,
+        limit: usize,
+    },
+}
+
+/// One counted session; dropping it gives the slot back.
+pub struct SessionSlot {
+    live: Arc<LiveSessions>,
+    user: String,
+    service: String,
+    sign_in: SignInId,
+    ended: CancellationToken,
+}
+
+impl SessionSlot {
+    /// Cancelled when the session's sign-in ends (sign-out, `user sign-out`).
+    pub fn signed_out(&self) -> &CancellationToken {
+        &self.ended
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut c = self.live.lock();
+        decrement(&mut c.users, &self.user);
+        decrement(&mut c.services, &(self.user.clone(), self.service.clone()));
+        if let Some((_, n)) = c.sign_ins.get_mut(&self.sign_in) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.sign_ins.remove(&self.sign_in);
+            }
+        }
+    }
+}
+
+fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl LiveSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one more session of `user` to `service`, opened with
+    /// `sign_in`, unless the user holds `max_per_user` already (or
+    /// `max_per_service` to this service, when the policy sets one).
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        user: &str,
+        service: &str,
+        sign_in: &str,
+        max_per_user: usize,
+        max_per_service: Option<usize>,
+    ) -> Result<SessionSlot, SlotRefused> {
+        let mut c = self.lock();
+        if c.users.get(user).copied().unwrap_or(0) >= max_per_user {
+            return Err(SlotRefused::User {
+                user: user.to_owned(),
+                limit: max_per_user,
+            });
+        }
+        let key = (user.to_owned(), service.to_owned());
+        if let Some(limit) = max_per_service {
+            if c.services.get(&key).copied().unwrap_or(0) >= limit {
+                return Err(SlotRefused::Service {
+                    user: user.to_owned(),
+                    service: service.to_owned(),
+                    limit,
+                });
+            }
+        }
+        *c.users.entry(user.to_owned()).or_default() += 1;
+        *c.services.entry(key).or_default() += 1;
+        let entry = c
+            .sign_ins
+            .entry(sign_in.to_owned())
+            .or_insert_with(|| (CancellationToken::new(), 0));
+        entry.1 += 1;
+        let ended = entry.0.child_token();
+        Ok(SessionSlot {
+            live: self.clone(),
+            user: user.to_owned(),
+            service: service.to_owned(),
+            sign_in: sign_in.to_owned(),
+            ended,
+        })
+    }
+
+    /// Ends every live session opened with `sign_in`; returns how many.
+    pub fn sign_out(&self, sign_in: &str) -> usize {
+        let mut c = self.lock();
+        match c.sign_ins.remove(sign_in) {
+            Some((token, n)) => {
+                token.cancel();
+                n
+            }
+            None => 0,
+        }
+    }
+
+    /// Live sessions opened with `sign_in`.
+    pub fn sessions_of_sign_in(&self, sign_in: &str) -> usize {
+        self.lock().sign_ins.get(sign_in).map_or(0, |(_, n)| *n)
+    }
+
+    /// Live sessions of `user`.
+    pub fn sessions_of(&self, user: &str) -> usize {
+        self.lock().users.get(user).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_per_user_and_service_and_come_back_on_drop() {
+        let live = Arc::new(LiveSessions::default());
+        let a: Vec<_> = (0..3)
+            .map(|_| live.try_acquire("alice", "box", "s1", 3, None).unwrap())
+            .collect();
+        assert_eq!(
+            live.try_acquire("alice", "web", "s1", 3, None).err(),
+            Some(SlotRefused::User {
+                user: "alice".into(),
+                limit: 3
+            })
+        );
+        // Another user is not affected.
+        let b = live.try_acquire("bob", "box", "s2", 3, Some(1)).unwrap();
+        assert!(matches!(
+            live.try_acquire("bob", "box", "s2", 3, Some(1)),
+            Err(SlotRefused::Service { .. })
+        ));
+        let _b2 = live.try_acquire("bob", "web", "s2", 3, Some(1)).unwrap();
+        drop(b);
+        let _b3 = live.try_acquire("bob", "box", "s2", 3, Some(1)).unwrap();
+        drop(a);
+        assert_eq!(live.sessions_of("alice"), 0);
+        assert!(!live.lock().sign_ins.contains_key("s1"));
+    }
+
+    #[test]
+    fn signing_out_cancels_that_sign_ins_sessions_only() {
+        let live = Arc::new(LiveSessions::default());
+        let one = live.try_acquire("alice", "box", "s1", 9, None).unwrap();
+        let two = live.try_acquire("alice", "box", "s2", 9, None).unwrap();
+        assert_eq!(live.sign_out("s1"), 1);
+        assert!(one.signed_out().is_cancelled());
+        assert!(!two.signed_out().is_cancelled());
+        // The slot still counts until its pipe ends.
+        assert_eq!(live.sessions_of("alice"), 2);
+        drop(one);
+        assert_eq!(live.sessions_of("alice"), 1);
+        assert_eq!(live.sign_out("nobody"), 0);
+    }
+}
