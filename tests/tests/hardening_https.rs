@@ -319,28 +319,31 @@ fn one_address_holding_idle_and_slow_connections_locks_out_no_one_else() {
 
         // Every idle connection is closed: the refused at once, the
         // accepted after the handshake timeout.
+        // (The server cannot close an accepted one before its timeout; a
+        // refused one may be closed late only if the relay is slow to accept.)
         let mut at_once = 0;
         let mut after_timeout = 0;
         for c in idle_closes {
             let (opened, closed) = c.await.expect("task");
-            let closed = closed.expect("an idle connection was never closed");
-            let held = closed - opened;
-            if held < HANDSHAKE - Duration::from_secs(1) {
+            let held = closed.expect("an idle connection was never closed") - opened;
+            assert!(
+                held < HANDSHAKE + SLACK,
+                "an idle connection was held {held:?}"
+            );
+            if held < HANDSHAKE - Duration::from_millis(500) {
                 at_once += 1;
             } else {
-                assert!(
-                    held >= HANDSHAKE - Duration::from_millis(500) && held < HANDSHAKE + SLACK,
-                    "an idle connection was held {held:?}"
-                );
                 after_timeout += 1;
             }
         }
-        assert_eq!(at_once + after_timeout, IDLE);
         assert!(
             at_once as u64 >= want,
-            "{at_once} closed at once, {refused} refused"
+            "{at_once} closed before the handshake timeout, {refused} refused"
         );
-        assert!(after_timeout >= 1, "no idle connection was accepted at all");
+        assert!(
+            after_timeout >= 1,
+            "no idle connection was held until the handshake timeout"
+        );
 
         // Every slow head is closed by the head timeout, drip or not.
         for d in drippers {

@@ -465,12 +465,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedStream<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.conn.upgraded.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         this.conn.reader.register(cx.waker());
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.conn.upgraded.load(Ordering::Relaxed) {
-            return res;
-        }
         let busy = this.conn.busy.load(Ordering::Acquire) > 0;
         let dispatched = this.conn.dispatched.load(Ordering::Acquire);
         if dispatched != this.dispatched {
