@@ -71,7 +71,8 @@ pub struct ServeArgs {
     /// How long an HTTPS client has for its TLS handshake [default: 10s].
     #[arg(long, env = "SALLYPORT_HTTPS_HANDSHAKE_TIMEOUT")]
     pub https_handshake_timeout: Option<String>,
-    /// How long an HTTPS client has to send a request head, from its first byte [default: 30s].
+    /// How long an HTTPS client has to send a request head, from its first
+    /// byte, and then its body [default: 30s each].
     #[arg(long, env = "SALLYPORT_HTTPS_HEADER_TIMEOUT")]
     pub https_header_timeout: Option<String>,
     /// How long an HTTPS connection may wait for a request, or for its peer
