@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::util::parse_duration;
+use crate::web::listener::{self, ConnLimits};
 use crate::web::PublicUrl;
 
 /// Live QUIC connections one connector may hold unless configured: twice
@@ -67,6 +68,27 @@ pub struct ServeArgs {
     /// Concurrent sessions (browser or `sallyport proxy`) one user may hold [default: 20].
     #[arg(long, env = "SALLYPORT_MAX_SESSIONS_PER_USER")]
     pub max_sessions_per_user: Option<usize>,
+    /// Plain-HTTP listener for Prometheus /metrics; "" turns it off [default: 127.0.0.1:9464].
+    #[arg(long, env = "SALLYPORT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// How long an HTTPS client has for its TLS handshake [default: 10s].
+    #[arg(long, env = "SALLYPORT_HTTPS_HANDSHAKE_TIMEOUT")]
+    pub https_handshake_timeout: Option<String>,
+    /// How long an HTTPS client has to send a request head, from its first
+    /// byte, and then its body [default: 30s each].
+    #[arg(long, env = "SALLYPORT_HTTPS_HEADER_TIMEOUT")]
+    pub https_header_timeout: Option<String>,
+    /// How long an HTTPS connection may wait for a request, or for its peer
+    /// to read a response [default: 60s]. Session WebSockets are not cut by it.
+    #[arg(long, env = "SALLYPORT_HTTPS_IDLE_TIMEOUT")]
+    pub https_idle_timeout: Option<String>,
+    /// HTTPS connections one client address (IPv6: one /64) may hold [default: 256].
+    #[arg(long, env = "SALLYPORT_MAX_HTTPS_CONNECTIONS_PER_ADDRESS")]
+    pub max_https_connections_per_address: Option<usize>,
+    /// HTTPS connections everyone together may hold [default and most: the
+    /// open-file limit less 256].
+    #[arg(long, env = "SALLYPORT_MAX_HTTPS_CONNECTIONS")]
+    pub max_https_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +111,42 @@ struct FileConfig {
     audit_max_events: Option<u64>,
     max_connections_per_connector: Option<usize>,
     max_sessions_per_user: Option<usize>,
+    metrics_listen: Option<String>,
+    https_handshake_timeout: Option<String>,
+    https_header_timeout: Option<String>,
+    https_idle_timeout: Option<String>,
+    max_https_connections_per_address: Option<usize>,
+    max_https_connections: Option<usize>,
+}
+
+/// Where `/metrics` is served unless configured: loopback only, so nothing
+/// operational reaches the internet; 9464 is the usual Prometheus exporter port.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// A `--metrics-listen` value: an address, or "" for none.
+pub fn parse_metrics_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!(
+            "--metrics-listen {text:?} is not an address like 127.0.0.1:9464 (or \"\" for none)"
+        )
+    })
+}
+
+/// A timeout flag's value: a duration of at least a second.
+fn parse_timeout(flag: &str, text: Option<String>, default: Duration) -> Result<Duration, String> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let d = parse_duration(&text).map_err(|e| format!("--{flag}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("--{flag} must be at least 1s"));
+    }
+    Ok(d)
 }
 
 /// Resolved settings of a relay.
@@ -111,6 +169,10 @@ pub struct ServeConfig {
     pub max_connections_per_connector: usize,
     /// Concurrent sessions one user may hold (the policy may set less per service).
     pub max_sessions_per_user: usize,
+    /// The plain-HTTP `/metrics` listener, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Timeouts and caps of the HTTPS listener.
+    pub https_limits: ConnLimits,
 }
 
 impl ServeArgs {
@@ -189,7 +251,40 @@ impl ServeArgs {
             .or(file.max_sessions_per_user)
             .unwrap_or(crate::live::DEFAULT_MAX_SESSIONS_PER_USER)
             .max(1);
+        let metrics_listen = match self.metrics_listen.or(file.metrics_listen) {
+            Some(text) => parse_metrics_listen(&text)?,
+            None => Some(DEFAULT_METRICS_LISTEN),
+        };
+        let https_limits = ConnLimits {
+            handshake_timeout: parse_timeout(
+                "https-handshake-timeout",
+                self.https_handshake_timeout
+                    .or(file.https_handshake_timeout),
+                listener::DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            header_timeout: parse_timeout(
+                "https-header-timeout",
+                self.https_header_timeout.or(file.https_header_timeout),
+                listener::DEFAULT_HEADER_TIMEOUT,
+            )?,
+            idle_timeout: parse_timeout(
+                "https-idle-timeout",
+                self.https_idle_timeout.or(file.https_idle_timeout),
+                listener::DEFAULT_IDLE_TIMEOUT,
+            )?,
+            max_per_address: self
+                .max_https_connections_per_address
+                .or(file.max_https_connections_per_address)
+                .unwrap_or(listener::DEFAULT_MAX_PER_ADDRESS)
+                .max(1),
+            max_total: self
+                .max_https_connections
+                .or(file.max_https_connections)
+                .map(|n| n.max(1)),
+        };
         Ok(ServeConfig {
+            metrics_listen,
+            https_limits,
             audit_retention,
             max_connections_per_connector,
             max_sessions_per_user,
@@ -244,6 +339,24 @@ mod tests {
         assert_eq!(cfg.public_url.origin, "https://relay.example");
         assert_eq!(cfg.public_tunnel_addr, "relay.example:7000");
         assert_eq!(cfg.listen_https.port(), 8443);
+        assert_eq!(cfg.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+        assert_eq!(cfg.https_limits, ConnLimits::default());
+
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/relay\"\nmetrics_listen = \"\"\nhttps_idle_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let cfg = ServeArgs {
+            config: Some(file.clone()),
+            max_https_connections_per_address: Some(10),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.metrics_listen, None);
+        assert_eq!(cfg.https_limits.idle_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.https_limits.max_per_address, 10);
 
         std::fs::write(&file, "data_dirr = \"/x\"\n").unwrap();
         let err = ServeArgs {

@@ -32,6 +32,10 @@ pub struct DemoArgs {
         default_value = "127.0.0.1:4433"
     )]
     pub listen_tunnel: SocketAddr,
+    /// Plain-HTTP listener for Prometheus /metrics [default: none; the demo
+    /// leaves 9464 to a relay that may already run on this machine].
+    #[arg(long, env = "SALLYPORT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// The SSH server the demo connector exposes as service `localhost`.
     #[arg(long, default_value = "127.0.0.1:22")]
     pub ssh_target: String,
@@ -67,6 +71,11 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         audit_retention: Default::default(),
         max_connections_per_connector: crate::config::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR,
         max_sessions_per_user: crate::live::DEFAULT_MAX_SESSIONS_PER_USER,
+        metrics_listen: match &args.metrics_listen {
+            Some(text) => crate::config::parse_metrics_listen(text).map_err(anyhow::Error::msg)?,
+            None => None,
+        },
+        https_limits: Default::default(),
     };
     let relay = Relay::start(config).await?;
 

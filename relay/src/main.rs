@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the relay.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a relay, a connector for the local sshd and a demo user in one process.
     Demo(DemoArgs),
     /// Manage local users.

@@ -1,4 +1,6 @@
-//! Counters for `/metrics`, in the Prometheus text format.
+//! Counters for `/metrics`, in the Prometheus text format, and the
+//! listener that serves them: plain HTTP on its own address
+//! (`--metrics-listen`, loopback by default), never on the public HTTPS one.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,18 @@ pub struct Metrics {
     pub tunnel_protocol_errors: AtomicU64,
     pub policy_allowed: AtomicU64,
     pub policy_denied: AtomicU64,
+    /// HTTPS connections refused because their address held its cap.
+    pub https_refused_per_address: AtomicU64,
+    /// HTTPS connections refused because the listener held its total.
+    pub https_refused_total: AtomicU64,
+    /// HTTPS connections open now (a gauge).
+    pub https_connections_open: AtomicU64,
+    /// HTTPS connections closed for taking too long over their TLS handshake.
+    pub https_timeouts_handshake: AtomicU64,
+    /// ... over a request head.
+    pub https_timeouts_header: AtomicU64,
+    /// ... idle between requests, or with a response the peer did not read.
+    pub https_timeouts_idle: AtomicU64,
 }
 
 impl Metrics {
@@ -120,6 +134,42 @@ impl Metrics {
                 "Bad frames from connectors.",
                 self.tunnel_protocol_errors.load(Ordering::Relaxed),
             ),
+            (
+                "sallyport_https_connections_refused_total{reason=\"per_address\"}",
+                "counter",
+                "HTTPS connections refused at once, over a connection cap.",
+                self.https_refused_per_address.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_https_connections_refused_total{reason=\"total\"}",
+                "",
+                "",
+                self.https_refused_total.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_https_connections_open",
+                "gauge",
+                "HTTPS connections open now (upgraded session WebSockets included).",
+                self.https_connections_open.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_https_timeouts_total{phase=\"handshake\"}",
+                "counter",
+                "HTTPS connections closed by a timeout.",
+                self.https_timeouts_handshake.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_https_timeouts_total{phase=\"header\"}",
+                "",
+                "",
+                self.https_timeouts_header.load(Ordering::Relaxed),
+            ),
+            (
+                "sallyport_https_timeouts_total{phase=\"idle\"}",
+                "",
+                "",
+                self.https_timeouts_idle.load(Ordering::Relaxed),
+            ),
         ];
         let mut out = String::new();
         for &(name, kind, help, value) in rows {
@@ -131,4 +181,21 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The metrics listener's routes: `GET /metrics` and nothing else.
+pub fn router(
+    metrics: std::sync::Arc<Metrics>,
+    registry: std::sync::Arc<crate::tunnel::Registry>,
+) -> axum::Router {
+    use axum::http::header;
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                metrics.render(registry.len()),
+            )
+        }),
+    )
 }

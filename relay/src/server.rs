@@ -19,6 +19,7 @@ use crate::pki::{self, RelayCa};
 use crate::policy::PolicyHandle;
 use crate::store::Store;
 use crate::tunnel::{self, Registry, TunnelServer};
+use crate::web::listener::{self, GuardAcceptor, Limiter};
 use crate::web::{self, AppState};
 
 /// How often audit retention drops old events.
@@ -34,16 +35,39 @@ pub struct Relay {
     pub live: Arc<crate::live::LiveSessions>,
     pub https_addr: SocketAddr,
     pub tunnel_addr: SocketAddr,
+    /// The plain-HTTP `/metrics` listener's address, when there is one.
+    pub metrics_addr: Option<SocketAddr>,
     pub config: ServeConfig,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sessions: TaskTracker,
     https: axum_server::Handle<SocketAddr>,
+    metrics_http: axum_server::Handle<SocketAddr>,
     endpoint: quinn::Endpoint,
 }
 
 impl Relay {
     pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
+        // Every HTTPS connection is a file descriptor: take all the kernel
+        // allows this process, then cap connections below it.
+        let fd_limit = match listener::raise_fd_limit() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
+                1024
+            }
+        };
+        let https_limits = config.https_limits;
+        let max_https = listener::total_cap(fd_limit, https_limits.max_total);
+        if https_limits.max_total.is_some_and(|n| n > max_https) {
+            tracing::warn!(
+                configured = https_limits.max_total,
+                max_https,
+                fd_limit,
+                "--max-https-connections is above the open-file limit less {}; using {max_https}",
+                listener::FD_RESERVE
+            );
+        }
         let repaired = crate::data_dir::prepare(&config.data_dir)?;
         if repaired.were_readable > 0 {
             tracing::warn!(
@@ -123,7 +147,7 @@ impl Relay {
             store: store.clone(),
             identity: Arc::new(Identity::new(store.clone())?),
             registry: registry.clone(),
-            metrics,
+            metrics: metrics.clone(),
             public: config.public_url.clone(),
             sessions: sessions.clone(),
             ssh_ca: Arc::new(crate::ssh_ca::SshCa::load_or_create(&config.data_dir)?),
@@ -135,6 +159,7 @@ impl Relay {
             live: live.clone(),
             max_sessions_per_user: config.max_sessions_per_user,
         });
+        let metrics_router = crate::metrics::router(metrics.clone(), registry.clone());
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let https = axum_server::Handle::new();
         let listener = std::net::TcpListener::bind(config.listen_https)
@@ -145,7 +170,17 @@ impl Relay {
         // TCP_NODELAY: session bytes are small interactive writes (keystrokes,
         // prompts, SSH handshake messages); Nagle would hold them for an ACK.
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
+            .handshake_timeout(https_limits.handshake_timeout)
             .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        // Caps and timeouts around it: a connection over a cap is closed
+        // before its TLS handshake.
+        let limiter = Limiter::new(
+            "https",
+            max_https,
+            https_limits.max_per_address,
+            Some(metrics.clone()),
+        );
+        let acceptor = GuardAcceptor::new(acceptor, limiter, https_limits, Some(metrics.clone()));
         let server = axum_server::from_tcp(listener)?
             .acceptor(acceptor)
             .handle(https.clone());
@@ -154,6 +189,46 @@ impl Relay {
                 tracing::error!(error = %e, "HTTPS listener failed");
             }
         });
+
+        // Metrics: plain HTTP on an address of its own (loopback by default).
+        let metrics_http = axum_server::Handle::new();
+        let metrics_addr = match config.metrics_listen {
+            None => {
+                tracing::info!("metrics listener off (--metrics-listen is empty)");
+                None
+            }
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr).with_context(|| {
+                    format!(
+                        "cannot listen for metrics on tcp {addr}: set --metrics-listen to a free \
+                         address, or to \"\" to turn the metrics listener off"
+                    )
+                })?;
+                let local = listener.local_addr()?;
+                let limiter = Limiter::new(
+                    "metrics",
+                    listener::METRICS_MAX_CONNECTIONS,
+                    listener::METRICS_MAX_CONNECTIONS,
+                    None,
+                );
+                let acceptor = GuardAcceptor::new(
+                    axum_server::accept::DefaultAcceptor::new(),
+                    limiter,
+                    https_limits,
+                    None,
+                );
+                let server = axum_server::from_tcp(listener)?
+                    .acceptor(acceptor)
+                    .handle(metrics_http.clone());
+                tasks.spawn(async move {
+                    if let Err(e) = server.serve(metrics_router.into_make_service()).await {
+                        tracing::error!(error = %e, "metrics listener failed");
+                    }
+                });
+                tracing::info!("metrics listener on http://{local}/metrics");
+                Some(local)
+            }
+        };
 
         // Admin socket.
         let admin_ctx = Arc::new(AdminCtx {
@@ -196,6 +271,9 @@ impl Relay {
         tracing::info!(
             https = %https_addr,
             tunnel = %tunnel_addr,
+            fd_limit,
+            max_https,
+            max_https_per_address = https_limits.max_per_address,
             public_url = %config.public_url.origin,
             ca_fingerprint = %ca.fingerprint(),
             "relay listening"
@@ -208,11 +286,13 @@ impl Relay {
             live,
             https_addr,
             tunnel_addr,
+            metrics_addr,
             config,
             shutdown,
             tasks,
             sessions,
             https,
+            metrics_http,
             endpoint,
         })
     }
@@ -224,6 +304,7 @@ impl Relay {
         tracing::info!(?drain, "relay shutting down");
         self.shutdown.cancel();
         self.https.graceful_shutdown(Some(drain));
+        self.metrics_http.shutdown();
         self.tasks.close();
         // Upgraded WebSockets are no longer the HTTP server's connections:
         // wait for the session pipes themselves, up to the drain time. The

@@ -56,7 +56,7 @@ await journey(async ({ s, page }) => {
 
     await page.goto(`${foreign}/`);
     const hasSessionCookie = (await page.context().cookies(s.url)).some(
-      (c) => c.name === "sallyport_session",
+      (c) => c.name === "__Host-sallyport_session",
     );
     const fromForeign = await tryWebSocket(page, wsUrl);
     fromForeign.error = errors.splice(0).join("; ");

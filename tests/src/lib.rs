@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod https;
 pub mod relay_args;
 
 /// How long a test waits for something that should happen promptly.
@@ -407,6 +408,10 @@ pub struct RelayProc {
     pub data_dir: PathBuf,
     pub https_port: u16,
     pub tunnel_port: u16,
+    /// Its plain-HTTP `/metrics` listener (on 127.0.0.1).
+    pub metrics_port: u16,
+    /// Extra flags and limits it starts with.
+    pub options: https::RelayOptions,
     /// The config file (`--config`), when the relay has one.
     pub config: Option<PathBuf>,
     dir: PathBuf,
@@ -421,6 +426,15 @@ impl RelayProc {
 
     /// A relay with `config` (TOML) as its config file, if given.
     pub fn start_with_config(dir: &Path, config: Option<&str>) -> Self {
+        Self::start_with_options(dir, config, https::RelayOptions::default())
+    }
+
+    /// A relay with `config` (TOML) as its config file, if given, started as `options` say.
+    pub fn start_with_options(
+        dir: &Path,
+        config: Option<&str>,
+        options: https::RelayOptions,
+    ) -> Self {
         let config = config.map(|text| {
             let path = dir.join("relay.toml");
             std::fs::write(&path, text).expect("write relay.toml");
@@ -430,6 +444,8 @@ impl RelayProc {
             data_dir: dir.join("relay"),
             https_port: free_port(),
             tunnel_port: free_port(),
+            metrics_port: free_port(),
+            options,
             config,
             dir: dir.to_owned(),
             starts: 0,
@@ -452,7 +468,7 @@ impl RelayProc {
         self.starts += 1;
         let sock = self.data_dir.join("admin.sock");
         let _ = std::fs::remove_file(&sock);
-        let mut cmd = Command::new(bin("sallyport-relay"));
+        let mut cmd = self.options.command();
         cmd.arg("serve");
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
@@ -472,6 +488,15 @@ impl RelayProc {
                     &format!("127.0.0.1:{}", self.tunnel_port),
                 ])
                 .args(["--drain-timeout", "5s"])
+                .args(if self.options.sets_metrics_listen() {
+                    Vec::new()
+                } else {
+                    vec![
+                        "--metrics-listen".to_owned(),
+                        format!("127.0.0.1:{}", self.metrics_port),
+                    ]
+                })
+                .args(&self.options.args)
                 .env("RUST_LOG", "info"),
             self.dir.join(format!("relay-{}.log", self.starts)),
         );
@@ -644,9 +669,14 @@ impl RelayProc {
             .collect()
     }
 
-    /// A counter from `/metrics`.
+    /// A counter from `/metrics` (the relay's plain-HTTP metrics listener).
     pub fn metric(&self, name: &str) -> u64 {
-        let (_, body) = self.curl("/metrics", &[]);
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .output()
+            .expect("curl");
+        let body = String::from_utf8_lossy(&out.stdout);
         body.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
@@ -861,11 +891,20 @@ impl Env {
 
     /// Like [`Env::start_with`], the relay reading `config` (TOML) as its config file.
     pub fn start_configured(auth: SshdAuth, config: Option<&str>) -> Self {
+        Self::start_with_relay(auth, config, https::RelayOptions::default())
+    }
+
+    /// Like [`Env::start_configured`], the relay started as `options` say.
+    pub fn start_with_relay(
+        auth: SshdAuth,
+        config: Option<&str>,
+        options: https::RelayOptions,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sallyport-e2e")
             .tempdir()
             .expect("tempdir");
-        let relay = RelayProc::start_with_config(dir.path(), config);
+        let relay = RelayProc::start_with_options(dir.path(), config, options);
         let sshd = match auth {
             SshdAuth::Key => Sshd::start(dir.path()),
             SshdAuth::Password => Sshd::start_password(dir.path()),

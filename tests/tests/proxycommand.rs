@@ -119,7 +119,7 @@ fn websocket_without_a_session_gets_401_and_opens_no_stream() {
     assert_eq!(code, 401);
 
     let mut bad_cookie = upgrade.to_vec();
-    bad_cookie.extend(["-H", "Cookie: sallyport_session=forged"]);
+    bad_cookie.extend(["-H", "Cookie: __Host-sallyport_session=forged"]);
     let (code, _) = env.relay.curl("/ws/web1", &bad_cookie);
     assert_eq!(code, 401);
 

@@ -1,4 +1,4 @@
-//! Small read-only routes: health, metrics, who is signed in, the service list.
+//! Small read-only routes: health, who is signed in, the service list.
 
 use std::sync::Arc;
 
@@ -15,13 +15,6 @@ use super::{access, ApiErr, AppState};
 
 pub async fn healthz() -> &'static str {
     "ok\n"
-}
-
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.registry.len()),
-    )
 }
 
 #[derive(Serialize)]

@@ -1,5 +1,6 @@
 //! HTTPS for people: the pages, sign-in, the service list, the session
-//! WebSocket, health and metrics. Cross-cutting rules (security headers,
+//! WebSocket and health (metrics have a listener of their own, see
+//! `crate::metrics`). Cross-cutting rules (security headers,
 //! origin checks, body limits) are layers on the router, not code in
 //! handlers.
 
@@ -7,6 +8,7 @@ mod access;
 mod account;
 mod api;
 mod auth;
+pub mod listener;
 mod pages;
 mod session_limits;
 mod ssh_cert;
@@ -131,7 +133,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/t/{service}", get(pages::terminal))
         .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
         .route("/api/me", get(api::me))
@@ -144,9 +145,52 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ssh-ca.pub", get(ssh_cert::ca_public_key))
         .route("/ws/{service}", get(ws::session))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(body_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Reads a request's body whole before its handler runs, by the
+/// connection's [`listener::BodyDeadline`]: a body dripped byte by byte gets
+/// 408 and the connection closes, instead of holding it while a handler waits.
+async fn body_in_time(req: Request, next: Next) -> Response {
+    let deadline = req.extensions().get::<listener::BodyDeadline>().copied();
+    let Some(listener::BodyDeadline(deadline)) = deadline else {
+        return next.run(req).await;
+    };
+    if axum::body::HttpBody::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
+    let too_large = || {
+        ApiErr(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over {MAX_BODY} bytes"),
+        )
+        .into_response()
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Ok(Err(_)) => too_large(),
+        Err(_) => {
+            let mut resp = ApiErr(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body took too long to arrive".into(),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
 }
 
 /// Refuses cross-site requests: a browser always sends Origin on WebSocket
