@@ -12,7 +12,6 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod https;
-pub mod relay_args;
 
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -463,6 +462,16 @@ impl RelayProc {
         SocketAddr::from(([127, 0, 0, 1], self.https_port))
     }
 
+    /// Stops the relay and starts it again with `extra` added to its flags
+    /// (a global one such as `--log-json` too), for this and later launches.
+    pub fn relaunch_with(&mut self, extra: &[&str]) {
+        self.kill();
+        self.options
+            .args
+            .extend(extra.iter().map(|a| a.to_string()));
+        self.launch();
+    }
+
     /// Starts the process (again) and waits until it serves.
     pub fn launch(&mut self) {
         self.starts += 1;
@@ -640,6 +649,28 @@ impl RelayProc {
                 &body.to_string(),
             ],
         )
+    }
+
+    /// `recording export SESSION --out FILE` (through the running relay when
+    /// it runs): the file it wrote, an asciicast.
+    pub fn export_recording(&self, session: &str) -> PathBuf {
+        let cast = self.dir.join(format!("{session}.cast"));
+        let out = self.admin(
+            &[
+                "recording",
+                "export",
+                session,
+                "--out",
+                cast.to_str().expect("a UTF-8 path"),
+            ],
+            "",
+        );
+        assert!(
+            out.status.success(),
+            "recording export: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cast
     }
 
     /// The client events of one session in the audit log, oldest first, as

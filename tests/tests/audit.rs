@@ -363,18 +363,7 @@ mod client_events {
         assert_eq!(stored[4]["event"]["event"]["exit"], 0);
 
         // The recording: asciicast v2 that asciinema itself reads.
-        let cast = env.path().join("rec.cast");
-        let out = env.relay.admin(
-            &[
-                "recording",
-                "export",
-                SESSION,
-                "--out",
-                cast.to_str().unwrap(),
-            ],
-            "",
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        let cast = env.relay.export_recording(SESSION);
         let text = std::fs::read_to_string(&cast).unwrap();
         let mut lines = text.lines();
         let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();

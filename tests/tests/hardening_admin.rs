@@ -177,19 +177,7 @@ fn exports_of_several_mib_go_through_the_running_relay_in_bounded_messages() {
     });
 
     // The recording, through the running relay: every byte, in order.
-    let cast = env.path().join("big.cast");
-    let out = env.relay.admin(
-        &[
-            "recording",
-            "export",
-            SESSION,
-            "--out",
-            cast.to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(out.status.success(), "recording export: {}", stderr(&out));
-    let cast_text = std::fs::read_to_string(&cast).unwrap();
+    let cast_text = std::fs::read_to_string(env.relay.export_recording(SESSION)).unwrap();
     assert!(cast_text.len() > 6 << 20, "{} bytes", cast_text.len());
     assert!(
         cast_output(&cast_text).as_bytes() == sent,

@@ -286,7 +286,13 @@ fn main() {
     // The browser's budgets, with the tunnel benchmark's processes gone.
     drop(_connector);
     drop(env);
-    let browser = browser_section();
+    // BENCH_BROWSER=0 skips the browser table (for quick paired runs of the
+    // tunnel figures).
+    let browser = if env_usize("BENCH_BROWSER", 1) == 0 {
+        "## In the browser\n\nNot measured in this run (BENCH_BROWSER=0).\n".to_owned()
+    } else {
+        browser_section()
+    };
 
     let mut md = String::new();
     let date = Command::new("date")
