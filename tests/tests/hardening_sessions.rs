@@ -14,7 +14,7 @@ use sallyport_tests::raw_session::*;
 use sallyport_tests::*;
 
 /// `sallyport-relay`'s default cap on one user's concurrent sessions.
-const DEFAULT_CAP: usize = 20;
+const DEFAULT_CAP: usize = sallyport_relay::live::DEFAULT_MAX_SESSIONS_PER_USER;
 /// `start`, `resize` and `end` events one client session may report (the
 /// relay's `MAX_CONTROL_EVENTS_PER_SESSION`).
 const CONTROL_EVENTS: u64 = sallyport_relay::audit::budget::MAX_CONTROL_EVENTS_PER_SESSION;
@@ -50,35 +50,42 @@ fn kinds(events: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
-/// An env whose connector serves web1 and web2 (both on the test sshd).
-fn two_services(config: Option<&str>) -> (Env, Proc) {
+/// An env whose connector serves `names` (all on the test sshd).
+fn serving(names: &[&str], config: Option<&str>) -> (Env, Proc) {
     let env = Env::start_configured(SshdAuth::Key, config);
-    let token = env.relay.token("c1", "10m", &["web1", "web2"]);
-    let services = [
-        format!("web1={}", env.sshd.target()),
-        format!("web2={}", env.sshd.target()),
-    ];
+    let token = env.relay.token("c1", "10m", names);
+    let services: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name}={}", env.sshd.target()))
+        .collect();
     let c = start_connector(env.path(), "c1", Some(&token), &services, &[]);
     env.relay.wait_online("c1", 2);
     (env, c)
 }
 
+/// An env whose connector serves web1 and web2 (both on the test sshd).
+fn two_services(config: Option<&str>) -> (Env, Proc) {
+    serving(&["web1", "web2"], config)
+}
+
 #[test]
 fn one_user_holds_at_most_20_sessions_and_other_users_are_still_served() {
-    let env = Env::start();
-    let _c = env.connector("c1", "web1", &[]);
-    env.relay.wait_online("c1", 2);
+    // Three services, so that the cap over all of them (20) binds before
+    // the one per service (8).
+    const SERVICES: [&str; 3] = ["web1", "web2", "web3"];
+    let (env, _c) = serving(&SERVICES, None);
     env.relay.add_user("bob", "bob's password");
     let alice = api_token(&env.relay, USER, PASSWORD);
     let bob = api_token(&env.relay, "bob", "bob's password");
     let streams_before = env.relay.metric("sallyport_tunnel_streams_opened_total");
 
     rt().block_on(async {
-        // 110 attempts (more than sshd's MaxStartups of 100 in the harness).
+        // 110 attempts (more than sshd's MaxStartups of 100 in the harness),
+        // to the three services in turn.
         let mut held = Vec::new();
         let mut refused = Vec::new();
-        for _ in 0..110 {
-            match open(&env.relay, &alice, "web1").await {
+        for service in SERVICES.iter().cycle().take(110) {
+            match open(&env.relay, &alice, service).await {
                 Ok(ws) => held.push(ws),
                 Err(reason) => refused.push(reason),
             }
