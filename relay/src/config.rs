@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Concurrent sessions (browser or `sallyport proxy`) one user may hold [default: 20].
     #[arg(long, env = "SALLYPORT_MAX_SESSIONS_PER_USER")]
     pub max_sessions_per_user: Option<usize>,
+    /// Concurrent sessions one user may hold to one service, unless its
+    /// policy sets max_sessions_per_user [default: 8, below sshd's MaxStartups of 10].
+    #[arg(long, env = "SALLYPORT_MAX_SESSIONS_PER_USER_PER_SERVICE")]
+    pub max_sessions_per_user_per_service: Option<usize>,
     /// Plain-HTTP listener for Prometheus /metrics; "" turns it off [default: 127.0.0.1:9464].
     #[arg(long, env = "SALLYPORT_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -111,6 +115,7 @@ struct FileConfig {
     audit_max_events: Option<u64>,
     max_connections_per_connector: Option<usize>,
     max_sessions_per_user: Option<usize>,
+    max_sessions_per_user_per_service: Option<usize>,
     metrics_listen: Option<String>,
     https_handshake_timeout: Option<String>,
     https_header_timeout: Option<String>,
@@ -167,8 +172,11 @@ pub struct ServeConfig {
     pub config_file: Option<PathBuf>,
     pub audit_retention: crate::audit::Retention,
     pub max_connections_per_connector: usize,
-    /// Concurrent sessions one user may hold (the policy may set less per service).
+    /// Concurrent sessions one user may hold, to all services together.
     pub max_sessions_per_user: usize,
+    /// Concurrent sessions one user may hold to one service (a service's
+    /// policy table may set its own `max_sessions_per_user` instead).
+    pub max_sessions_per_user_per_service: usize,
     /// The plain-HTTP `/metrics` listener, if any.
     pub metrics_listen: Option<SocketAddr>,
     /// Timeouts and caps of the HTTPS listener.
@@ -251,6 +259,11 @@ impl ServeArgs {
             .or(file.max_sessions_per_user)
             .unwrap_or(crate::live::DEFAULT_MAX_SESSIONS_PER_USER)
             .max(1);
+        let max_sessions_per_user_per_service = self
+            .max_sessions_per_user_per_service
+            .or(file.max_sessions_per_user_per_service)
+            .unwrap_or(crate::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE)
+            .max(1);
         let metrics_listen = match self.metrics_listen.or(file.metrics_listen) {
             Some(text) => parse_metrics_listen(&text)?,
             None => Some(DEFAULT_METRICS_LISTEN),
@@ -288,6 +301,7 @@ impl ServeArgs {
             audit_retention,
             max_connections_per_connector,
             max_sessions_per_user,
+            max_sessions_per_user_per_service,
             data_dir,
             listen_https,
             listen_tunnel,
@@ -341,10 +355,15 @@ mod tests {
         assert_eq!(cfg.listen_https.port(), 8443);
         assert_eq!(cfg.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
         assert_eq!(cfg.https_limits, ConnLimits::default());
+        assert_eq!(
+            cfg.max_sessions_per_user_per_service,
+            crate::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE
+        );
 
         std::fs::write(
             &file,
-            "data_dir = \"/srv/relay\"\nmetrics_listen = \"\"\nhttps_idle_timeout = \"5s\"\n",
+            "data_dir = \"/srv/relay\"\nmetrics_listen = \"\"\nhttps_idle_timeout = \"5s\"\n\
+             max_sessions_per_user_per_service = 3\n",
         )
         .unwrap();
         let cfg = ServeArgs {
@@ -357,6 +376,7 @@ mod tests {
         assert_eq!(cfg.metrics_listen, None);
         assert_eq!(cfg.https_limits.idle_timeout, Duration::from_secs(5));
         assert_eq!(cfg.https_limits.max_per_address, 10);
+        assert_eq!(cfg.max_sessions_per_user_per_service, 3);
 
         std::fs::write(&file, "data_dirr = \"/x\"\n").unwrap();
         let err = ServeArgs {

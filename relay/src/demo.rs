@@ -71,6 +71,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         audit_retention: Default::default(),
         max_connections_per_connector: crate::config::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR,
         max_sessions_per_user: crate::live::DEFAULT_MAX_SESSIONS_PER_USER,
+        max_sessions_per_user_per_service: crate::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE,
         metrics_listen: match &args.metrics_listen {
             Some(text) => crate::config::parse_metrics_listen(text).map_err(anyhow::Error::msg)?,
             None => None,

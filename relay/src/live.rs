@@ -13,11 +13,21 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-/// Concurrent sessions one user may hold unless configured
-/// (`--max-sessions-per-user`): far more than a person has terminals open,
-/// and few enough that one account cannot exhaust sshd's unauthenticated
-/// slots (OpenSSH's MaxStartups is 10:30:100) or the relay's.
+/// Concurrent sessions one user may hold, to all services together, unless
+/// configured (`--max-sessions-per-user`): far more than a person has
+/// terminals open, and few enough that one account cannot take the relay's
+/// and the connectors' capacity.
 pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 20;
+
+/// Concurrent sessions one user may hold to any one service, unless
+/// configured (`--max-sessions-per-user-per-service`) or set for that
+/// service by its policy table (`max_sessions_per_user`). Below 10, the
+/// start of OpenSSH's default `MaxStartups 10:30:100`: sshd counts every
+/// connection that has not yet authenticated, and from 10 of them on drops
+/// new ones at random (30 %, rising to all at 100) before its banner, so one
+/// person's idle sessions must never reach 10 or others are refused. Eight
+/// leaves two for everyone else's logins in progress.
+pub const DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE: usize = 8;
 
 /// A sign-in, named by the SHA-256 (hex) of its bearer token: the key of
 /// its record in the store, never the token itself.
@@ -46,7 +56,7 @@ pub enum SlotRefused {
         "user {user} already has {limit} sessions open, the most allowed; close one and try again"
     )]
     User { user: String, limit: usize },
-    #[error("user {user} already has {limit} sessions to service {service} open, the most its policy allows; close one and try again")]
+    #[error("user {user} already has {limit} sessions to service {service} open, the most allowed to one service; close one and try again")]
     Service {
         user: String,
         service: String,
@@ -99,15 +109,15 @@ impl LiveSessions {
     }
 
     /// Counts one more session of `user` to `service`, opened with
-    /// `sign_in`, unless the user holds `max_per_user` already (or
-    /// `max_per_service` to this service, when the policy sets one).
+    /// `sign_in`, unless the user holds `max_per_user` sessions already (to
+    /// all services) or `max_per_service` to this service.
     pub fn try_acquire(
         self: &Arc<Self>,
         user: &str,
         service: &str,
         sign_in: &str,
         max_per_user: usize,
-        max_per_service: Option<usize>,
+        max_per_service: usize,
     ) -> Result<SessionSlot, SlotRefused> {
         let mut c = self.lock();
         if c.users.get(user).copied().unwrap_or(0) >= max_per_user {
@@ -117,14 +127,12 @@ impl LiveSessions {
             });
         }
         let key = (user.to_owned(), service.to_owned());
-        if let Some(limit) = max_per_service {
-            if c.services.get(&key).copied().unwrap_or(0) >= limit {
-                return Err(SlotRefused::Service {
-                    user: user.to_owned(),
-                    service: service.to_owned(),
-                    limit,
-                });
-            }
+        if c.services.get(&key).copied().unwrap_or(0) >= max_per_service {
+            return Err(SlotRefused::Service {
+                user: user.to_owned(),
+                service: service.to_owned(),
+                limit: max_per_service,
+            });
         }
         *c.users.entry(user.to_owned()).or_default() += 1;
         *c.services.entry(key).or_default() += 1;
@@ -174,24 +182,24 @@ mod tests {
     fn slots_are_capped_per_user_and_service_and_come_back_on_drop() {
         let live = Arc::new(LiveSessions::default());
         let a: Vec<_> = (0..3)
-            .map(|_| live.try_acquire("alice", "box", "s1", 3, None).unwrap())
+            .map(|_| live.try_acquire("alice", "box", "s1", 3, 8).unwrap())
             .collect();
         assert_eq!(
-            live.try_acquire("alice", "web", "s1", 3, None).err(),
+            live.try_acquire("alice", "web", "s1", 3, 8).err(),
             Some(SlotRefused::User {
                 user: "alice".into(),
                 limit: 3
             })
         );
         // Another user is not affected.
-        let b = live.try_acquire("bob", "box", "s2", 3, Some(1)).unwrap();
+        let b = live.try_acquire("bob", "box", "s2", 3, 1).unwrap();
         assert!(matches!(
-            live.try_acquire("bob", "box", "s2", 3, Some(1)),
+            live.try_acquire("bob", "box", "s2", 3, 1),
             Err(SlotRefused::Service { .. })
         ));
-        let _b2 = live.try_acquire("bob", "web", "s2", 3, Some(1)).unwrap();
+        let _b2 = live.try_acquire("bob", "web", "s2", 3, 1).unwrap();
         drop(b);
-        let _b3 = live.try_acquire("bob", "box", "s2", 3, Some(1)).unwrap();
+        let _b3 = live.try_acquire("bob", "box", "s2", 3, 1).unwrap();
         drop(a);
         assert_eq!(live.sessions_of("alice"), 0);
         assert!(!live.lock().sign_ins.contains_key("s1"));
@@ -200,8 +208,8 @@ mod tests {
     #[test]
     fn signing_out_cancels_that_sign_ins_sessions_only() {
         let live = Arc::new(LiveSessions::default());
-        let one = live.try_acquire("alice", "box", "s1", 9, None).unwrap();
-        let two = live.try_acquire("alice", "box", "s2", 9, None).unwrap();
+        let one = live.try_acquire("alice", "box", "s1", 9, 8).unwrap();
+        let two = live.try_acquire("alice", "box", "s2", 9, 8).unwrap();
         assert_eq!(live.sign_out("s1"), 1);
         assert!(one.signed_out().is_cancelled());
         assert!(!two.signed_out().is_cancelled());

@@ -158,6 +158,7 @@ impl Relay {
             audit: audit.clone(),
             live: live.clone(),
             max_sessions_per_user: config.max_sessions_per_user,
+            max_sessions_per_user_per_service: config.max_sessions_per_user_per_service,
         });
         let metrics_router = crate::metrics::router(metrics.clone(), registry.clone());
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();

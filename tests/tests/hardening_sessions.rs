@@ -14,7 +14,9 @@ use sallyport_tests::raw_session::*;
 use sallyport_tests::*;
 
 /// `sallyport-relay`'s default cap on one user's concurrent sessions.
-const DEFAULT_CAP: usize = 20;
+const DEFAULT_CAP: usize = sallyport_relay::live::DEFAULT_MAX_SESSIONS_PER_USER;
+/// Its default cap on one user's concurrent sessions to one service.
+const SERVICE_CAP: usize = sallyport_relay::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE;
 /// `start`, `resize` and `end` events one client session may report (the
 /// relay's `MAX_CONTROL_EVENTS_PER_SESSION`).
 const CONTROL_EVENTS: u64 = sallyport_relay::audit::budget::MAX_CONTROL_EVENTS_PER_SESSION;
@@ -50,35 +52,42 @@ fn kinds(events: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
-/// An env whose connector serves web1 and web2 (both on the test sshd).
-fn two_services(config: Option<&str>) -> (Env, Proc) {
+/// An env whose connector serves `names` (all on the test sshd).
+fn serving(names: &[&str], config: Option<&str>) -> (Env, Proc) {
     let env = Env::start_configured(SshdAuth::Key, config);
-    let token = env.relay.token("c1", "10m", &["web1", "web2"]);
-    let services = [
-        format!("web1={}", env.sshd.target()),
-        format!("web2={}", env.sshd.target()),
-    ];
+    let token = env.relay.token("c1", "10m", names);
+    let services: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name}={}", env.sshd.target()))
+        .collect();
     let c = start_connector(env.path(), "c1", Some(&token), &services, &[]);
     env.relay.wait_online("c1", 2);
     (env, c)
 }
 
+/// An env whose connector serves web1 and web2 (both on the test sshd).
+fn two_services(config: Option<&str>) -> (Env, Proc) {
+    serving(&["web1", "web2"], config)
+}
+
 #[test]
 fn one_user_holds_at_most_20_sessions_and_other_users_are_still_served() {
-    let env = Env::start();
-    let _c = env.connector("c1", "web1", &[]);
-    env.relay.wait_online("c1", 2);
+    // Three services, so that the cap over all of them (20) binds before
+    // the one per service (8).
+    const SERVICES: [&str; 3] = ["web1", "web2", "web3"];
+    let (env, _c) = serving(&SERVICES, None);
     env.relay.add_user("bob", "bob's password");
     let alice = api_token(&env.relay, USER, PASSWORD);
     let bob = api_token(&env.relay, "bob", "bob's password");
     let streams_before = env.relay.metric("sallyport_tunnel_streams_opened_total");
 
     rt().block_on(async {
-        // 110 attempts (more than sshd's MaxStartups of 100 in the harness).
+        // 110 attempts (more than sshd's MaxStartups of 100 in the harness),
+        // to the three services in turn.
         let mut held = Vec::new();
         let mut refused = Vec::new();
-        for _ in 0..110 {
-            match open(&env.relay, &alice, "web1").await {
+        for service in SERVICES.iter().cycle().take(110) {
+            match open(&env.relay, &alice, service).await {
                 Ok(ws) => held.push(ws),
                 Err(reason) => refused.push(reason),
             }
@@ -122,6 +131,89 @@ fn one_user_holds_at_most_20_sessions_and_other_users_are_still_served() {
             }
         }
         assert!(again.is_some(), "no slot came free after closing a session");
+    });
+}
+
+#[test]
+fn one_users_110_sessions_to_a_service_leave_a_stock_sshd_serving_others() {
+    let mut env = Env::start();
+    // OpenSSH's default MaxStartups 10:30:100: from 10 unauthenticated
+    // connections on, sshd drops new ones at random ("Exceeded
+    // MaxStartups" instead of its banner).
+    env.sshd.restart_with_stock_max_startups();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    env.relay.add_user("bob", "bob's password");
+    let alice = api_token(&env.relay, USER, PASSWORD);
+    let bob = api_token(&env.relay, "bob", "bob's password");
+    let is_banner = |b: &Option<Vec<u8>>| {
+        b.as_deref()
+            .is_some_and(|b| b.starts_with(b"SSH-2.0-OpenSSH"))
+    };
+
+    rt().block_on(async {
+        // alice tries 110 sessions and holds every one sshd greets, idle
+        // (never authenticating: each counts against MaxStartups).
+        let streams_before = env.relay.metric("sallyport_tunnel_streams_opened_total");
+        let mut held = Vec::new();
+        let mut refused = Vec::new();
+        let mut cut = 0;
+        for _ in 0..110 {
+            match open(&env.relay, &alice, "web1").await {
+                Ok(mut ws) => {
+                    if is_banner(&first_bytes(&mut ws, PATIENCE).await) {
+                        held.push(ws);
+                    } else {
+                        cut += 1;
+                    }
+                }
+                Err(reason) => refused.push(reason),
+            }
+        }
+        let streams = env.relay.metric("sallyport_tunnel_streams_opened_total") - streams_before;
+        let (code, body) = upgrade_status(&env.relay, &alice, "web1");
+
+        // bob opens 30 sessions one after another, each only reading the banner.
+        let mut bob_failed = Vec::new();
+        for i in 0..30 {
+            match open(&env.relay, &bob, "web1").await {
+                Ok(mut ws) => {
+                    let banner = first_bytes(&mut ws, PATIENCE).await;
+                    if !is_banner(&banner) {
+                        let got = banner.map(|b| String::from_utf8_lossy(&b).into_owned());
+                        bob_failed.push(format!("#{i}: no banner but {got:?}"));
+                    }
+                    ws.close(None).await.ok();
+                }
+                Err(reason) => bob_failed.push(format!("#{i}: {reason}")),
+            }
+        }
+        let throttled = env.sshd.max_startups_lines();
+        eprintln!(
+            "alice: {} held, {} refused, {cut} cut by sshd; bob: {} of 30 not served; \
+             sshd throttling lines: {}",
+            held.len(),
+            refused.len(),
+            bob_failed.len(),
+            throttled.len()
+        );
+
+        assert!(bob_failed.is_empty(), "bob was not served: {bob_failed:?}");
+        assert!(
+            throttled.is_empty(),
+            "sshd throttled connections:\n{}",
+            throttled.join("\n")
+        );
+        assert_eq!(held.len(), SERVICE_CAP, "cut: {cut}, refusals: {refused:?}");
+        assert_eq!(cut, 0);
+        assert_eq!(refused.len(), 110 - SERVICE_CAP);
+        let want = format!("user {USER} already has {SERVICE_CAP} sessions to service web1 open");
+        assert!(refused.iter().all(|r| r.contains(&want)), "{refused:?}");
+        assert_eq!(code, 429, "{body}");
+        assert!(body.contains(&want), "{body}");
+        // Refused sessions opened no stream at the connector.
+        assert_eq!(streams, SERVICE_CAP as u64);
+        drop(held);
     });
 }
 

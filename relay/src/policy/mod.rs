@@ -69,8 +69,11 @@ pub struct ServiceConfig {
     /// account of their own name.
     #[serde(default)]
     pub principals: BTreeMap<String, Vec<String>>,
-    /// Most concurrent sessions one user may hold to this service (at most
-    /// the relay's `--max-sessions-per-user`, which counts all services).
+    /// Most concurrent sessions one user may hold to this service, instead
+    /// of the relay's `--max-sessions-per-user-per-service` (default 8);
+    /// `--max-sessions-per-user`, which counts all services, still applies.
+    /// At 10 or more, one user's idle sessions can make a stock sshd
+    /// (`MaxStartups 10:30:100`) drop other people's connections.
     pub max_sessions_per_user: Option<usize>,
     /// Record keystrokes (client input events) as well as terminal output.
     /// Off by default: keystrokes include passwords typed at prompts that

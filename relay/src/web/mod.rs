@@ -101,6 +101,9 @@ pub struct AppState {
     pub live: Arc<crate::live::LiveSessions>,
     /// Concurrent sessions one user may hold (`--max-sessions-per-user`).
     pub max_sessions_per_user: usize,
+    /// Concurrent sessions one user may hold to one service whose policy
+    /// sets no `max_sessions_per_user` (`--max-sessions-per-user-per-service`).
+    pub max_sessions_per_user_per_service: usize,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.

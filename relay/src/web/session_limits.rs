@@ -13,10 +13,14 @@ use crate::live::SessionSlot;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 
-/// Counts a new session of `user` to `service` before its stream opens:
-/// over the user's cap (the relay's `--max-sessions-per-user`, or the
-/// service's `max_sessions_per_user` in the policy) it is a 429 with the
-/// reason. The slot ends with the pipe (it is dropped with it).
+/// Counts a new session of `user` to `service` before its stream opens.
+/// Two caps apply, and over either it is a 429 with the reason:
+/// - all of the user's sessions: `--max-sessions-per-user`;
+/// - the user's sessions to this service: the service's policy value
+///   (`max_sessions_per_user` in its table) if it sets one, else
+///   `--max-sessions-per-user-per-service`.
+///
+/// The slot ends with the pipe (it is dropped with it).
 pub fn acquire(
     state: &AppState,
     headers: &HeaderMap,
@@ -25,15 +29,13 @@ pub fn acquire(
     service: &str,
 ) -> Result<SessionSlot, ApiErr> {
     let sign_in = sign_in_id(headers).unwrap_or_default();
+    let per_user = state.max_sessions_per_user;
+    let per_service = policy
+        .max_sessions_per_user(service)
+        .unwrap_or(state.max_sessions_per_user_per_service);
     let slot = state
         .live
-        .try_acquire(
-            user,
-            service,
-            &sign_in,
-            state.max_sessions_per_user,
-            policy.max_sessions_per_user(service),
-        )
+        .try_acquire(user, service, &sign_in, per_user, per_service)
         .map_err(|e| {
             Metrics::add(&state.metrics.sessions_refused, 1);
             tracing::warn!(%user, %service, reason = %e, "session refused: too many open");
