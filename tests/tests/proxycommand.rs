@@ -1,6 +1,8 @@
 //! A person with stock OpenSSH reaches a service through the relay with
 //! `ProxyCommand='sallyport proxy %h'`.
 
+use std::process::Stdio;
+
 use sallyport_tests::*;
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -156,4 +158,46 @@ fn sign_in_is_rate_limited_and_wrong_passwords_are_refused() {
         "{}",
         stderr(&out)
     );
+}
+
+/// When the relay ends the session (here: an admin signs the user out),
+/// `sallyport proxy` exits with the reason even though whatever feeds its
+/// stdin keeps it open.
+#[test]
+fn the_proxy_exits_when_the_relay_ends_the_session_with_stdin_still_open() {
+    use std::io::Read as _;
+    let env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let mut proxy = std::process::Command::new(bin("sallyport"))
+        .args(["proxy", "web1"])
+        .env("SALLYPORT_HOME", &env.client.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin_held_open = proxy.stdin.take().unwrap();
+    let mut banner = [0u8; 8];
+    proxy
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut banner)
+        .unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+
+    let out = env.relay.admin(&["user", "sign-out", USER], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = wait_or_kill(&mut proxy, PATIENCE)
+        .expect("the proxy kept running after the relay ended its session");
+    assert!(!status.success());
+    let mut err = String::new();
+    proxy
+        .stderr
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("signed out"), "{err}");
 }

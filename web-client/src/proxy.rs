@@ -8,7 +8,6 @@ use std::os::fd::FromRawFd as _;
 
 use futures::{SinkExt as _, StreamExt as _};
 use sallyport_proto::client::Control;
-use tokio::io::AsyncReadExt as _;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::api::Session;
@@ -23,7 +22,34 @@ fn lost(e: impl std::fmt::Display) -> ClientError {
     ClientError::Relay(format!("session lost: {e}"))
 }
 
-/// Runs the session until both directions are done or it fails.
+/// Chunks read from stdin and not yet sent (backpressure on the reader).
+const STDIN_QUEUE: usize = 4;
+
+/// Reads stdin on a thread of its own, in chunks of up to [`STDIN_CHUNK`];
+/// an empty chunk is its end. A thread, not tokio's stdin: a read that
+/// never returns (stdin left open by ssh) must not keep the process from
+/// exiting once the session is over; the thread ends with the process.
+fn read_stdin() -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(STDIN_QUEUE);
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; STDIN_CHUNK];
+        loop {
+            let chunk = stdin.read(&mut buf).map(|n| buf[..n].to_vec());
+            let end = !matches!(&chunk, Ok(c) if !c.is_empty());
+            if tx.blocking_send(chunk).is_err() || end {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs the session until the relay has closed it (or it fails). The
+/// client's half runs to its end (stdin's end is sent as `eof`) for as long
+/// as the session is open; once the relay closes the session there is
+/// nowhere left to send, so the proxy ends even if stdin stays open.
 pub async fn run(ws: Session) -> Result<(), ClientError> {
     let (mut ws_tx, mut ws_rx) = ws.split();
 
@@ -42,23 +68,24 @@ pub async fn run(ws: Session) -> Result<(), ClientError> {
         Ok(())
     });
 
+    let mut stdin = read_stdin();
     let upstream = async {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; STDIN_CHUNK];
         loop {
-            let n = stdin.read(&mut buf).await?;
-            if n == 0 {
+            let chunk = match stdin.recv().await {
+                Some(chunk) => chunk?,
+                None => Vec::new(),
+            };
+            if chunk.is_empty() {
                 let eof = Message::Text(Control::Eof.to_text().into());
                 ws_tx.send(eof).await.map_err(lost)?;
                 return Ok::<_, ClientError>(());
             }
             ws_tx
-                .send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
+                .send(Message::Binary(Bytes::from(chunk)))
                 .await
                 .map_err(lost)?;
         }
     };
-
     let downstream = async {
         let mut out_tx = Some(out_tx);
         while let Some(msg) = ws_rx.next().await {
@@ -86,7 +113,15 @@ pub async fn run(ws: Session) -> Result<(), ClientError> {
         Ok(())
     };
 
-    let result = tokio::try_join!(upstream, downstream).map(|_| ());
+    tokio::pin!(upstream, downstream);
+    let result = tokio::select! {
+        // The relay closed the session: stdin has nowhere to go.
+        done = &mut downstream => done,
+        sent = &mut upstream => match sent {
+            Ok(()) => downstream.await,
+            Err(e) => Err(e),
+        },
+    };
     if result.is_ok() {
         let _ = writer.join();
     }
