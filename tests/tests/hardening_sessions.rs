@@ -248,6 +248,49 @@ rules = [{ action = "allow", everyone = true }]
     });
 }
 
+/// A fresh session id for every event would give each its own budget: one
+/// connection may report events of a few session ids only.
+#[test]
+fn a_new_session_id_for_every_event_does_not_reset_the_budget() {
+    let env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let token = api_token(&env.relay, USER, PASSWORD);
+    let ids = sallyport_relay::audit::budget::MAX_SESSION_IDS_PER_SOCKET;
+    rt().block_on(async {
+        let ws = open(&env.relay, &token, "web1").await.expect("session");
+        let (mut tx, mut rx) = ws.split();
+        let send = async {
+            for n in 0..1000 {
+                if !send_event(&mut tx, &format!("fresh-{n}"), 1, start_event("web1")).await {
+                    return n;
+                }
+            }
+            1000
+        };
+        let (_, ending) = tokio::join!(send, read_to_end(&mut rx, PATIENCE));
+        assert!(ending.closed, "the session was not ended");
+        let reason = ending.error.expect("a reason");
+        assert!(
+            reason.contains(&format!("events of more than {ids} sessions")),
+            "{reason}"
+        );
+    });
+    let out = env.relay.admin(
+        &["audit", "list", "--type", "client", "--limit", "5000"],
+        "",
+    );
+    let starts = stdout(&out)
+        .lines()
+        .filter(|l| l.contains("fresh-"))
+        .count();
+    assert!(
+        starts <= ids,
+        "{starts} sessions' events stored:\n{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn a_flood_of_resize_events_ends_the_session_and_a_new_socket_cannot_send_more() {
     let env = Env::start();

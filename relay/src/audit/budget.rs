@@ -45,6 +45,43 @@ pub const MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION: u64 = 8 * 1024 * 1024;
 /// carried, and an event of one byte cannot cost the log 300 for free.
 pub const TERMINAL_EVENT_MIN_CHARGE: u64 = 32;
 
+/// Client session ids one socket may report events for: its own session
+/// and the earlier sessions of the same page whose events it resends
+/// after a reconnect. Without it, a client could give every event a new
+/// id, each with a fresh budget.
+pub const MAX_SESSION_IDS_PER_SOCKET: usize = 8;
+/// `start`, `resize` and `end` events one socket may report, whatever
+/// their session ids: the per-id budget, once per socket.
+pub const MAX_CONTROL_EVENTS_PER_SOCKET: u64 = MAX_CONTROL_EVENTS_PER_SESSION;
+
+/// What one socket has reported so far, against the per-socket budgets
+/// ([`MAX_SESSION_IDS_PER_SOCKET`], [`MAX_CONTROL_EVENTS_PER_SOCKET`]).
+#[derive(Debug, Default)]
+pub struct SocketBudget {
+    ids: Vec<String>,
+    control_events: u64,
+}
+
+impl SocketBudget {
+    /// Counts an event of client session `session`; on refusal the socket
+    /// ends with the reason.
+    pub fn charge(&mut self, session: &str, event: &SessionEvent) -> Result<(), BudgetExceeded> {
+        if !self.ids.iter().any(|s| s == session) {
+            if self.ids.len() >= MAX_SESSION_IDS_PER_SOCKET {
+                return Err(BudgetExceeded::SessionIds);
+            }
+            self.ids.push(session.to_owned());
+        }
+        if terminal_charge(event) == 0 {
+            if self.control_events >= MAX_CONTROL_EVENTS_PER_SOCKET {
+                return Err(BudgetExceeded::SocketControlEvents);
+            }
+            self.control_events += 1;
+        }
+        Ok(())
+    }
+}
+
 /// The audit log's record of a client session id: whose it is and what
 /// it has reported so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +116,10 @@ pub enum BudgetExceeded {
     ControlBytes { session: String },
     #[error("session {session} reported {MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION} bytes more terminal data than its connections carried; the relay ended it")]
     Unbacked { session: String },
+    #[error("one connection reported events of more than {MAX_SESSION_IDS_PER_SOCKET} sessions, the most it may; the relay ended it")]
+    SessionIds,
+    #[error("one connection reported more than {MAX_CONTROL_EVENTS_PER_SOCKET} start, resize and end events, the most it may; the relay ended it")]
+    SocketControlEvents,
 }
 
 impl ClientSessionRecord {
@@ -174,6 +215,35 @@ mod tests {
             bytes_out: 2,
             duration_ms: 3,
         }
+    }
+
+    #[test]
+    fn a_socket_cannot_give_each_event_a_session_id_of_its_own() {
+        let mut b = SocketBudget::default();
+        for i in 0..MAX_SESSION_IDS_PER_SOCKET {
+            b.charge(&format!("s{i}"), &start()).unwrap();
+        }
+        b.charge("s0", &end()).unwrap();
+        assert_eq!(
+            b.charge("one-more", &start()),
+            Err(BudgetExceeded::SessionIds)
+        );
+        let resize = SessionEvent::Resize { cols: 1, rows: 1 };
+        let mut b = SocketBudget::default();
+        for _ in 0..MAX_CONTROL_EVENTS_PER_SOCKET {
+            b.charge("s", &resize).unwrap();
+        }
+        assert_eq!(
+            b.charge("s", &resize),
+            Err(BudgetExceeded::SocketControlEvents)
+        );
+        let output = SessionEvent::Output {
+            data: "AAAA".into(),
+        };
+        assert!(
+            b.charge("s", &output).is_ok(),
+            "terminal data has its own budget"
+        );
     }
 
     #[test]

@@ -244,6 +244,7 @@ async fn pipe(
     let down_done = CancellationToken::new();
 
     let upstream = async {
+        let mut socket_budget = crate::audit::budget::SocketBudget::default();
         let mut bytes = 0u64;
         let mut eof = false;
         loop {
@@ -290,6 +291,12 @@ async fn pipe(
                         t_ms,
                         event,
                     }) => {
+                        if let Err(e) = socket_budget.charge(&session, &event) {
+                            tracing::warn!(reason = %e, "client events over the connection's budget; ending the session");
+                            let _ = ended.set(e.to_string());
+                            abort.cancel();
+                            break;
+                        }
                         let event = Event::Client {
                             session,
                             seq,
