@@ -13,15 +13,17 @@ use super::server::TunnelCtx;
 use super::HANDSHAKE_TIMEOUT;
 use crate::util::sha256_hex;
 
-/// Connections without a certificate served at once; each holds a task
-/// until its enrolment ends or [`HANDSHAKE_TIMEOUT`] passes.
-pub const MAX_ENROLMENTS: usize = 16;
+/// Connections without a certificate served at once; each holds a task and
+/// a QUIC connection (a few KiB) until its enrolment ends, at most
+/// [`ENROL_REQUEST_TIMEOUT`] plus [`HANDSHAKE_TIMEOUT`].
+pub const MAX_ENROLMENTS: usize = 64;
 /// Of those, at most this many from one address (IPv6: one /64), so one
 /// host holding idle connections cannot take every slot.
 pub const MAX_ENROLMENTS_PER_ADDRESS: usize = 4;
-/// A connection without a certificate must open its enrolment stream this
-/// soon after the handshake (a real connector does at once).
-pub const ENROL_FIRST_STREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection without a certificate must open its enrolment stream and
+/// send the whole request (a few hundred bytes) this soon after the
+/// handshake; a real connector does at once. A slow drip cannot hold a slot.
+pub const ENROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The enrolment slots: [`MAX_ENROLMENTS`] in all, [`MAX_ENROLMENTS_PER_ADDRESS`]
 /// per address.
@@ -86,11 +88,17 @@ impl EnrolSlots {
 /// Serves one enrolment on `conn`, then closes it.
 pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
     let remote = conn.remote_address();
-    let first = tokio::time::timeout(ENROL_FIRST_STREAM_TIMEOUT, conn.accept_bi()).await;
-    let (mut send, mut recv) = match first {
-        Ok(Ok(streams)) => streams,
+    let request = tokio::time::timeout(ENROL_REQUEST_TIMEOUT, async {
+        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let req: EnrolRequest = read_frame(&mut recv).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((send, req))
+    })
+    .await;
+    let (mut send, req) = match request {
+        Ok(Ok(x)) => x,
         Ok(Err(e)) => {
-            tracing::debug!(%remote, error = %e, "enrolment connection closed");
+            tracing::debug!(%remote, error = %e, "enrolment connection failed");
+            conn.close(code::PROTOCOL.into(), e.as_bytes());
             return;
         }
         Err(_) => {
@@ -100,7 +108,6 @@ pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
         }
     };
     let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let req: EnrolRequest = read_frame(&mut recv).await.map_err(|e| e.to_string())?;
         let reply = match enrol(ctx, &req, remote) {
             Ok(reply) => reply,
             Err(reason) => EnrolReply::Refused { reason },
