@@ -335,3 +335,70 @@ async fn idle_and_malformed_enrolments_neither_hold_the_slots_nor_spend_the_toke
     );
     assert_eq!(refused + timed_out, 20);
 }
+
+/// The relay names the carrying connector and its keys only to a client
+/// that asks (`?opened=1`, the browser); a client that does not ask (any
+/// `sallyport proxy`, also one older than the message) gets sshd's bytes
+/// first, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opened_message_goes_only_to_clients_that_ask_for_it() {
+    use futures::StreamExt as _;
+    use sallyport_tests::raw_session::{api_token, first_bytes, open};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let env = tokio::task::block_in_place(|| {
+        let env = Env::start();
+        let token = env.relay.token("c1", "10m", &["web1"]);
+        let c = start_connector(
+            env.path(),
+            "c1",
+            Some(&token),
+            &[format!("web1={}", env.sshd.target())],
+            &[],
+        );
+        env.relay.wait_online("c1", 2);
+        (env, c)
+    });
+    let (env, _c) = env;
+    let token = tokio::task::block_in_place(|| api_token(&env.relay, USER, PASSWORD));
+
+    let mut plain = open(&env.relay, &token, "web1").await.expect("session");
+    let first = tokio::time::timeout(PATIENCE, plain.next())
+        .await
+        .expect("a first message")
+        .expect("a message")
+        .expect("no error");
+    assert!(
+        matches!(&first, Message::Binary(b) if b.starts_with(b"SSH-2.0-")),
+        "{first:?}"
+    );
+
+    // The query rides on the service part of the URL the client builds.
+    let mut asking = open(&env.relay, &token, "web1?opened=1")
+        .await
+        .expect("session");
+    let first = tokio::time::timeout(PATIENCE, asking.next())
+        .await
+        .expect("a first message")
+        .expect("a message")
+        .expect("no error");
+    let Message::Text(text) = first else {
+        panic!("expected the opened message, got {first:?}");
+    };
+    match sallyport_proto::client::Control::parse(text.as_str()).unwrap() {
+        sallyport_proto::client::Control::Opened {
+            connector,
+            host_keys,
+            record_input,
+        } => {
+            assert_eq!(connector, "c1");
+            let key = env.sshd.host_pub.split_whitespace().nth(1).unwrap();
+            assert!(host_keys.iter().any(|k| k.contains(key)), "{host_keys:?}");
+            assert!(!record_input, "keystrokes are not recorded by default");
+        }
+        other => panic!("expected opened, got {other:?}"),
+    }
+    assert!(first_bytes(&mut asking, PATIENCE)
+        .await
+        .is_some_and(|b| b.starts_with(b"SSH-2.0-")));
+}

@@ -61,10 +61,22 @@ fn terminal_bytes(event: &Event) -> u64 {
 /// QUIC error code for a session the client abandoned.
 const CLIENT_GONE: u32 = 0x10;
 
+/// Query of `GET /ws/{service}`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SessionQuery {
+    /// `?opened=1`: the client wants [`Control::Opened`] as the first
+    /// message (the browser client, which checks host keys itself). Others
+    /// (`sallyport proxy` of any version: OpenSSH checks the keys) get none,
+    /// so a client older than the message keeps working.
+    #[serde(default)]
+    pub opened: Option<u8>,
+}
+
 pub async fn session(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(service): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<SessionQuery>,
     tls: access::Tls,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -175,11 +187,11 @@ pub async fn session(
     };
     // The client learns whether its keystrokes are kept, so it sends
     // none when they are not (the relay drops any that come anyway).
-    let hello = Control::Opened {
+    let hello = (query.opened == Some(1)).then(|| Control::Opened {
         connector: connector.clone(),
         host_keys,
         record_input: recorder.record_input,
-    };
+    });
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_LEN)
         .max_frame_size(MAX_WS_MESSAGE_LEN)
@@ -188,12 +200,14 @@ pub async fn session(
             sessions.track_future(
                 async move {
                     let mut socket = socket;
-                    if socket
-                        .send(Message::Text(hello.to_text().into()))
-                        .await
-                        .is_err()
-                    {
-                        tracing::info!("client gone before the session started");
+                    if let Some(hello) = hello {
+                        if socket
+                            .send(Message::Text(hello.to_text().into()))
+                            .await
+                            .is_err()
+                        {
+                            tracing::info!("client gone before the session started");
+                        }
                     }
                     metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
                     let (up, down) = pipe(socket, send, recv, &metrics, recorder, &slot).await;

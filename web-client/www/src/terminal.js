@@ -186,7 +186,8 @@ async function connect() {
   const ws = location.protocol === "https:" ? "wss:" : "ws:";
   try {
     state.session = start_session({
-      wsUrl: `${ws}//${location.host}/ws/${encodeURIComponent(service)}`,
+      // opened=1: the relay names the connector carrying the session and its host keys.
+      wsUrl: `${ws}//${location.host}/ws/${encodeURIComponent(service)}?opened=1`,
       service,
       // With a certificate, the account the policy maps this user to.
       user: (svc.ssh_certificates && svc.ssh_principal) || user,
