@@ -737,6 +737,13 @@ fn connector_add(
                 c.granted = Some(granted.clone());
                 c.grants_migrated = false;
                 ctx.store.put_connector(&c).map_err(store_err)?;
+                if let Some(r) = &ctx.registry {
+                    r.reload_grants(name, || {
+                        crate::tunnel::server::stored_grants(&ctx.store, name)
+                            .into_iter()
+                            .collect()
+                    });
+                }
             }
         }
         None => ctx
@@ -811,7 +818,11 @@ fn connector_grant(
         })
         .map_err(store_err)?;
     if let Some(r) = &ctx.registry {
-        r.set_grants(name, granted.iter().cloned().collect());
+        r.reload_grants(name, || {
+            crate::tunnel::server::stored_grants(&ctx.store, name)
+                .into_iter()
+                .collect()
+        });
     }
     let verb = if grant {
         "may now serve"

@@ -179,6 +179,10 @@ pub struct ServeConfig {
     pub max_sessions_per_user_per_service: usize,
     /// The plain-HTTP `/metrics` listener, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// `metrics_listen` is [`DEFAULT_METRICS_LISTEN`] because nobody set
+    /// one: if that port is taken, the relay starts without metrics (with a
+    /// warning) rather than not at all. An address an admin chose must bind.
+    pub metrics_listen_is_default: bool,
     /// Timeouts and caps of the HTTPS listener.
     pub https_limits: ConnLimits,
 }
@@ -264,7 +268,9 @@ impl ServeArgs {
             .or(file.max_sessions_per_user_per_service)
             .unwrap_or(crate::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE)
             .max(1);
-        let metrics_listen = match self.metrics_listen.or(file.metrics_listen) {
+        let metrics_setting = self.metrics_listen.or(file.metrics_listen);
+        let metrics_listen_is_default = metrics_setting.is_none();
+        let metrics_listen = match metrics_setting {
             Some(text) => parse_metrics_listen(&text)?,
             None => Some(DEFAULT_METRICS_LISTEN),
         };
@@ -297,6 +303,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             metrics_listen,
+            metrics_listen_is_default,
             https_limits,
             audit_retention,
             max_connections_per_connector,
@@ -354,6 +361,7 @@ mod tests {
         assert_eq!(cfg.public_tunnel_addr, "relay.example:7000");
         assert_eq!(cfg.listen_https.port(), 8443);
         assert_eq!(cfg.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+        assert!(cfg.metrics_listen_is_default);
         assert_eq!(cfg.https_limits, ConnLimits::default());
         assert_eq!(
             cfg.max_sessions_per_user_per_service,

@@ -76,6 +76,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
             Some(text) => crate::config::parse_metrics_listen(text).map_err(anyhow::Error::msg)?,
             None => None,
         },
+        metrics_listen_is_default: false,
         https_limits: Default::default(),
     };
     let relay = Relay::start(config).await?;

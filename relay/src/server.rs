@@ -198,37 +198,46 @@ impl Relay {
                 tracing::info!("metrics listener off (--metrics-listen is empty)");
                 None
             }
-            Some(addr) => {
-                let listener = std::net::TcpListener::bind(addr).with_context(|| {
-                    format!(
+            Some(addr) => match std::net::TcpListener::bind(addr) {
+                Err(e) if config.metrics_listen_is_default => {
+                    tracing::warn!(
+                        "metrics listener off: cannot listen on tcp {addr} ({e}); set \
+                         --metrics-listen to a free address to have /metrics"
+                    );
+                    None
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
                         "cannot listen for metrics on tcp {addr}: set --metrics-listen to a free \
                          address, or to \"\" to turn the metrics listener off"
-                    )
-                })?;
-                let local = listener.local_addr()?;
-                let limiter = Limiter::new(
-                    "metrics",
-                    listener::METRICS_MAX_CONNECTIONS,
-                    listener::METRICS_MAX_CONNECTIONS,
-                    None,
-                );
-                let acceptor = GuardAcceptor::new(
-                    axum_server::accept::DefaultAcceptor::new(),
-                    limiter,
-                    https_limits,
-                    None,
-                );
-                let server = axum_server::from_tcp(listener)?
-                    .acceptor(acceptor)
-                    .handle(metrics_http.clone());
-                tasks.spawn(async move {
-                    if let Err(e) = server.serve(metrics_router.into_make_service()).await {
-                        tracing::error!(error = %e, "metrics listener failed");
-                    }
-                });
-                tracing::info!("metrics listener on http://{local}/metrics");
-                Some(local)
-            }
+                    )))
+                }
+                Ok(listener) => {
+                    let local = listener.local_addr()?;
+                    let limiter = Limiter::new(
+                        "metrics",
+                        listener::METRICS_MAX_CONNECTIONS,
+                        listener::METRICS_MAX_CONNECTIONS,
+                        None,
+                    );
+                    let acceptor = GuardAcceptor::new(
+                        axum_server::accept::DefaultAcceptor::new(),
+                        limiter,
+                        https_limits,
+                        None,
+                    );
+                    let server = axum_server::from_tcp(listener)?
+                        .acceptor(acceptor)
+                        .handle(metrics_http.clone());
+                    tasks.spawn(async move {
+                        if let Err(e) = server.serve(metrics_router.into_make_service()).await {
+                            tracing::error!(error = %e, "metrics listener failed");
+                        }
+                    });
+                    tracing::info!("metrics listener on http://{local}/metrics");
+                    Some(local)
+                }
+            },
         };
 
         // Admin socket.

@@ -492,7 +492,7 @@ fn metrics_have_their_own_listener_and_the_public_one_serves_none() {
 }
 
 #[test]
-fn a_taken_metrics_port_stops_serve_with_the_fix_and_not_the_demo() {
+fn a_taken_metrics_port_stops_serve_only_where_an_admin_chose_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
@@ -535,6 +535,32 @@ fn a_taken_metrics_port_stops_serve_with_the_fix_and_not_the_demo() {
     });
     demo.signal("TERM");
     assert!(demo.wait_exit().success(), "{}", demo.log_text());
+
+    // Nor does it stop `serve` when nobody chose the address: the relay
+    // starts without metrics and says so.
+    let mut relay = Proc::spawn(
+        "relay",
+        Command::new(bin("sallyport-relay"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("default-metrics"))
+            .args(["--listen-https", &format!("127.0.0.1:{}", free_port())])
+            .args(["--listen-tunnel", &format!("127.0.0.1:{}", free_port())])
+            .env_remove("SALLYPORT_METRICS_LISTEN"),
+        dir.path().join("default-metrics.log"),
+    );
+    wait_for("the relay to start without metrics", || {
+        assert!(
+            relay.is_running(),
+            "the relay exited:\n{}",
+            relay.log_text()
+        );
+        relay
+            .log_text()
+            .contains("metrics listener off: cannot listen on tcp 127.0.0.1:9464")
+            .then_some(())
+    });
+    relay.kill();
 }
 
 #[test]

@@ -460,6 +460,12 @@ impl Policy {
                     }
                 }
             }
+            if s.max_sessions_per_user == Some(0) {
+                return Err(format!(
+                    "policy.services.{name}.max_sessions_per_user = 0 would let no one in; \
+                     deny the service with a rule instead"
+                ));
+            }
             let rules = s
                 .rules
                 .into_iter()
@@ -840,6 +846,10 @@ mod tests {
             "[[policy.services.web.rules]]\naction = \"deny\"\neveryone = true\ncidr = [\"10.0.0.0/8\"]\n"
         )
         .contains("no conditions"));
+        assert!(bad(
+            "[policy.services.db]\nmax_sessions_per_user = 0\nrules = [{ action = \"allow\", everyone = true }]\n"
+        )
+        .contains("would let no one in"));
     }
 
     #[test]

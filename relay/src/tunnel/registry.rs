@@ -53,12 +53,14 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets what `connector` may serve, for its live connections and later ones.
-    pub fn set_grants(&self, connector: &str, granted: BTreeSet<String>) {
-        self.grants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(connector.to_owned(), Arc::new(granted));
+    /// Sets what `connector` may serve, for its live connections and later
+    /// ones, to what `load` reads (from the store) now. `load` runs under
+    /// the registry's grants lock, so of two callers racing (a connection's
+    /// hello and an admin's grant) the later one reads the later store:
+    /// write the store first, then call this.
+    pub fn reload_grants(&self, connector: &str, load: impl FnOnce() -> BTreeSet<String>) {
+        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        grants.insert(connector.to_owned(), Arc::new(load()));
     }
 
     fn grants_of(&self, connector: &str) -> Option<Arc<BTreeSet<String>>> {

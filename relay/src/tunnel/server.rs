@@ -180,20 +180,14 @@ async fn run_connection(
     if let Err(e) = check_hello(&hello, &name) {
         return protocol_error(&conn, e);
     }
-    // Grants as the store has them now; a grant or ungrant later reaches
-    // the registry directly.
-    let granted = match ctx.store.connector(&name) {
-        Ok(Some(r)) => r.granted.unwrap_or_default(),
-        Ok(None) => Vec::new(),
-        Err(e) => {
-            tracing::error!(error = %e, "store failed");
-            conn.close(code::DONE.into(), b"relay store unavailable");
-            return;
-        }
-    };
+    // Grants as the store has them now, read under the registry's lock so
+    // that a grant or ungrant landing meanwhile is not undone.
+    let mut granted = Vec::new();
+    ctx.registry.reload_grants(&name, || {
+        granted = stored_grants(&ctx.store, &name);
+        granted.iter().cloned().collect()
+    });
     let refused = refuse_ungranted(&ctx, &name, &hello, &granted);
-    ctx.registry
-        .set_grants(&name, granted.into_iter().collect());
     let welcome = Control::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
         relay_version: env!("CARGO_PKG_VERSION").into(),
@@ -298,6 +292,18 @@ async fn run_connection(
     };
     if let Err(e) = ctx.audit.append(&event) {
         tracing::error!(error = %e, "audit log failed");
+    }
+}
+
+/// What the store says `connector` may serve; nothing when it cannot say.
+pub fn stored_grants(store: &Store, connector: &str) -> Vec<String> {
+    match store.connector(connector) {
+        Ok(Some(r)) => r.granted.unwrap_or_default(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::error!(error = %e, %connector, "store failed; no grants");
+            Vec::new()
+        }
     }
 }
 
