@@ -86,7 +86,8 @@ pub struct ServeArgs {
     /// to read a response [default: 60s]. Session WebSockets are not cut by it.
     #[arg(long, env = "SALLYPORT_HTTPS_IDLE_TIMEOUT")]
     pub https_idle_timeout: Option<String>,
-    /// HTTPS connections one client address (IPv6: one /64) may hold [default: 256].
+    /// HTTPS connections one client address (IPv6: one /64) may hold
+    /// [default: 256, or the total cap / 8 when that is less].
     #[arg(long, env = "SALLYPORT_MAX_HTTPS_CONNECTIONS_PER_ADDRESS")]
     pub max_https_connections_per_address: Option<usize>,
     /// HTTPS connections everyone together may hold [default and most: the
@@ -294,8 +295,7 @@ impl ServeArgs {
             max_per_address: self
                 .max_https_connections_per_address
                 .or(file.max_https_connections_per_address)
-                .unwrap_or(listener::DEFAULT_MAX_PER_ADDRESS)
-                .max(1),
+                .map(|n| n.max(1)),
             max_total: self
                 .max_https_connections
                 .or(file.max_https_connections)
@@ -383,7 +383,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.metrics_listen, None);
         assert_eq!(cfg.https_limits.idle_timeout, Duration::from_secs(5));
-        assert_eq!(cfg.https_limits.max_per_address, 10);
+        assert_eq!(cfg.https_limits.max_per_address, Some(10));
         assert_eq!(cfg.max_sessions_per_user_per_service, 3);
 
         std::fs::write(&file, "data_dirr = \"/x\"\n").unwrap();

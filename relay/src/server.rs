@@ -178,7 +178,7 @@ impl Relay {
         let limiter = Limiter::new(
             "https",
             max_https,
-            https_limits.max_per_address,
+            listener::per_address_cap(max_https, https_limits.max_per_address),
             Some(metrics.clone()),
         );
         let acceptor = GuardAcceptor::new(acceptor, limiter, https_limits, Some(metrics.clone()));
@@ -283,7 +283,8 @@ impl Relay {
             tunnel = %tunnel_addr,
             fd_limit,
             max_https,
-            max_https_per_address = https_limits.max_per_address,
+            max_https_per_address =
+                listener::per_address_cap(max_https, https_limits.max_per_address),
             public_url = %config.public_url.origin,
             ca_fingerprint = %ca.fingerprint(),
             "relay listening"

@@ -50,25 +50,11 @@ impl Drop for EnrolSlot {
     }
 }
 
-/// What counts as one address: an IPv4 address (also IPv4-mapped IPv6),
-/// or an IPv6 /64, which one host usually holds whole.
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-        v4 => v4,
-    }
-}
-
 impl EnrolSlots {
     /// A slot for a connection from `ip`, or why there is none.
     pub fn try_take(&self, ip: IpAddr) -> Result<EnrolSlot, &'static str> {
-        let key = address_key(ip);
+        // One address as the HTTPS listener counts it (IPv6: its /64).
+        let key = crate::web::listener::address_key(ip);
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         if taken.values().sum::<usize>() >= MAX_ENROLMENTS {
             return Err("too many enrolments in progress; try again");

@@ -49,10 +49,15 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// (keep-alive), and how long a response may wait for a peer that does not
 /// read it. Browsers reopen closed keep-alive connections silently.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections one client address may hold at once (IPv6: one /64). A
-/// browser holds about six for pages plus one per open terminal; the rest is
-/// room for several people behind one NAT.
+/// Connections one client address may hold at once (IPv6: one /64), at
+/// most. A browser holds about six for pages plus one per open terminal;
+/// the rest is room for several people behind one NAT. Under a small
+/// descriptor limit the default is less (see [`per_address_cap`]).
 pub const DEFAULT_MAX_PER_ADDRESS: usize = 256;
+/// Unless an admin sets the per-address cap, it is at most the total cap
+/// divided by this: filling the listener takes at least this many
+/// addresses, not two or three.
+pub const MIN_ADDRESSES_TO_FILL: usize = 8;
 /// File descriptors kept out of the HTTPS connection cap: the store (sled
 /// keeps about ten files open), the tunnel's UDP socket, the runtime's
 /// epoll and event descriptors, the admin socket and its clients, the
@@ -79,8 +84,9 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
-    /// See [`DEFAULT_MAX_PER_ADDRESS`].
-    pub max_per_address: usize,
+    /// Connections one address may hold; `None`: [`per_address_cap`]'s
+    /// default for the total cap.
+    pub max_per_address: Option<usize>,
     /// Connections everyone together may hold; `None`: the descriptor limit
     /// less [`FD_RESERVE`] (see [`total_cap`]).
     pub max_total: Option<usize>,
@@ -92,7 +98,7 @@ impl Default for ConnLimits {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_per_address: DEFAULT_MAX_PER_ADDRESS,
+            max_per_address: None,
             max_total: None,
         }
     }
@@ -115,6 +121,16 @@ pub fn total_cap(fd_limit: u64, configured: Option<usize>) -> usize {
     match configured {
         Some(n) => n.clamp(1, derived),
         None => derived,
+    }
+}
+
+/// The per-address cap for a total cap `total`: what the admin `configured`,
+/// or [`DEFAULT_MAX_PER_ADDRESS`] but no more than `total` /
+/// [`MIN_ADDRESSES_TO_FILL`] (and at least 16, room for one person).
+pub fn per_address_cap(total: usize, configured: Option<usize>) -> usize {
+    match configured {
+        Some(n) => n.max(1),
+        None => (total / MIN_ADDRESSES_TO_FILL).clamp(16, DEFAULT_MAX_PER_ADDRESS),
     }
 }
 
@@ -670,6 +686,14 @@ mod tests {
         assert_eq!(l.try_acquire(c).err(), Some(Refusal::Total));
         drop(p1);
         assert!(l.try_acquire(c).is_ok());
+    }
+
+    #[test]
+    fn the_default_per_address_cap_leaves_room_for_eight_addresses() {
+        assert_eq!(per_address_cap(768, None), 96);
+        assert_eq!(per_address_cap(1 << 20, None), DEFAULT_MAX_PER_ADDRESS);
+        assert_eq!(per_address_cap(32, None), 16);
+        assert_eq!(per_address_cap(768, Some(300)), 300);
     }
 
     #[test]
