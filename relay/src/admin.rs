@@ -526,13 +526,15 @@ fn user_sign_out(ctx: &AdminCtx, name: &str) -> Result<String, String> {
     let mut sign_ins = 0;
     let mut sessions = 0;
     for (id, _) in ctx.store.sessions_of(name).map_err(store_err)? {
-        // The record first: a session opening meanwhile fails its check.
+        // The records first: a session opening meanwhile fails its check.
         if ctx.store.remove_session_by_id(&id).map_err(store_err)? {
             sign_ins += 1;
         }
-        if let Some(live) = &ctx.live {
-            sessions += live.sign_out(&id);
-        }
+    }
+    // Every live session of the user, also those of sign-ins that expired
+    // (and so are no longer listed) while their sessions stayed open.
+    if let Some(live) = &ctx.live {
+        sessions += live.sign_out_user(name);
     }
     ctx.store.flush().map_err(store_err)?;
     ctx.audit

@@ -39,8 +39,8 @@ struct Counts {
     users: HashMap<String, usize>,
     /// (user, service) -> live sessions.
     services: HashMap<(String, String), usize>,
-    /// sign-in -> (token its sessions listen to, live sessions).
-    sign_ins: HashMap<SignInId, (CancellationToken, usize)>,
+    /// sign-in -> (token its sessions listen to, live sessions, its user).
+    sign_ins: HashMap<SignInId, (CancellationToken, usize, String)>,
 }
 
 /// Live sessions of the relay, shared by the web routes and the admin socket.
@@ -85,7 +85,7 @@ impl Drop for SessionSlot {
         let mut c = self.live.lock();
         decrement(&mut c.users, &self.user);
         decrement(&mut c.services, &(self.user.clone(), self.service.clone()));
-        if let Some((_, n)) = c.sign_ins.get_mut(&self.sign_in) {
+        if let Some((_, n, _)) = c.sign_ins.get_mut(&self.sign_in) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 c.sign_ins.remove(&self.sign_in);
@@ -139,7 +139,7 @@ impl LiveSessions {
         let entry = c
             .sign_ins
             .entry(sign_in.to_owned())
-            .or_insert_with(|| (CancellationToken::new(), 0));
+            .or_insert_with(|| (CancellationToken::new(), 0, user.to_owned()));
         entry.1 += 1;
         let ended = entry.0.child_token();
         Ok(SessionSlot {
@@ -155,7 +155,7 @@ impl LiveSessions {
     pub fn sign_out(&self, sign_in: &str) -> usize {
         let mut c = self.lock();
         match c.sign_ins.remove(sign_in) {
-            Some((token, n)) => {
+            Some((token, n, _)) => {
                 token.cancel();
                 n
             }
@@ -163,9 +163,25 @@ impl LiveSessions {
         }
     }
 
+    /// Ends every live session of `user`, whatever sign-in opened it (also
+    /// one whose record has expired meanwhile); returns how many.
+    pub fn sign_out_user(&self, user: &str) -> usize {
+        let mut c = self.lock();
+        let mut ended = 0;
+        c.sign_ins.retain(|_, (token, n, owner)| {
+            if owner != user {
+                return true;
+            }
+            token.cancel();
+            ended += *n;
+            false
+        });
+        ended
+    }
+
     /// Live sessions opened with `sign_in`.
     pub fn sessions_of_sign_in(&self, sign_in: &str) -> usize {
-        self.lock().sign_ins.get(sign_in).map_or(0, |(_, n)| *n)
+        self.lock().sign_ins.get(sign_in).map_or(0, |(_, n, _)| *n)
     }
 
     /// Live sessions of `user`.
@@ -218,5 +234,17 @@ mod tests {
         drop(one);
         assert_eq!(live.sessions_of("alice"), 1);
         assert_eq!(live.sign_out("nobody"), 0);
+    }
+
+    #[test]
+    fn signing_a_user_out_ends_all_their_sessions_whatever_the_sign_in() {
+        let live = Arc::new(LiveSessions::default());
+        // s-old's record may have expired from the store; its session lives.
+        let old = live.try_acquire("alice", "box", "s-old", 9, 8).unwrap();
+        let new = live.try_acquire("alice", "web", "s-new", 9, 8).unwrap();
+        let bob = live.try_acquire("bob", "box", "s-bob", 9, 8).unwrap();
+        assert_eq!(live.sign_out_user("alice"), 2);
+        assert!(old.signed_out().is_cancelled() && new.signed_out().is_cancelled());
+        assert!(!bob.signed_out().is_cancelled());
     }
 }
