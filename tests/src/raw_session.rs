@@ -64,6 +64,8 @@ pub struct Ending {
     pub closed: bool,
     /// When it closed.
     pub at: Option<Instant>,
+    /// The acknowledgements that came on the way, `(session, seq)`.
+    pub acks: Vec<(String, u64)>,
 }
 
 /// Reads until the socket closes or `limit` passes, noting the relay's
@@ -81,11 +83,11 @@ where
             Ok(m) => m,
         };
         match msg {
-            Some(Ok(Message::Text(t))) => {
-                if let Ok(Control::Error { reason }) = Control::parse(t.as_str()) {
-                    ending.error = Some(reason);
-                }
-            }
+            Some(Ok(Message::Text(t))) => match Control::parse(t.as_str()) {
+                Ok(Control::Error { reason }) => ending.error = Some(reason),
+                Ok(Control::Ack { session, seq }) => ending.acks.push((session, seq)),
+                _ => {}
+            },
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                 ending.closed = true;
                 ending.at = Some(Instant::now());

@@ -48,6 +48,9 @@ pub struct ClientAppend {
     pub stored: Vec<(String, u64)>,
     /// An event over its session's budget, refused with the events after it.
     pub refused: Option<BudgetExceeded>,
+    /// `(session, seq)` of that event: it will never be stored, so the
+    /// client may forget it (and should, or it sends it again).
+    pub refused_at: Option<(String, u64)>,
     /// Of the `backed` bytes given, how many the stored terminal events used.
     pub backed_used: u64,
 }
@@ -288,6 +291,7 @@ impl AuditLog {
             if self.client_keys.get(&key)?.is_none() {
                 if let Err(e) = record.charge(session, what, &mut backed_left) {
                     out.refused = Some(e);
+                    out.refused_at = Some((session.clone(), *seq));
                     break;
                 }
                 let record = self.record(event)?;

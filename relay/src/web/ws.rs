@@ -231,6 +231,25 @@ pub async fn session(
         }))
 }
 
+/// Acknowledges `(session, seq)` pairs: the last of each session's run
+/// acknowledges the run. Never waits: a full queue or a finished socket
+/// loses only an acknowledgement, and the client sends again.
+fn acknowledge(
+    acks: &tokio::sync::mpsc::Sender<Control>,
+    events: impl IntoIterator<Item = (String, u64)>,
+) {
+    let mut last: Vec<(String, u64)> = Vec::new();
+    for (session, seq) in events {
+        match last.iter_mut().find(|(s, _)| *s == session) {
+            Some(entry) => entry.1 = entry.1.max(seq),
+            None => last.push((session, seq)),
+        }
+    }
+    for (session, seq) in last {
+        let _ = acks.try_send(Control::Ack { session, seq });
+    }
+}
+
 /// Copies client → connector and connector → client until both directions
 /// have finished (or either side fails), then closes the WebSocket. Returns
 /// the byte counts each way.
@@ -400,9 +419,17 @@ async fn pipe(
             .await;
             match stored {
                 Ok(Ok(crate::audit::ClientAppend {
-                    refused: Some(e), ..
+                    refused: Some(e),
+                    refused_at,
+                    stored,
+                    ..
                 })) => {
                     tracing::warn!(reason = %e, "client event over its budget; ending the session");
+                    // What was stored, and the refused event, which never
+                    // will be: the client forgets them, so its next socket
+                    // does not meet the same refusal again. (Not the dropped
+                    // keystrokes: one may come after events not looked at.)
+                    acknowledge(&acks_tx, stored.into_iter().chain(refused_at));
                     let _ = ended.set(e.to_string());
                     abort.cancel();
                     break;
@@ -413,21 +440,7 @@ async fn pipe(
                     ..
                 })) => {
                     backed_used += used;
-                    let stored = dropped.into_iter().chain(stored);
-                    // Acknowledging the last of each session's run acknowledges the run.
-                    let mut last: Vec<(String, u64)> = Vec::new();
-                    for (session, seq) in stored {
-                        match last.iter_mut().find(|(s, _)| *s == session) {
-                            Some(entry) => entry.1 = entry.1.max(seq),
-                            None => last.push((session, seq)),
-                        }
-                    }
-                    for (session, seq) in last {
-                        // The socket may be closing: the client sends again.
-                        // Never waits: a full queue or a finished socket loses
-                        // only an acknowledgement, and the client sends again.
-                        let _ = acks_tx.try_send(Control::Ack { session, seq });
-                    }
+                    acknowledge(&acks_tx, dropped.into_iter().chain(stored));
                 }
                 // Acknowledging anything after a batch that failed would
                 // let the client forget it: end the session instead, and
@@ -542,6 +555,17 @@ async fn pipe(
         let _ = ended.set(session_limits::SIGNED_OUT.to_owned());
     }
     if let Some(reason) = ended.get() {
+        // Acknowledgements still queued go first (a refused event's among
+        // them), so the client forgets what it must not send again.
+        while let Ok(ack) = acks_rx.try_recv() {
+            if ws_tx
+                .send(Message::Text(ack.to_text().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
         let error = Control::Error {
             reason: reason.clone(),
         };
