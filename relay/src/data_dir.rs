@@ -157,6 +157,16 @@ fn check_parents(dir: &Path) -> Result<(), DataDirError> {
     {
         parents.push(target);
     }
+    // And the path as written: a symbolic link on the way (`/srv/relay ->
+    // /data/relay`) can be re-pointed by whoever may write the directory
+    // that holds it, whatever its target's parents allow.
+    parents.extend(
+        absolute
+            .ancestors()
+            .skip(1)
+            .find(|p| p.exists())
+            .map(Path::to_owned),
+    );
     for real in parents {
         for parent in real.ancestors() {
             let meta = std::fs::metadata(parent).map_err(io_err("read", parent))?;
@@ -284,5 +294,24 @@ mod tests {
         chmod(tmp.path(), 0o1777);
         prepare(&dir).unwrap();
         chmod(tmp.path(), 0o700);
+    }
+
+    #[test]
+    fn a_link_on_the_way_in_a_dir_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let safe = tmp.path().join("safe");
+        std::fs::create_dir(&safe).unwrap();
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        // open/relay -> safe: whoever may write `open` can re-point it.
+        std::os::unix::fs::symlink(&safe, open.join("relay")).unwrap();
+        let err = prepare(&open.join("relay").join("data")).unwrap_err();
+        assert!(
+            matches!(&err, DataDirError::ParentWritable { parent, .. } if parent.ends_with("open")),
+            "{err}"
+        );
+        chmod(&open, 0o755);
+        prepare(&open.join("relay").join("data")).unwrap();
     }
 }
