@@ -56,8 +56,12 @@ pub const REPLY_QUEUE: usize = 4;
 /// Admin commands the relay runs at once; more connections wait.
 pub const MAX_ADMIN_COMMANDS: usize = 8;
 /// How long the relay waits for the request, and for the CLI to take each
-/// piece of the answer; and how long the CLI waits for each piece.
+/// piece of the answer.
 pub const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the CLI waits for each piece of the answer: longer, since a
+/// filtered `audit list` or a `recording export` may read millions of
+/// events before its first line.
+pub const ADMIN_REPLY_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Key in the store's meta tree holding the address connectors dial.
 pub const META_TUNNEL_ADDR: &str = "public_tunnel_addr";
 
@@ -1050,7 +1054,7 @@ pub enum AdminError {
     /// Its output could not be written here.
     #[error("{0}")]
     Output(String),
-    #[error("the running relay did not answer the admin command within {ADMIN_IO_TIMEOUT:?}")]
+    #[error("the running relay did not answer the admin command within {ADMIN_REPLY_WAIT:?}")]
     Timeout,
     #[error(
         "the running relay's answer is not understood ({0}); is it an older version? restart it"
@@ -1073,7 +1077,7 @@ pub async fn send_to_running(
             let (mut r, mut w) = stream.into_split();
             write_frame(&mut w, req).await?;
             loop {
-                let frame = tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame(&mut r))
+                let frame = tokio::time::timeout(ADMIN_REPLY_WAIT, read_frame(&mut r))
                     .await
                     .map_err(|_| AdminError::Timeout)??;
                 match frame {
