@@ -215,17 +215,7 @@ impl Identity {
             .as_ref()
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| self.dummy_hash.clone());
-        let password = password.to_owned();
-        // argon2 is deliberately slow and takes 19 MiB a check: run a few at
-        // a time, off the async workers.
-        let permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.hashing.acquire())
-            .await
-            .map_err(|_| IdentityError::Busy)?
-            .map_err(|_| IdentityError::Busy)?;
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
-        drop(permit);
+        let ok = self.verify_hash(password, hash).await?;
         let now = now_secs();
         let Some(record) = record.filter(|_| ok) else {
             if record_exists(&self.store, user) {
@@ -259,6 +249,23 @@ impl Identity {
         Ok((token, session))
     }
 
+    /// Whether `password` matches the argon2 `hash`. argon2 is deliberately
+    /// slow and takes 19 MiB a check: a few run at a time (waiting at most
+    /// [`HASH_QUEUE_WAIT`] for a turn, else [`IdentityError::Busy`]), off
+    /// the async workers.
+    async fn verify_hash(&self, password: &str, hash: String) -> Result<bool, IdentityError> {
+        let password = password.to_owned();
+        let _permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.hashing.acquire())
+            .await
+            .map_err(|_| IdentityError::Busy)?
+            .map_err(|_| IdentityError::Busy)?;
+        Ok(
+            tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+                .await
+                .unwrap_or(false),
+        )
+    }
+
     /// Checks the password of a signed-in `user` again before a change
     /// to their account (turning one-time codes on or replacing them),
     /// within the same per-minute budget as sign-in, so a stolen session
@@ -283,15 +290,7 @@ impl Identity {
             .user(user)?
             .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?
             .password_hash;
-        let password = password.to_owned();
-        let permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.hashing.acquire())
-            .await
-            .map_err(|_| IdentityError::Busy)?
-            .map_err(|_| IdentityError::Busy)?;
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
-        drop(permit);
+        let ok = self.verify_hash(password, hash).await?;
         if !ok {
             self.store
                 .record_failed_sign_in(user, failure(from, now_secs(), false))?;
