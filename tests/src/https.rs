@@ -116,15 +116,7 @@ impl RelayAddrs {
 
     /// A counter from the metrics listener; 0 when it is missing.
     pub fn metric(&self, name: &str) -> u64 {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "10"])
-            .arg(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0)
+        crate::metric_in(&crate::scrape_metrics(self.metrics_port), name).unwrap_or(0)
     }
 
     /// `POST /api/login` with curl bound to `source`: the status and the answer.

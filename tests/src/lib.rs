@@ -703,16 +703,26 @@ impl RelayProc {
 
     /// A counter from `/metrics` (the relay's plain-HTTP metrics listener).
     pub fn metric(&self, name: &str) -> u64 {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "10"])
-            .arg(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .output()
-            .expect("curl");
-        let body = String::from_utf8_lossy(&out.stdout);
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
+        let body = scrape_metrics(self.metrics_port);
+        metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
     }
+}
+
+/// The text of `/metrics` on the relay's metrics listener at `port` (empty
+/// when it does not answer within 10 s).
+pub fn scrape_metrics(port: u16) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the sample `name` (with its labels) in Prometheus text.
+pub fn metric_in(body: &str, name: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 impl Drop for RelayProc {
