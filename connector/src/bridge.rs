@@ -58,7 +58,8 @@ async fn connect_and_copy(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let Some(target) = services.get(&header.service) else {
+    // Relays send the canonical (lowercase) name; older ones may not.
+    let Some(target) = services.get(&header.service.to_ascii_lowercase()) else {
         tracing::warn!("refused: service not exposed here");
         return refuse(
             &mut send,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sallyport_proto::frame::check_name;
+use sallyport_proto::frame::service_name;
 use sallyport_proto::limits::MAX_SERVICES;
 use sallyport_proto::token::EnrolmentToken;
 use sallyport_proto::tunnel::{ServiceInfo, ServiceKind};
@@ -36,6 +36,11 @@ mod tests {
         assert_eq!(
             parse_service("db=tcp://db:5432").unwrap().1,
             "tcp://db:5432"
+        );
+        assert_eq!(
+            parse_service("Prod-DB=10.0.0.5:22").unwrap().0,
+            "prod-db",
+            "service names are stored lowercased"
         );
         assert!(parse_service("web").is_err());
         assert!(parse_service("web=host").is_err());
@@ -79,12 +84,13 @@ pub struct RunConfig {
 }
 
 /// Parses `NAME=HOST:PORT` (an SSH service) or `NAME=tcp://HOST:PORT` (any
-/// TCP service: no host keys are looked up).
+/// TCP service: no host keys are looked up). NAME comes back lowercased,
+/// its canonical form ([`service_name`]).
 pub fn parse_service(spec: &str) -> Result<(String, String), String> {
     let (name, target) = spec
         .split_once('=')
         .ok_or_else(|| format!("--service {spec:?} must look like NAME=HOST:PORT"))?;
-    check_name("service name", name).map_err(|e| e.to_string())?;
+    let name = service_name("service name", name).map_err(|e| e.to_string())?;
     let port_ok = target
         .strip_prefix(TCP_SCHEME)
         .unwrap_or(target)
@@ -93,7 +99,7 @@ pub fn parse_service(spec: &str) -> Result<(String, String), String> {
     if !port_ok {
         return Err(format!("--service {spec:?}: the target must be HOST:PORT"));
     }
-    Ok((name.to_owned(), target.to_owned()))
+    Ok((name, target.to_owned()))
 }
 
 /// Prefix of a plain-TCP service target.
@@ -181,7 +187,7 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), C
         };
         if services.insert(name.clone(), target.clone()).is_some() {
             return Err(ConnectorError::Config(format!(
-                "service {name} is given twice"
+                "service {name} is given twice (service names are case-insensitive)"
             )));
         }
         let host_keys = match kind {

@@ -91,6 +91,18 @@ pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<(), Fram
     Ok(())
 }
 
+/// A service name in its one canonical form: checked like [`check_name`],
+/// then ASCII-lowercased. Service names are case-insensitive everywhere
+/// (stored, compared, shown) because OpenSSH lowercases `%h` in a
+/// `ProxyCommand` (ssh_config(5), TOKENS), so `ssh Prod-DB` asks for
+/// `prod-db`; two names that differ only in case are one service.
+///
+/// Errors: the [`check_name`] error, naming `field`.
+pub fn service_name(field: &str, value: &str) -> Result<String, FrameError> {
+    check_name(field, value)?;
+    Ok(value.to_ascii_lowercase())
+}
+
 /// Checks a name (connector, service, user): 1 to `MAX_NAME_LEN` characters
 /// of `a-z A-Z 0-9 . _ -`, not starting with `-` or `.`.
 pub fn check_name(field: &str, value: &str) -> Result<(), FrameError> {

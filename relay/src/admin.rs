@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sallyport_proto::frame::check_name;
+use sallyport_proto::frame::{check_name, service_name};
 use sallyport_proto::frame::{FrameError, Validate};
 use sallyport_proto::io::{read_frame, write_frame, ReadError, WriteError};
 use sallyport_proto::limits::MAX_FRAME_LEN;
@@ -718,9 +718,20 @@ fn connector_add(
     replace: bool,
 ) -> Result<String, String> {
     check_name("connector name", name).map_err(|e| e.to_string())?;
-    for s in services {
-        check_name("service name", s).map_err(|e| e.to_string())?;
+    let mut canonical: Vec<String> = Vec::with_capacity(services.len());
+    for (i, s) in services.iter().enumerate() {
+        let c = service_name("service name", s).map_err(|e| e.to_string())?;
+        if let Some(other) = services[..i]
+            .iter()
+            .find(|o| *o != s && o.eq_ignore_ascii_case(s))
+        {
+            return Err(format!(
+                "services {other} and {s} differ only in case; service names are case-insensitive, give one"
+            ));
+        }
+        canonical.push(c);
     }
+    let services = &canonical;
     let relay = ctx.store.meta(META_TUNNEL_ADDR).map_err(store_err)?.ok_or_else(|| {
         "the relay's tunnel address is not known yet: start `sallyport-relay serve` once with this --data-dir".to_string()
     })?;
@@ -809,7 +820,7 @@ fn connector_grant(
     service: &str,
     grant: bool,
 ) -> Result<String, String> {
-    check_name("service name", service).map_err(|e| e.to_string())?;
+    let service = &service_name("service name", service).map_err(|e| e.to_string())?;
     let rec = ctx
         .store
         .set_grant(name, service, grant)

@@ -235,8 +235,8 @@ impl ServeArgs {
         };
         let mut ssh_cert_services = self.ssh_cert_services;
         ssh_cert_services.extend(file.ssh_cert_services);
-        for s in &ssh_cert_services {
-            sallyport_proto::frame::check_name("--ssh-cert-service", s)
+        for s in &mut ssh_cert_services {
+            *s = sallyport_proto::frame::service_name("--ssh-cert-service", s)
                 .map_err(|e| e.to_string())?;
         }
         let ssh_cert_ttl = match self.ssh_cert_ttl.or(file.ssh_cert_ttl) {

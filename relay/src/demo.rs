@@ -157,7 +157,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
          With OpenSSH, in another terminal:\n\n  \
          cargo build --release -p sallyport-client   # builds the `sallyport` CLI into target/release\n  \
          echo '{password}' | target/release/sallyport login --relay https://localhost:{port} --user demo --password-stdin --ca-cert {ca}\n  \
-         ssh -o ProxyCommand='target/release/sallyport proxy %h' $USER@localhost\n\n\
+         ssh -o ProxyCommand='target/release/sallyport proxy %n' $USER@localhost\n\n\
          Press Ctrl-C to stop.",
         ca = ca.display(),
         target = args.ssh_target,

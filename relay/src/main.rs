@@ -427,7 +427,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // The CA is a file of its own, not in sled: no need to ask a running relay.
             let ca = match service {
                 Some(s) => {
-                    sallyport_proto::frame::check_name("service name", &s)?;
+                    let s = sallyport_proto::frame::service_name("service name", &s)?;
                     sallyport_relay::ssh_ca::SshCa::load_or_create_for(&dir.data_dir, &s)?
                 }
                 None => sallyport_relay::ssh_ca::SshCa::load_or_create(&dir.data_dir)?,

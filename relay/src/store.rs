@@ -232,6 +232,7 @@ impl Store {
             db,
         };
         store.migrate_grants()?;
+        store.migrate_service_case()?;
         Ok(store)
     }
 
@@ -246,6 +247,37 @@ impl Store {
             }
             rec.granted = Some(rec.services.iter().map(|s| s.name.clone()).collect());
             rec.grants_migrated = rec.state == ConnectorState::Enrolled;
+            put(&self.connectors, &rec.name.clone(), &rec)?;
+            changed = true;
+        }
+        if changed {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Service names became case-insensitive (see
+    /// [`sallyport_proto::frame::service_name`]): grants and announced
+    /// names stored in another case are put in the canonical lowercase form,
+    /// so `Prod-DB` granted before still reaches `prod-db`.
+    fn migrate_service_case(&self) -> Result<(), StoreError> {
+        let mut changed = false;
+        for mut rec in self.connectors()? {
+            let mixed = |n: &String| n.bytes().any(|b| b.is_ascii_uppercase());
+            let granted_mixed = rec.granted.as_ref().is_some_and(|g| g.iter().any(mixed));
+            if !granted_mixed && !rec.services.iter().any(|s| mixed(&s.name)) {
+                continue;
+            }
+            if let Some(granted) = &mut rec.granted {
+                for g in granted.iter_mut() {
+                    g.make_ascii_lowercase();
+                }
+                granted.sort();
+                granted.dedup();
+            }
+            for s in &mut rec.services {
+                s.name.make_ascii_lowercase();
+            }
             put(&self.connectors, &rec.name.clone(), &rec)?;
             changed = true;
         }
@@ -753,6 +785,31 @@ mod tests {
             Some(vec!["web1".to_string(), "web2".to_string()])
         );
         assert!(!rec.grants_migrated);
+    }
+
+    #[test]
+    fn service_names_stored_in_another_case_are_lowercased_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.enrol_connector("old", "cert").unwrap();
+            let mut rec = store.connector("old").unwrap().unwrap();
+            rec.granted = Some(vec!["Prod-DB".into(), "prod-db".into(), "web".into()]);
+            rec.services = vec![ServiceInfo {
+                name: "Prod-DB".into(),
+                kind: sallyport_proto::tunnel::ServiceKind::Ssh,
+                host_keys: vec![],
+            }];
+            store.put_connector(&rec).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let rec = store.connector("old").unwrap().unwrap();
+        assert_eq!(
+            rec.granted,
+            Some(vec!["prod-db".to_string(), "web".to_string()])
+        );
+        assert_eq!(rec.services[0].name, "prod-db");
+        assert!(store.service_known("prod-db").unwrap());
     }
 
     #[test]

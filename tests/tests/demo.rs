@@ -30,7 +30,7 @@ fn demo_prints_a_password_that_reaches_the_local_sshd() {
     let log = demo.log_text();
     assert!(log.contains("User:      demo"), "{log}");
     assert!(
-        log.contains("ssh -o ProxyCommand='target/release/sallyport proxy %h' $USER@localhost"),
+        log.contains("ssh -o ProxyCommand='target/release/sallyport proxy %n' $USER@localhost"),
         "{log}"
     );
 

@@ -1,5 +1,5 @@
 //! A person with stock OpenSSH reaches a service through the relay with
-//! `ProxyCommand='sallyport proxy %h'`.
+//! `ProxyCommand='sallyport proxy %n'`.
 
 use std::process::Stdio;
 

@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sallyport_proto::frame::check_name;
+use sallyport_proto::frame::{check_name, service_name};
 use serde::{Deserialize, Serialize};
 
 pub use handle::{PolicyHandle, POLL_INTERVAL};
@@ -445,8 +445,15 @@ impl Policy {
         };
         let mut services = BTreeMap::new();
         for (name, s) in cfg.services {
-            if name != "*" {
-                check_name("service in policy.services", &name).map_err(|e| e.to_string())?;
+            let name = if name == "*" {
+                name
+            } else {
+                service_name("service in policy.services", &name).map_err(|e| e.to_string())?
+            };
+            if services.contains_key(&name) {
+                return Err(format!(
+                    "policy.services.{name} is given twice (service names are case-insensitive)"
+                ));
             }
             for (who, accounts) in &s.principals {
                 let subject = who.strip_prefix("group:").unwrap_or(who);
@@ -830,6 +837,11 @@ mod tests {
         assert!(
             bad("[[policy.services.web.rules]]\naction = \"maybe\"\n").contains("unknown variant")
         );
+        assert!(bad(
+            "[[policy.services.Web.rules]]\naction = \"allow\"\neveryone = true\n\
+             [[policy.services.web.rules]]\naction = \"deny\"\neveryone = true\n"
+        )
+        .contains("case-insensitive"));
         assert!(
             bad("[[policy.services.web.rules]]\naction = \"allow\"\nhours = \"9-5\"\n")
                 .contains("time of day")

@@ -166,7 +166,7 @@ async fn run_connection(
         Ok::<_, String>((send, recv, hello))
     })
     .await;
-    let (mut send, mut recv, hello) = match hello {
+    let (mut send, mut recv, mut hello) = match hello {
         Ok(Ok((send, recv, Control::Hello(h)))) => (send, recv, h),
         Ok(Ok((_, _, other))) => {
             return protocol_error(&conn, format!("expected hello, got {other:?}"))
@@ -177,7 +177,7 @@ async fn run_connection(
             return;
         }
     };
-    if let Err(e) = check_hello(&hello, &name) {
+    if let Err(e) = check_hello(&mut hello, &name) {
         return protocol_error(&conn, e);
     }
     // Grants as the store has them now, read under the registry's lock so
@@ -341,7 +341,20 @@ fn refuse_ungranted(
     refused
 }
 
-fn check_hello(hello: &Hello, enrolled_as: &str) -> Result<(), String> {
+/// Checks `hello` and puts its service names in their canonical
+/// (lowercase) form; two names that differ only in case are an error.
+fn check_hello(hello: &mut Hello, enrolled_as: &str) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for s in &mut hello.services {
+        let canonical = s.name.to_ascii_lowercase();
+        if !seen.insert(canonical.clone()) {
+            return Err(format!(
+                "service {} is announced twice (service names are case-insensitive)",
+                s.name
+            ));
+        }
+        s.name = canonical;
+    }
     if hello.protocol != PROTOCOL_VERSION {
         return Err(format!(
             "protocol version {} is not supported (relay speaks {PROTOCOL_VERSION})",

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use sallyport_proto::frame::check_name;
+use sallyport_proto::frame::service_name;
 
 use super::auth::{require_admin, require_session};
 use super::{access, AppState, TERMINAL_CSP};
@@ -220,9 +220,9 @@ pub async fn terminal(
     let Ok(session) = require_session(&state, &headers) else {
         return Redirect::to("/").into_response();
     };
-    if check_name("service name", &service).is_err() {
+    let Ok(service) = service_name("service name", &service) else {
         return (StatusCode::NOT_FOUND, "no such service\n").into_response();
-    }
+    };
     if let Err(e) = access::check(&state, &session, peer.ip(), &tls, &service, Stage::Page) {
         return denied_page(e.0, &e.1);
     }

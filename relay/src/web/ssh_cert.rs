@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use sallyport_proto::client::{SshCertRequest, SshCertResponse};
-use sallyport_proto::frame::check_name;
+use sallyport_proto::frame::service_name;
 
 use super::auth::{credential, require_session};
 use super::{access, ApiErr, AppState};
@@ -54,7 +54,7 @@ pub async fn ca_public_key(
     let ca = match &q.service {
         None => state.ssh_ca.clone(),
         Some(service) => {
-            check_name("service name", service)
+            let service = &service_name("service name", service)
                 .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
             if !state.policy.current().separate_ca(service) {
                 return Err(ApiErr(
@@ -79,10 +79,10 @@ pub async fn issue(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     tls: access::Tls,
     headers: HeaderMap,
-    Json(req): Json<SshCertRequest>,
+    Json(mut req): Json<SshCertRequest>,
 ) -> Result<Json<SshCertResponse>, ApiErr> {
     let session = require_session(&state, &headers)?;
-    check_name("service name", &req.service)
+    req.service = service_name("service name", &req.service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     if !state.store.service_known(&req.service)? {
         return Err(ApiErr(

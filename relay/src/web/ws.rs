@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::{SinkExt as _, StreamExt as _};
 use sallyport_proto::client::Control;
-use sallyport_proto::frame::check_name;
+use sallyport_proto::frame::service_name;
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
 use sallyport_proto::tunnel::StreamHeader;
 use tokio_util::sync::CancellationToken;
@@ -82,7 +82,7 @@ pub async fn session(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiErr> {
     let session = require_session(&state, &headers)?;
-    check_name("service name", &service)
+    let service = service_name("service name", &service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     // Policy first: a denied request learns nothing about the service and
     // opens no stream.

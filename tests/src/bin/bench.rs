@@ -338,7 +338,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "\nThe tunnelled path is `ssh -o ProxyCommand='sallyport proxy %h'` → relay (TLS + WebSocket) → QUIC stream \
+        "\nThe tunnelled path is `ssh -o ProxyCommand='sallyport proxy %n'` → relay (TLS + WebSocket) → QUIC stream \
          → connector → sshd, all on this machine, so its processes share the cores with ssh and sshd. \
          Set-up is measured from starting `sallyport proxy` (process start, TLS, WebSocket upgrade, QUIC stream, \
          the connector's TCP connect) to the SSH banner; direct is a TCP connect to the banner."

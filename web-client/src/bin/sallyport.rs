@@ -43,10 +43,15 @@ enum Command {
         #[arg(long)]
         code: Option<String>,
     },
-    /// Bridge stdin/stdout to SERVICE, for `ssh -o ProxyCommand='sallyport proxy %h' USER@SERVICE`.
-    Proxy { service: String },
+    /// Bridge stdin/stdout to SERVICE, for `ssh -o ProxyCommand='sallyport proxy %n' USER@SERVICE`.
+    /// Service names are case-insensitive.
+    Proxy {
+        #[arg(value_parser = service_arg)]
+        service: String,
+    },
     /// Make a key pair and have the relay's SSH CA certify it for SERVICE, for stock OpenSSH.
     SshCert {
+        #[arg(value_parser = service_arg)]
         service: String,
         /// The account to log in as [default: your Sallyport user name].
         #[arg(long)]
@@ -127,7 +132,7 @@ async fn run(command: Command) -> Result<(), ClientError> {
             let dir = out.unwrap_or_else(|| home.join("certs"));
             let key_path = certs::save(&dir, &service, &key, &cert.certificate)?;
             eprintln!(
-                "certificate for {} valid for {} s; log in with:\n  ssh -i {} -o ProxyCommand='sallyport proxy %h' {}@{service}",
+                "certificate for {} valid for {} s; log in with:\n  ssh -i {} -o ProxyCommand='sallyport proxy %n' {}@{service}",
                 cert.principal,
                 cert.valid_before.saturating_sub(now_secs()),
                 key_path.display(),
@@ -143,4 +148,10 @@ async fn run(command: Command) -> Result<(), ClientError> {
             proxy::run(ws).await
         }
     }
+}
+
+/// A service name as given on the command line, in its canonical
+/// (lowercase) form: `ssh Prod-DB` and `ssh prod-db` reach one service.
+fn service_arg(value: &str) -> Result<String, String> {
+    sallyport_proto::frame::service_name("service name", value).map_err(|e| e.to_string())
 }
