@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sallyport_proto::io::{read_frame, write_frame, ReadError};
+use sallyport_proto::tunnel::stream_code::SERVICE_FAILED;
 use sallyport_proto::tunnel::{StreamHeader, StreamReply};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -20,8 +21,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const COPY_BUF: usize = 64 * 1024;
 /// How long a finished session waits for the relay to acknowledge its last bytes.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-/// QUIC error code for a session ended by a failure on the service side.
-const SERVICE_FAILED: u32 = 0x11;
 
 /// Service name → `host:port`, exactly as configured; nothing else is reachable.
 pub type Services = BTreeMap<String, String>;

@@ -42,6 +42,27 @@ pub mod code {
     pub const TOO_MANY: u32 = 5;
 }
 
+/// QUIC stream error codes (RESET_STREAM / STOP_SENDING, RFC 9000 §19.4-5)
+/// of a session stream: why one side abandoned it.
+pub mod stream_code {
+    /// The client went away (relay → connector).
+    pub const CLIENT_GONE: u32 = 0x10;
+    /// The connection to the service failed: it reset the connection or
+    /// took no more bytes (connector → relay).
+    pub const SERVICE_FAILED: u32 = 0x11;
+
+    /// A person's words for `code`, for the message that ends the session.
+    pub fn describe(code: u64) -> Option<&'static str> {
+        match u32::try_from(code).ok()? {
+            CLIENT_GONE => Some("the client went away"),
+            SERVICE_FAILED => {
+                Some("the connection to the service failed (it reset or closed the connection)")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Messages on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -767,3 +767,29 @@ fn after_a_dropped_connection_no_event_is_lost_or_stored_twice() {
         "{lost} not in the first session's output: {recorded}"
     );
 }
+
+#[test]
+fn a_session_the_connector_cannot_open_shows_the_connectors_words() {
+    let env = Env::start();
+    // The connector is online, but its service points at a closed port.
+    let closed = free_port();
+    let token = env.relay.token("c1", "10m", &["dead"]);
+    let _c = start_connector(
+        env.path(),
+        "c1",
+        Some(&token),
+        &[format!("dead=127.0.0.1:{closed}")],
+        &[],
+    );
+    env.relay.wait_online("c1", 2);
+    let r = run(&env, (USER, PASSWORD), "hostkey", &[("SERVICE", "dead")]);
+    let reason = str_of(&r, "/session/endReason");
+    assert!(
+        reason.contains("connector c1 refused the session")
+            && reason.contains(&format!(
+                "cannot reach service \"dead\" at 127.0.0.1:{closed}"
+            )),
+        "the page shows the connector's reason, not a guess: {r}"
+    );
+    assert_eq!(r["passwordPrompted"], false, "{r}");
+}

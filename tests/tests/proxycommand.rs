@@ -201,3 +201,43 @@ fn the_proxy_exits_when_the_relay_ends_the_session_with_stdin_still_open() {
         .unwrap();
     assert!(err.contains("signed out"), "{err}");
 }
+
+#[test]
+fn the_proxy_exits_when_sshd_closes_with_stdin_still_open() {
+    use std::io::{Read as _, Write as _};
+    let env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let mut proxy = std::process::Command::new(bin("sallyport"))
+        .args(["proxy", "web1"])
+        .env("SALLYPORT_HOME", &env.client.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin_held_open = proxy.stdin.take().unwrap();
+    let mut banner = [0u8; 8];
+    let stdout = proxy.stdout.as_mut().unwrap();
+    stdout.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+    // Not SSH: sshd says so and closes the connection.
+    stdin_held_open.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+    stdin_held_open.flush().unwrap();
+    let status = wait_or_kill(&mut proxy, PATIENCE)
+        .expect("the proxy kept running after sshd closed the connection");
+    let mut err = String::new();
+    let _ = proxy.stderr.as_mut().unwrap().read_to_string(&mut err);
+    assert!(
+        status.success(),
+        "a server that ends the session is a clean end: {err}"
+    );
+    let mut rest = Vec::new();
+    let _ = proxy.stdout.as_mut().unwrap().read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("Invalid SSH identification string"),
+        "sshd's last words reach stdout: {rest:?}"
+    );
+    drop(stdin_held_open);
+}

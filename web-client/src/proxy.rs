@@ -1,7 +1,8 @@
 //! `sallyport proxy`: standard input and output bridged to a session, for
-//! OpenSSH's ProxyCommand. Both directions run to completion: the end of
-//! stdin is sent as `eof` (the session's write side closes, reads go on),
-//! and the session's `eof` closes stdout.
+//! OpenSSH's ProxyCommand. The end of stdin is sent as `eof` (the session's
+//! write side closes, reads go on); the session's `eof` (sshd's side has
+//! ended) closes stdout and ends the client's side too, so the proxy exits
+//! even if whoever started it keeps stdin open.
 
 use std::io::Write as _;
 use std::os::fd::FromRawFd as _;
@@ -47,9 +48,10 @@ fn read_stdin() -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
 }
 
 /// Runs the session until the relay has closed it (or it fails). The
-/// client's half runs to its end (stdin's end is sent as `eof`) for as long
-/// as the session is open; once the relay closes the session there is
-/// nowhere left to send, so the proxy ends even if stdin stays open.
+/// client's half runs until stdin ends or the server's side has ended,
+/// whichever is first, and then sends `eof`; once the relay closes the
+/// session there is nowhere left to send, so the proxy ends even if stdin
+/// stays open.
 pub async fn run(ws: Session) -> Result<(), ClientError> {
     let (mut ws_tx, mut ws_rx) = ws.split();
 
@@ -69,11 +71,20 @@ pub async fn run(ws: Session) -> Result<(), ClientError> {
     });
 
     let mut stdin = read_stdin();
+    // Set when the server's side has ended (the session's `eof`).
+    let server_ended = tokio::sync::Notify::new();
     let upstream = async {
         loop {
-            let chunk = match stdin.recv().await {
-                Some(chunk) => chunk?,
-                None => Vec::new(),
+            let chunk = tokio::select! {
+                chunk = stdin.recv() => match chunk {
+                    Some(chunk) => chunk?,
+                    None => Vec::new(),
+                },
+                // SSH has no half-close at the transport (RFC 4253 §11.1: a
+                // side that is done disconnects), so once sshd's side has
+                // ended nothing more we send can be read: end ours too, and
+                // the relay closes the session, even while stdin stays open.
+                () = server_ended.notified() => Vec::new(),
             };
             if chunk.is_empty() {
                 let eof = Message::Text(Control::Eof.to_text().into());
@@ -97,7 +108,10 @@ pub async fn run(ws: Session) -> Result<(), ClientError> {
                     tx.send(b).await.map_err(|_| lost("stdout closed"))?;
                 }
                 Message::Text(t) => match Control::parse(t.as_str()).map_err(lost)? {
-                    Control::Eof => out_tx = None,
+                    Control::Eof => {
+                        out_tx = None;
+                        server_ended.notify_one();
+                    }
                     Control::Error { reason } => return Err(ClientError::Relay(reason)),
                     // OpenSSH checks the host key against its own known_hosts;
                     // this client reports no session events, so has none acknowledged.

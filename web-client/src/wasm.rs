@@ -532,7 +532,7 @@ async fn pump(
                 // The relay answers a refused upgrade with an HTTP status the
                 // page cannot read; say what it most likely means.
                 *relay_error.borrow_mut() = Some(reason.unwrap_or_else(|| {
-                    "the relay refused the session (signed out, or no connector for the service is online)".into()
+                    "the relay refused the session: you may have been signed out; reload the page".into()
                 }));
                 return;
             }

@@ -16,6 +16,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use sallyport_proto::client::Control;
 use sallyport_proto::frame::service_name;
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
+use sallyport_proto::tunnel::stream_code::{self, CLIENT_GONE};
 use sallyport_proto::tunnel::StreamHeader;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -58,9 +59,6 @@ fn terminal_bytes(event: &Event) -> u64 {
     }
 }
 
-/// QUIC error code for a session the client abandoned.
-const CLIENT_GONE: u32 = 0x10;
-
 /// Query of `GET /ws/{service}`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct SessionQuery {
@@ -72,6 +70,12 @@ pub struct SessionQuery {
     pub opened: Option<u8>,
 }
 
+/// `GET /ws/{service}`: a session's WebSocket. Anyone not signed in gets
+/// 401. A signed-in client that asked for `?opened=1` (the browser, which
+/// cannot read an HTTP status of a refused upgrade) gets every other
+/// refusal over the socket instead: one [`Control::Error`] with the reason
+/// (the policy's, the connector's, sshd's unreachability), then a close.
+/// Others get the status and a JSON `{"error"}` body.
 pub async fn session(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -82,6 +86,44 @@ pub async fn session(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiErr> {
     let session = require_session(&state, &headers)?;
+    let explain = query.opened == Some(1);
+    let mut ws = Some(ws);
+    match open(state, peer, service, query, tls, &headers, &mut ws, session).await {
+        Ok(r) => Ok(r),
+        Err(e) => match ws.take() {
+            Some(ws) if explain => Ok(refuse_over_socket(ws, e)),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Upgrades, sends `refusal` as [`Control::Error`], and closes.
+fn refuse_over_socket(ws: WebSocketUpgrade, refusal: ApiErr) -> Response {
+    ws.on_upgrade(move |mut socket| async move {
+        let error = Control::Error { reason: refusal.1 };
+        if socket
+            .send(Message::Text(error.to_text().into()))
+            .await
+            .is_ok()
+        {
+            let _ = socket.send(Message::Close(None)).await;
+        }
+    })
+}
+
+/// The session as [`session`] opens it; takes `ws` only once the session
+/// is open, so a refusal leaves it for [`refuse_over_socket`].
+#[allow(clippy::too_many_arguments)]
+async fn open(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    service: String,
+    query: SessionQuery,
+    tls: access::Tls,
+    headers: &HeaderMap,
+    ws: &mut Option<WebSocketUpgrade>,
+    session: crate::store::SessionRecord,
+) -> Result<Response, ApiErr> {
     let service = service_name("service name", &service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     // Policy first: a denied request learns nothing about the service and
@@ -192,6 +234,12 @@ pub async fn session(
         host_keys,
         record_input: recorder.record_input,
     });
+    let ws = ws.take().ok_or_else(|| {
+        ApiErr(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the session's socket was already used".into(),
+        )
+    })?;
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_LEN)
         .max_frame_size(MAX_WS_MESSAGE_LEN)
@@ -517,7 +565,13 @@ async fn pipe(
                 }
                 Err(e) => {
                     abort.cancel();
-                    break Err(format!("the connector ended the session: {e}"));
+                    let why = match &e {
+                        quinn::ReadError::Reset(code) => stream_code::describe(code.into_inner())
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| e.to_string()),
+                        _ => e.to_string(),
+                    };
+                    break Err(format!("the connector ended the session: {why}"));
                 }
             }
         };
