@@ -138,7 +138,7 @@ async fn open(
     )?;
     let user = session.user;
     // Counted before the stream opens, until the pipe ends.
-    let slot = session_limits::acquire(&state, &headers, &policy, &user, &service)?;
+    let slot = session_limits::acquire(&state, headers, &policy, &user, &service)?;
     let candidates = state.registry.candidates(&service);
     if candidates.is_empty() {
         return Err(if state.store.service_known(&service)? {
