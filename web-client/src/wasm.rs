@@ -414,7 +414,9 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         options.host_keys = carrier.host_keys;
         options.connector = Some(carrier.connector);
         ui.record_input.set(carrier.record_input);
-        if let Some(fetch) = fetch_certificate {
+        // With one account, certified now, while nothing is asked; with
+        // several, once the person has chosen at `login as:`.
+        if let Some(fetch) = fetch_certificate.filter(|_| options.principals.len() <= 1) {
             match certify(&fetch, None).await {
                 Ok(c) => options.certificate = Some(c),
                 Err(why) => ui.output(

@@ -314,7 +314,7 @@ impl<F: Frontend, H: client::Handler> Login<'_, '_, F, H> {
 
 /// The certificate to log in as `user` with: the one fetched ahead if it
 /// names `user`, else a new one from the front end when `user` is one of
-/// the accounts the relay maps this person to; none for other accounts.
+/// several accounts the relay maps this person to; none for other accounts.
 async fn choose_certificate<F: Frontend>(
     user: &str,
     prefetched: Option<Certified>,
@@ -328,7 +328,9 @@ async fn choose_certificate<F: Frontend>(
             return Some(c);
         }
     }
-    if !principals.iter().any(|p| p == user) {
+    // With one account the front end fetched its certificate ahead (and
+    // said why when it could not): no second try.
+    if principals.len() < 2 || !principals.iter().any(|p| p == user) {
         return None;
     }
     match ui.certify(user).await {
