@@ -2,9 +2,22 @@
 //! lines put before the harness's own (in sshd_config the first occurrence
 //! of a keyword wins), and files for settings that name one (`Banner`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use crate::Sshd;
+use crate::{wait_for_tcp, Proc, Sshd};
+
+/// A PAM service of the tests' own, `/etc/pam.d/NAME`; removed on drop.
+pub struct PamService {
+    path: PathBuf,
+}
+
+impl Drop for PamService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
 
 impl Sshd {
     /// An sshd like [`Sshd::start_password`]'s (PAM, password and
@@ -40,5 +53,42 @@ impl Sshd {
         let path = self.dir.join(name);
         std::fs::write(&path, contents).expect("sshd file");
         path
+    }
+
+    /// An sshd like [`Sshd::start_password`]'s whose PAM stack runs
+    /// `auth_lines` before Debian's sshd stack. sshd names its PAM service
+    /// after the file it was started as, so it is started through a
+    /// symlink named `name` (unique per test: `sallyport-e2e-…`), with
+    /// `/etc/pam.d/NAME` holding the stack while the service lives. Needs
+    /// root, as sshd with PAM does.
+    pub fn start_password_with_pam(dir: &Path, name: &str, auth_lines: &str) -> (Self, PamService) {
+        assert!(
+            name.starts_with("sallyport-e2e-") && !name.contains('/'),
+            "a PAM service name of the tests' own: {name}"
+        );
+        let mut sshd = Self::start_password(dir);
+        let path = Path::new("/etc/pam.d").join(name);
+        std::fs::write(&path, format!("{auth_lines}\n@include sshd\n")).expect("PAM service");
+        let service = PamService { path };
+        let binary = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("OpenSSH sshd is not installed");
+        let link = sshd.dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(binary, &link).expect("symlink to sshd");
+        if let Some(mut p) = sshd.proc.take() {
+            p.kill();
+        }
+        sshd.restarts += 1;
+        sshd.proc = Some(Proc::spawn(
+            "sshd",
+            Command::new(&link)
+                .args(["-D", "-e", "-f"])
+                .arg(sshd.dir.join("sshd_config")),
+            sshd.dir.join(format!("sshd-{}.log", sshd.restarts)),
+        ));
+        wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], sshd.port)));
+        (sshd, service)
     }
 }

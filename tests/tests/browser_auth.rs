@@ -221,3 +221,30 @@ fn a_certificate_login_offers_the_mapped_accounts_and_logs_in_as_the_one_chosen(
         "{issued}"
     );
 }
+
+#[test]
+fn keyboard_interactive_text_of_several_lines_shows_line_by_line() {
+    // PAM's messages come inside the prompt, each ending in a bare line
+    // feed (OpenSSH's auth-pam.c): a staircase unless made line breaks.
+    let mut env = Env::start_with(SshdAuth::Password);
+    let dir = env.path().join("pam");
+    std::fs::create_dir_all(&dir).unwrap();
+    let notice = dir.join("notice");
+    std::fs::write(&notice, "Maintenance tonight.\nSave your work.").unwrap();
+    let (sshd, _pam) = Sshd::start_password_with_pam(
+        &dir,
+        "sallyport-e2e-kbd-browser",
+        &format!("auth optional pam_echo.so file={}", notice.display()),
+    );
+    env.sshd = sshd;
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let r = log_in(&env, &[]);
+    assert_eq!(
+        shown_before_prompt(&r),
+        ["Maintenance tonight.", "Save your work."],
+        "{r}"
+    );
+    assert_eq!(prompts(&r), ["login as:", "Password:"], "{r}");
+    assert_eq!(r["whoami"], E2E_UNIX_USER, "{r}");
+}

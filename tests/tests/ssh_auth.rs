@@ -373,3 +373,30 @@ async fn a_certificate_login_offers_every_mapped_account_and_logs_in_as_the_one_
         "sshd did not log a certificate login:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn keyboard_interactive_text_of_several_lines_shows_line_by_line() {
+    // PAM's messages before a prompt reach the client inside the prompt,
+    // each ending in a bare line feed (OpenSSH's auth-pam.c): a staircase
+    // unless each becomes a line break.
+    let dir = tempfile::tempdir().unwrap();
+    let notice = dir.path().join("notice");
+    std::fs::write(&notice, "Maintenance tonight.\nSave your work.").unwrap();
+    let (sshd, _pam) = Sshd::start_password_with_pam(
+        dir.path(),
+        "sallyport-e2e-kbd-native",
+        &format!("auth optional pam_echo.so file={}", notice.display()),
+    );
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    assert_eq!(
+        s.screen.text(),
+        format!(
+            "login as: {E2E_UNIX_USER}\r\nMaintenance tonight.\r\nSave your work.\r\nPassword: "
+        )
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+}
