@@ -400,3 +400,43 @@ async fn keyboard_interactive_text_of_several_lines_shows_line_by_line() {
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
     s.shell_as(E2E_UNIX_USER, at).await;
 }
+
+#[tokio::test]
+async fn an_account_the_certificate_does_not_cover_logs_in_with_a_password() {
+    // As OpenSSH's user@: any name may be typed; one the relay does not
+    // map the person to gets no certificate and goes to the password.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("user_ca");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    let mut sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    sshd.restart_with_lines(&["UsePAM yes", "PasswordAuthentication yes"]);
+    let screen = Screen {
+        ca: Some(ca.clone()),
+        ..Screen::default()
+    };
+    let mapped = ["sallyport-e2e-ops", "sallyport-e2e-dev"];
+    let s = start(&sshd, screen, |o| {
+        o.user = mapped[0].into();
+        o.principals = mapped.iter().map(|p| p.to_string()).collect();
+    })
+    .await;
+    let at = s
+        .screen
+        .wait_for(&format!("login as: {}", mapped[0]), 0)
+        .await;
+    s.send(&format!("\u{15}{E2E_UNIX_USER}\r")).await;
+    let at = s.screen.wait_for(PASSWORD_PROMPT, at).await;
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    let screen = s.screen.clone();
+    s.shell_as(E2E_UNIX_USER, at).await;
+    assert!(screen.certified.lock().unwrap().is_empty());
+    assert!(sshd
+        .log_text()
+        .contains(&format!("Accepted password for {E2E_UNIX_USER}")));
+}
