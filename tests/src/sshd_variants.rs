@@ -2,11 +2,12 @@
 //! lines put before the harness's own (in sshd_config the first occurrence
 //! of a keyword wins), and files for settings that name one (`Banner`).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use crate::{wait_for_tcp, Proc, Sshd};
+use crate::{wait_for, wait_for_tcp, Proc, Sshd};
 
 /// A PAM service of the tests' own, `/etc/pam.d/NAME`; removed on drop.
 pub struct PamService {
@@ -41,10 +42,24 @@ impl Sshd {
         }
         changed.push_str(&config);
         std::fs::write(&path, changed).expect("sshd_config");
+        self.stop();
+        self.launch();
+    }
+
+    /// Stops sshd and waits until its port takes no connections: a child
+    /// it forked for the harness's readiness probe may hold the listening
+    /// socket for a moment after it died, and a new sshd could not bind it
+    /// meanwhile (the next connection would then be reset).
+    fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
-        self.launch();
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_for(&format!("{addr} to be closed"), || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .is_err()
+                .then_some(())
+        });
     }
 
     /// Writes `contents` to a file named `name` beside sshd_config (a
@@ -77,9 +92,7 @@ impl Sshd {
         let link = sshd.dir.join(name);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(binary, &link).expect("symlink to sshd");
-        if let Some(mut p) = sshd.proc.take() {
-            p.kill();
-        }
+        sshd.stop();
         sshd.restarts += 1;
         sshd.proc = Some(Proc::spawn(
             "sshd",

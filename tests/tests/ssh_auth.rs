@@ -440,3 +440,30 @@ async fn an_account_the_certificate_does_not_cover_logs_in_with_a_password() {
         .log_text()
         .contains(&format!("Accepted password for {E2E_UNIX_USER}")));
 }
+
+#[tokio::test]
+async fn a_latin1_keyboard_interactive_question_is_shown_replaced_and_login_goes_on() {
+    // PAM passes its messages' bytes through; these are Latin-1 (and an
+    // escape sequence), which ended the session in russh's UTF-8 decoding.
+    let dir = tempfile::tempdir().unwrap();
+    let notice = dir.path().join("notice");
+    std::fs::write(&notice, b"Gr\xfc\xdfe aus M\xfcnchen \x1b[5mblink").unwrap();
+    let (sshd, _pam) = Sshd::start_password_with_pam(
+        dir.path(),
+        "sallyport-e2e-kbd-latin1",
+        &format!("auth optional pam_echo.so file={}", notice.display()),
+    );
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    assert_eq!(
+        s.screen.text(),
+        format!(
+            "login as: {E2E_UNIX_USER}\r\n\
+             Gr\u{fffd}\u{fffd}e aus M\u{fffd}nchen \\033[5mblink\r\nPassword: "
+        )
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+}
