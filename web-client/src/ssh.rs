@@ -1,7 +1,8 @@
 //! The SSH session at the heart of the client, the same natively and in the
 //! browser: host-key check against the keys the connector attested, login
-//! at a prompt in the terminal (password and keyboard-interactive), then a
-//! shell on a pty until it ends.
+//! as OpenSSH would (`ssh/auth.rs`: certificate, keyboard-interactive, password,
+//! with the server's banner shown through [`server_text`]), then a shell on
+//! a pty until it ends.
 //!
 //! The front end (xterm.js in the browser, a test natively) feeds
 //! [`Input`] in and receives [`Frontend`] calls out; the byte stream to sshd
@@ -22,6 +23,7 @@ mod auth;
 pub mod server_text;
 
 pub use auth::{MAX_AUTH_ATTEMPTS, MAX_KBD_ROUNDS, MAX_PARTIAL_SUCCESSES};
+
 /// Longest line accepted at a login prompt.
 pub const MAX_LINE: usize = 1024;
 /// Input events queued from the front end.
@@ -150,7 +152,7 @@ pub struct Options {
     pub cols: u32,
     pub rows: u32,
     /// A key and the relay CA's certificate for it: log in as `user`
-    /// without a prompt (the prompt is the fallback if sshd says no).
+    /// without a prompt (the server's other methods follow if sshd says no).
     pub certificate: Option<Certified>,
     /// Every account the relay maps this person to on the service, `user`
     /// first. With more than one, `login as:` asks which (default `user`);
