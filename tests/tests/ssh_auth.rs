@@ -467,3 +467,39 @@ async fn a_latin1_keyboard_interactive_question_is_shown_replaced_and_login_goes
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
     s.shell_as(E2E_UNIX_USER, at).await;
 }
+
+#[tokio::test]
+async fn a_name_the_certificate_does_not_cover_is_told_which_it_does_when_sshd_takes_only_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("user_ca");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    let sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    let screen = Screen {
+        ca: Some(ca.clone()),
+        ..Screen::default()
+    };
+    let s = start(&sshd, screen, |o| {
+        o.principals = vec![E2E_UNIX_USER.into(), "sallyport-e2e-ops".into()];
+    })
+    .await;
+    s.screen
+        .wait_for(&format!("login as: {E2E_UNIX_USER}"), 0)
+        .await;
+    s.send("\u{15}someone-else\r").await;
+    assert_eq!(s.task.await.unwrap(), Ended::AuthFailed);
+    let text = s.screen.text();
+    assert!(
+        text.ends_with(&format!(
+            "web1: the server takes only keys, and there is no certificate for someone-else; \
+             yours can log in as {E2E_UNIX_USER}, sallyport-e2e-ops.\r\n"
+        )),
+        "{text}"
+    );
+    assert!(s.screen.certified.lock().unwrap().is_empty());
+}

@@ -197,6 +197,21 @@ impl<F: Frontend, H: client::Handler> Login<'_, '_, F, H> {
         if offered.is_empty() && failed {
             // sshd hung up (its MaxAuthTries) or nothing may continue.
             ui.output(format!("{user}@{}: Permission denied.\r\n", options.service).as_bytes());
+        } else if !failed
+            && certificate.is_none()
+            && !options.principals.is_empty()
+            && methods.iter().all(|m| *m == MethodKind::PublicKey)
+        {
+            // A name typed at login as: that the certificate does not cover.
+            ui.output(
+                format!(
+                    "{user}@{}: the server takes only keys, and there is no certificate for {user}; \
+                     yours can log in as {}.\r\n",
+                    options.service,
+                    options.principals.join(", ")
+                )
+                .as_bytes(),
+            );
         } else if !failed && !methods.iter().any(|m| PREFERRED.contains(m)) {
             ui.output(
                 format!(
