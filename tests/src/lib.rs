@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod https;
 pub mod sshd_startups;
+pub mod sshd_variants;
 
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(60);

@@ -1,7 +1,8 @@
 //! The SSH session at the heart of the client, the same natively and in the
 //! browser: host-key check against the keys the connector attested, login
-//! at a prompt in the terminal (password and keyboard-interactive), then a
-//! shell on a pty until it ends.
+//! as OpenSSH would (`ssh/auth.rs`: certificate, keyboard-interactive, password,
+//! with the server's banner shown through [`server_text`]), then a shell on
+//! a pty until it ends.
 //!
 //! The front end (xterm.js in the browser, a test natively) feeds
 //! [`Input`] in and receives [`Frontend`] calls out; the byte stream to sshd
@@ -9,17 +10,20 @@
 
 use std::sync::{Arc, Mutex};
 
-use russh::client::{self, KeyboardInteractiveAuthResponse};
+use russh::client;
 use russh::keys::ssh_key::PublicKey;
 use russh::keys::PublicKeyOrCertificate;
-use russh::{ChannelMsg, MethodKind};
+use russh::ChannelMsg;
 use sallyport_proto::client::SessionEvent;
 use sallyport_proto::limits::MAX_EVENT_DATA;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-/// Tries at the password prompt before the session gives up.
-pub const MAX_AUTH_ATTEMPTS: usize = 3;
+mod auth;
+pub mod server_text;
+
+pub use auth::{MAX_AUTH_ATTEMPTS, MAX_KBD_ROUNDS, MAX_PARTIAL_SUCCESSES};
+
 /// Longest line accepted at a login prompt.
 pub const MAX_LINE: usize = 1024;
 /// Input events queued from the front end.
@@ -68,6 +72,16 @@ pub trait Frontend {
     /// end may gather them into fewer events.
     fn terminal_data(&self, bytes: &[u8], output: bool) {
         report_bytes(self, bytes, output);
+    }
+    /// A key and a certificate to log in as `principal`, one of
+    /// [`Options::principals`] that [`Options::certificate`] does not name
+    /// (the person chose it at `login as:`); `Err` says why not, and the
+    /// login goes on with the server's other methods.
+    fn certify(
+        &self,
+        _principal: &str,
+    ) -> impl std::future::Future<Output = Result<Certified, String>> {
+        std::future::ready(Err("this client gets no certificates".into()))
     }
 }
 
@@ -138,8 +152,13 @@ pub struct Options {
     pub cols: u32,
     pub rows: u32,
     /// A key and the relay CA's certificate for it: log in as `user`
-    /// without a prompt (the prompt is the fallback if sshd says no).
+    /// without a prompt (the server's other methods follow if sshd says no).
     pub certificate: Option<Certified>,
+    /// Every account the relay maps this person to on the service, `user`
+    /// first. With more than one, `login as:` asks which (default `user`);
+    /// one of them logs in with a certificate ([`Frontend::certify`] when
+    /// `certificate` names another), any other name with a password.
+    pub principals: Vec<String>,
 }
 
 /// A client key and its certificate.
@@ -169,10 +188,26 @@ struct Verifier {
     refused: Arc<Mutex<Option<String>>>,
     /// The fingerprint of the key accepted, for the session's start event.
     accepted: Arc<Mutex<Option<String>>>,
+    /// Banners received while logging in, until shown.
+    banners: Arc<Mutex<server_text::Banners>>,
 }
 
 impl client::Handler for Verifier {
     type Error = russh::Error;
+
+    /// RFC 4252 §5.4: kept for the login to show (it runs on the session's
+    /// task, which has no way to the front end).
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.banners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(banner);
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -319,6 +354,7 @@ where
     ui.status(State::Connecting, "connecting");
     let refused = Arc::new(Mutex::new(None));
     let accepted = Arc::new(Mutex::new(None));
+    let banners = Arc::new(Mutex::new(server_text::Banners::default()));
     let verifier = Verifier {
         expected: parse_keys(&options.host_keys),
         connector: match &options.connector {
@@ -327,6 +363,7 @@ where
         },
         refused: refused.clone(),
         accepted: accepted.clone(),
+        banners: banners.clone(),
     };
     let config = Arc::new(client::Config::default());
     let mut handle = match client::connect_stream(config, stream, verifier).await {
@@ -345,91 +382,15 @@ where
         input,
         size: (options.cols, options.rows),
     };
-    let certified = match options.certificate.take() {
-        Some(c) => match handle
-            .authenticate_openssh_cert(options.user.clone(), Arc::new(c.key), c.certificate)
-            .await
-        {
-            Ok(r) if r.success() => true,
-            Ok(_) => {
-                ui.output(
-                    b"The server did not accept the certificate; log in with a password.\r\n",
-                );
-                false
-            }
-            Err(e) => return Ended::Lost(e.to_string()),
-        },
-        None => false,
+    let login = auth::Login {
+        handle: &mut handle,
+        prompter: &mut prompter,
+        banners: &banners,
     };
-    let user = if certified {
-        options.user.clone()
-    } else {
-        match prompter.read_line("login as: ", &options.user, false).await {
-            Line::Text(u) if !u.trim().is_empty() => u.trim().to_owned(),
-            Line::Text(_) => options.user.clone(),
-            Line::Cancelled => return Ended::Closed,
-        }
+    let (user, auth) = match login.run(&mut options).await {
+        Ok(done) => (done.user, done.method),
+        Err(ended) => return ended,
     };
-    // Which methods the server offers (none needed after a certificate).
-    let mut auth = if certified { "certificate" } else { "none" };
-    let methods = if certified {
-        None
-    } else {
-        match handle.authenticate_none(user.clone()).await {
-            Ok(r) if r.success() => None,
-            Ok(russh::client::AuthResult::Failure {
-                remaining_methods, ..
-            }) => Some(remaining_methods),
-            Ok(_) => None,
-            Err(e) => return Ended::Lost(e.to_string()),
-        }
-    };
-    if let Some(methods) = methods {
-        let kbd = methods.contains(&MethodKind::KeyboardInteractive);
-        let password = methods.contains(&MethodKind::Password);
-        if !kbd && !password {
-            ui.output(b"The server offers neither password nor keyboard-interactive login.\r\n");
-            return Ended::AuthFailed;
-        }
-        let mut ok = false;
-        for attempt in 0..MAX_AUTH_ATTEMPTS {
-            auth = if kbd {
-                "keyboard-interactive"
-            } else {
-                "password"
-            };
-            let result = if kbd {
-                keyboard_interactive(&mut handle, &user, &mut prompter).await
-            } else {
-                let prompt = format!("{user}@{}'s password: ", options.service);
-                match prompter.read_line(&prompt, "", true).await {
-                    Line::Text(pw) => handle
-                        .authenticate_password(user.clone(), pw)
-                        .await
-                        .map(|r| Some(r.success())),
-                    Line::Cancelled => Ok(None),
-                }
-            };
-            match result {
-                Ok(Some(true)) => {
-                    ok = true;
-                    break;
-                }
-                Ok(Some(false)) => {
-                    if attempt + 1 < MAX_AUTH_ATTEMPTS {
-                        ui.output(b"Permission denied, please try again.\r\n");
-                    } else {
-                        ui.output(b"Permission denied.\r\n");
-                    }
-                }
-                Ok(None) => return Ended::Closed,
-                Err(e) => return Ended::Lost(e.to_string()),
-            }
-        }
-        if !ok {
-            return Ended::AuthFailed;
-        }
-    }
     let (cols, rows) = prompter.size;
 
     let channel = match handle.channel_open_session().await {
@@ -537,46 +498,4 @@ where
         .disconnect(russh::Disconnect::ByApplication, "", "")
         .await;
     exit.unwrap_or_else(|| Ended::Lost("the server closed the session".into()))
-}
-
-/// One keyboard-interactive exchange; `Ok(None)` when the person cancelled.
-async fn keyboard_interactive<H, F>(
-    handle: &mut client::Handle<H>,
-    user: &str,
-    prompter: &mut Prompter<'_, F>,
-) -> Result<Option<bool>, russh::Error>
-where
-    H: client::Handler,
-    F: Frontend,
-{
-    let mut reply = handle
-        .authenticate_keyboard_interactive_start(user.to_owned(), None)
-        .await?;
-    loop {
-        match reply {
-            KeyboardInteractiveAuthResponse::Success => return Ok(Some(true)),
-            KeyboardInteractiveAuthResponse::Failure { .. } => return Ok(Some(false)),
-            KeyboardInteractiveAuthResponse::InfoRequest {
-                name,
-                instructions,
-                prompts,
-            } => {
-                for text in [name, instructions] {
-                    if !text.is_empty() {
-                        prompter.ui.output(format!("{text}\r\n").as_bytes());
-                    }
-                }
-                let mut answers = Vec::with_capacity(prompts.len());
-                for p in prompts {
-                    match prompter.read_line(&p.prompt, "", !p.echo).await {
-                        Line::Text(a) => answers.push(a),
-                        Line::Cancelled => return Ok(None),
-                    }
-                }
-                reply = handle
-                    .authenticate_keyboard_interactive_respond(answers)
-                    .await?;
-            }
-        }
-    }
 }

@@ -63,8 +63,15 @@ struct JsFrontend {
     on_status: Function,
     /// Optional: returns a promise while the page's output queue is full.
     output_drained: Option<Function>,
+    /// Optional: `fetchCertificate(publicKey, principal)`, for services
+    /// whose sshd trusts the relay's SSH CA.
+    fetch_certificate: Option<Function>,
     reporter: Rc<Reporter>,
 }
+
+/// Most accounts offered at `login as:` for a certificate login
+/// (`principals`, from the relay's `/api/services`).
+const MAX_PRINCIPALS: usize = 64;
 
 /// How long the end of a session waits for the relay to acknowledge its
 /// last events before the page is told the session is over.
@@ -257,6 +264,13 @@ impl Frontend for JsFrontend {
             let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
         }
     }
+
+    async fn certify(&self, principal: &str) -> Result<ssh::Certified, String> {
+        match &self.fetch_certificate {
+            Some(fetch) => certify(fetch, Some(principal)).await,
+            None => Err("the service takes no certificates".into()),
+        }
+    }
 }
 
 fn field(opts: &JsValue, name: &str) -> Result<JsValue, JsValue> {
@@ -331,9 +345,21 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         cols: number(&opts, "cols")?,
         rows: number(&opts, "rows")?,
         certificate: None,
+        // Optional: the accounts a certificate may log in as, `user` first.
+        principals: field(&opts, "principals")
+            .ok()
+            .map(|v| js_sys::Array::from(&v))
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_string())
+                    .take(MAX_PRINCIPALS)
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
-    // Optional: `fetchCertificate(publicKey)` resolves to a certificate from
-    // the relay's SSH CA, for services whose sshd trusts it.
+    // Optional: `fetchCertificate(publicKey, principal)` resolves to a
+    // certificate from the relay's SSH CA, for services whose sshd trusts it
+    // (for `principal`, or the relay's first account for this person).
     let fetch_certificate = function(&opts, "fetchCertificate").ok();
     let on_end = function(&opts, "onEnd")?;
     let ws = WebSocket::new(&ws_url)?;
@@ -343,6 +369,7 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         on_output: function(&opts, "onOutput")?,
         on_status: function(&opts, "onStatus")?,
         output_drained: function(&opts, "outputDrained").ok(),
+        fetch_certificate: fetch_certificate.clone(),
         reporter: Rc::new(Reporter {
             session: session_id(),
             seq: std::cell::Cell::new(0),
@@ -387,8 +414,10 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         options.host_keys = carrier.host_keys;
         options.connector = Some(carrier.connector);
         ui.record_input.set(carrier.record_input);
-        if let Some(fetch) = fetch_certificate {
-            match certify(&fetch).await {
+        // With one account, certified now, while nothing is asked; with
+        // several, once the person has chosen at `login as:`.
+        if let Some(fetch) = fetch_certificate.filter(|_| options.principals.len() <= 1) {
+            match certify(&fetch, None).await {
                 Ok(c) => options.certificate = Some(c),
                 Err(why) => ui.output(
                     format!("No certificate ({why}); log in with a password.\r\n").as_bytes(),
@@ -422,11 +451,13 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
 }
 
 /// A fresh key pair, its public half certified through the page's
-/// `fetchCertificate`. The private key stays in this module's memory.
-async fn certify(fetch: &Function) -> Result<ssh::Certified, String> {
+/// `fetchCertificate` for `principal` (the relay's first account for this
+/// person when `None`). The private key stays in this module's memory.
+async fn certify(fetch: &Function, principal: Option<&str>) -> Result<ssh::Certified, String> {
     let (key, public) = ssh::new_key()?;
+    let principal = principal.map_or(JsValue::UNDEFINED, JsValue::from_str);
     let promise = fetch
-        .call1(&JsValue::NULL, &JsValue::from_str(&public))
+        .call2(&JsValue::NULL, &JsValue::from_str(&public), &principal)
         .and_then(|v| v.dyn_into::<js_sys::Promise>())
         .map_err(|_| "fetchCertificate must return a promise".to_string())?;
     let text = wasm_bindgen_futures::JsFuture::from(promise)

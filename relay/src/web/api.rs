@@ -51,10 +51,17 @@ pub struct ServiceView {
     pub connectors: Vec<String>,
     /// The service's sshd trusts the relay's SSH CA: log in with a certificate.
     pub ssh_certificates: bool,
-    /// The account a certificate login uses (the policy's first for this
-    /// user); absent when the service takes no certificates.
+    /// The account a certificate login uses by default (the policy's first
+    /// for this user); absent when the service takes no certificates. Kept
+    /// for pages from before `ssh_principals`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_principal: Option<String>,
+    /// Every account the policy maps this user to on the service, in the
+    /// policy's order (the first is `ssh_principal`): the terminal page
+    /// offers them at `login as:`. Empty when the service takes no
+    /// certificates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ssh_principals: Vec<String>,
     /// The policy lets this user reach it from here, now.
     pub allowed: bool,
     /// Why not, when `allowed` is false.
@@ -76,16 +83,12 @@ pub async fn services(
     let policy = state.policy.current();
     let mut inputs = access::inputs(&state, &session, peer.ip(), &tls, &policy)?;
     let groups = inputs.groups.clone();
-    let principal = |service: &str| {
-        policy
-            .certificates(service)
-            .then(|| {
-                policy
-                    .principals(&session.user, &groups, service)
-                    .into_iter()
-                    .next()
-            })
-            .flatten()
+    let principals = |service: &str| {
+        if policy.certificates(service) {
+            policy.principals(&session.user, &groups, service)
+        } else {
+            Vec::new()
+        }
     };
     let live = state.registry.services();
     let mut out: Vec<ServiceView> = live
@@ -95,7 +98,8 @@ pub async fn services(
             online: true,
             connectors: s.connectors.clone(),
             ssh_certificates: policy.certificates(name),
-            ssh_principal: principal(name),
+            ssh_principal: principals(name).into_iter().next(),
+            ssh_principals: principals(name),
             allowed: true,
             reason: None,
         })
@@ -108,7 +112,8 @@ pub async fn services(
             if !live.contains_key(&name) && !out.iter().any(|v| v.name == name) {
                 out.push(ServiceView {
                     ssh_certificates: policy.certificates(&name),
-                    ssh_principal: principal(&name),
+                    ssh_principal: principals(&name).into_iter().next(),
+                    ssh_principals: principals(&name),
                     name,
                     online: false,
                     connectors: vec![c.name.clone()],
@@ -129,6 +134,7 @@ pub async fn services(
             view.connectors.clear();
             view.ssh_certificates = false;
             view.ssh_principal = None;
+            view.ssh_principals.clear();
         }
         d.allowed || d.near_miss
     });

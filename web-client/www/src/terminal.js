@@ -127,12 +127,16 @@ const output = {
 };
 const encoder = new TextEncoder();
 
-/** Asks the relay's SSH CA to certify `publicKey` for this service. */
-async function fetchCertificate(publicKey) {
+/**
+ * Asks the relay's SSH CA to certify `publicKey` for this service, to log in
+ * as `principal` (one of the accounts it maps this person to; the first
+ * when undefined).
+ */
+async function fetchCertificate(publicKey, principal) {
   const resp = await fetch("/api/ssh-cert", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ service, public_key: publicKey }),
+    body: JSON.stringify({ service, public_key: publicKey, principal }),
   });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new Error(body.error ?? `the relay answered ${resp.status}`);
@@ -189,8 +193,13 @@ async function connect() {
       // opened=1: the relay names the connector carrying the session and its host keys.
       wsUrl: `${ws}//${location.host}/ws/${encodeURIComponent(service)}?opened=1`,
       service,
-      // With a certificate, the account the policy maps this user to.
+      // With a certificate, the account the policy maps this user to first;
+      // with several, `login as:` offers them all (relays before
+      // `ssh_principals` sent only `ssh_principal`).
       user: (svc.ssh_certificates && svc.ssh_principal) || user,
+      principals: svc.ssh_certificates
+        ? (svc.ssh_principals ?? (svc.ssh_principal ? [svc.ssh_principal] : []))
+        : [],
       cols: term.cols,
       rows: term.rows,
       onOutput(bytes) {
@@ -200,7 +209,9 @@ async function connect() {
       outputDrained: () => output.drained(),
       // For services whose sshd trusts the relay's SSH CA: the wasm client
       // makes a key pair and the relay certifies its public half.
-      fetchCertificate: svc.ssh_certificates ? (publicKey) => fetchCertificate(publicKey) : undefined,
+      fetchCertificate: svc.ssh_certificates
+        ? (publicKey, principal) => fetchCertificate(publicKey, principal)
+        : undefined,
       onStatus: setStatus,
       onEnd: end,
     });

@@ -1,0 +1,505 @@
+//! Logging in with the browser's SSH client core (built natively) against
+//! real sshds configured as people run them, one setting changed at a
+//! time: which methods it tries and in what order, what it shows of the
+//! server's banner and questions, and which account a certificate logs in
+//! as.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sallyport_client::ssh::{self, server_text, Certified, Ended, Frontend, Input, Options, State};
+use sallyport_tests::*;
+use tokio::sync::mpsc;
+
+/// What the person sees: every byte the session wrote to the terminal.
+#[derive(Default)]
+struct Screen {
+    output: Mutex<Vec<u8>>,
+    states: Mutex<Vec<State>>,
+    /// For certificate logins: a CA key that signs for any account asked.
+    ca: Option<PathBuf>,
+    /// The accounts certificates were asked for, in order.
+    certified: Mutex<Vec<String>>,
+}
+
+impl Screen {
+    fn bytes(&self) -> Vec<u8> {
+        self.output.lock().unwrap().clone()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// Waits until the screen shows `what` after byte `from`; returns where
+    /// it ended. Gives up at once if the session ended without it.
+    async fn wait_for(&self, what: &str, from: usize) -> usize {
+        for _ in 0..1200 {
+            let text = self.text();
+            if let Some(i) = text.get(from..).and_then(|t| t.find(what)) {
+                return from + i + what.len();
+            }
+            let ended = self
+                .states
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|s| matches!(s, State::Closed | State::Error));
+            if ended {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what:?} never appeared; screen:\n{}", self.text());
+    }
+}
+
+impl Frontend for Screen {
+    fn output(&self, bytes: &[u8]) {
+        self.output.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    fn status(&self, state: State, _message: &str) {
+        self.states.lock().unwrap().push(state);
+    }
+
+    async fn certify(&self, principal: &str) -> Result<Certified, String> {
+        let ca = self.ca.as_ref().ok_or("no CA")?;
+        self.certified.lock().unwrap().push(principal.to_owned());
+        Ok(sign(ca, principal))
+    }
+}
+
+/// A fresh key and its certificate for `principal`, signed by `ca` with
+/// OpenSSH's ssh-keygen.
+fn sign(ca: &Path, principal: &str) -> Certified {
+    let (key, public) = ssh::new_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pub_path = dir.path().join("id.pub");
+    std::fs::write(&pub_path, public).unwrap();
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-I", "ssh_auth test", "-n", principal, "-V", "+5m"])
+        .arg(&pub_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("id-cert.pub")).unwrap();
+    let certificate = russh::keys::ssh_key::Certificate::from_openssh(text.trim()).unwrap();
+    Certified { key, certificate }
+}
+
+struct Session {
+    screen: Arc<Screen>,
+    tx: mpsc::Sender<Input>,
+    task: tokio::task::JoinHandle<Ended>,
+}
+
+async fn start(sshd: &Sshd, screen: Screen, options: impl FnOnce(&mut Options)) -> Session {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sshd.port))
+        .await
+        .unwrap();
+    let mut opts = Options {
+        user: E2E_UNIX_USER.into(),
+        host_keys: vec![sshd.host_pub.clone()],
+        connector: None,
+        service: "web1".into(),
+        cols: 100,
+        rows: 30,
+        certificate: None,
+        principals: Vec::new(),
+    };
+    options(&mut opts);
+    let (tx, rx) = mpsc::channel(ssh::INPUT_QUEUE);
+    let screen = Arc::new(screen);
+    let ui = screen.clone();
+    let task = tokio::spawn(async move { ssh::run(tcp, opts, rx, &*ui).await });
+    Session { screen, tx, task }
+}
+
+impl Session {
+    async fn send(&self, text: &str) {
+        self.tx
+            .send(Input::Data(text.as_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+
+    /// At a shell: runs `id -un; echo $((6*7))`, checks the account and
+    /// the answer, exits.
+    async fn shell_as(self, user: &str, from: usize) {
+        self.send("id -un; echo $((6*7))\r").await;
+        self.screen
+            .wait_for(&format!("{user}\r\n42\r\n"), from)
+            .await;
+        self.send("exit\r").await;
+        assert_eq!(self.task.await.unwrap(), Ended::Exit(0));
+    }
+}
+
+const PASSWORD_PROMPT: &str = "sallyport-e2e@web1's password: ";
+
+#[tokio::test]
+async fn without_pam_keyboard_interactive_asks_nothing_and_the_password_prompt_follows() {
+    // sshd offers keyboard-interactive but, without PAM, has nothing to ask.
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start_password_with(
+        dir.path(),
+        &[
+            "UsePAM no",
+            "KbdInteractiveAuthentication yes",
+            "PasswordAuthentication yes",
+        ],
+    );
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for(PASSWORD_PROMPT, at).await;
+    // Straight to the password: no retries of a method that asks nothing.
+    assert_eq!(
+        s.screen.text(),
+        format!("login as: {E2E_UNIX_USER}\r\n{PASSWORD_PROMPT}")
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+    let log = sshd.log_text();
+    assert!(
+        log.contains(&format!("Accepted password for {E2E_UNIX_USER}")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn pam_keyboard_interactive_shows_a_utf8_banner_then_asks_for_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sshd = Sshd::start_password(dir.path());
+    let banner = sshd.write_file(
+        "banner",
+        "Welcome to web1 — café ☕\nAuthorised use only.\n".as_bytes(),
+    );
+    sshd.restart_with_lines(&[&format!("Banner {}", banner.display())]);
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    // Exactly: the banner with line breaks a terminal renders, then PAM's prompt.
+    assert_eq!(
+        s.screen.text(),
+        format!(
+            "login as: {E2E_UNIX_USER}\r\n\
+             Welcome to web1 — café ☕\r\nAuthorised use only.\r\nPassword: "
+        )
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+    let log = sshd.log_text();
+    assert!(
+        log.contains(&format!(
+            "Accepted keyboard-interactive/pam for {E2E_UNIX_USER}"
+        )),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn keyboard_interactive_then_password_both_asked_when_the_server_needs_both() {
+    // Two rounds: PAM's keyboard-interactive gives a partial success, then
+    // sshd wants the password as well (RFC 4252 §5.1).
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start_password_with(
+        dir.path(),
+        &["AuthenticationMethods keyboard-interactive,password"],
+    );
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    let at = s.screen.wait_for(PASSWORD_PROMPT, at).await;
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+    let text = sshd.log_text();
+    assert!(
+        text.contains(&format!(
+            "Partial keyboard-interactive/pam for {E2E_UNIX_USER}"
+        )),
+        "sshd logged no partial success:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("Accepted password for {E2E_UNIX_USER}")),
+        "{text}"
+    );
+}
+
+/// A banner in Latin-1 with an escape sequence, a bell, a bare CR and
+/// bare LFs: what sshd sends is shown sanitised, byte for byte, and the
+/// login goes on.
+#[tokio::test]
+async fn a_latin1_banner_with_control_characters_is_shown_harmless_and_login_goes_on() {
+    let raw: &[u8] = b"Willkommen in M\xfcnchen\n\x1b[31mrot\x1b[0m\x07\nA\rB\r\nEnde\n";
+    let dir = tempfile::tempdir().unwrap();
+    let mut sshd = Sshd::start_password_with(dir.path(), &["UsePAM no"]);
+    let banner = sshd.write_file("banner", raw);
+    sshd.restart_with_lines(&[&format!("Banner {}", banner.display())]);
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for(PASSWORD_PROMPT, at).await;
+    let shown = "Willkommen in M\u{fffd}nchen\r\n\\033[31mrot\\033[0m\\007\r\nA\\015B\r\nEnde\r\n";
+    assert_eq!(server_text::for_terminal(raw), shown);
+    assert_eq!(
+        s.screen.text(),
+        format!("login as: {E2E_UNIX_USER}\r\n{shown}{PASSWORD_PROMPT}")
+    );
+    assert!(
+        !s.screen.bytes().contains(&0x1b),
+        "an ESC reached the terminal"
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+}
+
+#[tokio::test]
+async fn a_48_kib_banner_is_shown_whole() {
+    let mut raw = String::new();
+    let mut n = 0;
+    while raw.len() < 48 * 1024 {
+        n += 1;
+        raw.push_str(&format!(
+            "{n:05} the quick brown fox jumps over the lazy dog\n"
+        ));
+    }
+    raw.truncate(48 * 1024 - 1);
+    raw.push('\n');
+    let dir = tempfile::tempdir().unwrap();
+    let mut sshd = Sshd::start_password(dir.path());
+    let banner = sshd.write_file("banner", raw.as_bytes());
+    sshd.restart_with_lines(&[&format!("Banner {}", banner.display())]);
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    let shown = raw.replace('\n', "\r\n");
+    assert_eq!(
+        s.screen.text(),
+        format!("login as: {E2E_UNIX_USER}\r\n{shown}Password: ")
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+}
+
+#[tokio::test]
+async fn three_wrong_answers_per_method_then_the_next_method_then_permission_denied() {
+    // PAM: keyboard-interactive and password both check the Unix password.
+    // As OpenSSH: three tries of each; sshd's MaxAuthTries (6) ends it.
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start_password(dir.path());
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let mut at = s.screen.wait_for("login as: ", 0).await;
+    s.send("\r").await;
+    for prompt in ["Password: ", PASSWORD_PROMPT] {
+        for _ in 0..ssh::MAX_AUTH_ATTEMPTS {
+            at = s.screen.wait_for(prompt, at).await;
+            s.send("not the password\r").await;
+        }
+    }
+    assert_eq!(s.task.await.unwrap(), Ended::AuthFailed);
+    let text = s.screen.text();
+    assert_eq!(
+        text.matches("Password: ").count(),
+        ssh::MAX_AUTH_ATTEMPTS,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(PASSWORD_PROMPT).count(),
+        ssh::MAX_AUTH_ATTEMPTS,
+        "{text}"
+    );
+    assert!(text.contains("Permission denied"), "{text}");
+}
+
+#[tokio::test]
+async fn a_certificate_login_offers_every_mapped_account_and_logs_in_as_the_one_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("user_ca");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    let sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    // The first account has no Unix user: the person picks the second.
+    let first = "sallyport-e2e-ops";
+    let prefetched = sign(&ca, first);
+    let screen = Screen {
+        ca: Some(ca.clone()),
+        ..Screen::default()
+    };
+    let s = start(&sshd, screen, |o| {
+        o.user = first.into();
+        o.principals = vec![first.into(), E2E_UNIX_USER.into()];
+        o.certificate = Some(prefetched);
+    })
+    .await;
+    let at = s.screen.wait_for(&format!("login as: {first}"), 0).await;
+    assert!(
+        s.screen
+            .text()
+            .contains(&format!("{first}, {E2E_UNIX_USER}")),
+        "the accounts were not offered: {}",
+        s.screen.text()
+    );
+    // Ctrl-U clears the offered name.
+    s.send(&format!("\u{15}{E2E_UNIX_USER}\r")).await;
+    let at = s.screen.wait_for("\r\n", at).await;
+    let screen = s.screen.clone();
+    s.shell_as(E2E_UNIX_USER, at).await;
+    // A certificate was asked for the account chosen, and nothing typed.
+    assert_eq!(*screen.certified.lock().unwrap(), [E2E_UNIX_USER]);
+    assert!(!screen.text().contains("password: "), "{}", screen.text());
+    let log = sshd.log_text();
+    assert!(
+        log.contains(&format!("Accepted publickey for {E2E_UNIX_USER}"))
+            && log.contains("ID ssh_auth test"),
+        "sshd did not log a certificate login:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn keyboard_interactive_text_of_several_lines_shows_line_by_line() {
+    // PAM's messages before a prompt reach the client inside the prompt,
+    // each ending in a bare line feed (OpenSSH's auth-pam.c): a staircase
+    // unless each becomes a line break.
+    let dir = tempfile::tempdir().unwrap();
+    let notice = dir.path().join("notice");
+    std::fs::write(&notice, "Maintenance tonight.\nSave your work.").unwrap();
+    let (sshd, _pam) = Sshd::start_password_with_pam(
+        dir.path(),
+        "sallyport-e2e-kbd-native",
+        &format!("auth optional pam_echo.so file={}", notice.display()),
+    );
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    assert_eq!(
+        s.screen.text(),
+        format!(
+            "login as: {E2E_UNIX_USER}\r\nMaintenance tonight.\r\nSave your work.\r\nPassword: "
+        )
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+}
+
+#[tokio::test]
+async fn an_account_the_certificate_does_not_cover_logs_in_with_a_password() {
+    // As OpenSSH's user@: any name may be typed; one the relay does not
+    // map the person to gets no certificate and goes to the password.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("user_ca");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    let mut sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    sshd.restart_with_lines(&["UsePAM yes", "PasswordAuthentication yes"]);
+    let screen = Screen {
+        ca: Some(ca.clone()),
+        ..Screen::default()
+    };
+    let mapped = ["sallyport-e2e-ops", "sallyport-e2e-dev"];
+    let s = start(&sshd, screen, |o| {
+        o.user = mapped[0].into();
+        o.principals = mapped.iter().map(|p| p.to_string()).collect();
+    })
+    .await;
+    let at = s
+        .screen
+        .wait_for(&format!("login as: {}", mapped[0]), 0)
+        .await;
+    s.send(&format!("\u{15}{E2E_UNIX_USER}\r")).await;
+    let at = s.screen.wait_for(PASSWORD_PROMPT, at).await;
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    let screen = s.screen.clone();
+    s.shell_as(E2E_UNIX_USER, at).await;
+    assert!(screen.certified.lock().unwrap().is_empty());
+    assert!(sshd
+        .log_text()
+        .contains(&format!("Accepted password for {E2E_UNIX_USER}")));
+}
+
+#[tokio::test]
+async fn a_latin1_keyboard_interactive_question_is_shown_replaced_and_login_goes_on() {
+    // PAM passes its messages' bytes through; these are Latin-1 (and an
+    // escape sequence), which ended the session in russh's UTF-8 decoding.
+    let dir = tempfile::tempdir().unwrap();
+    let notice = dir.path().join("notice");
+    std::fs::write(&notice, b"Gr\xfc\xdfe aus M\xfcnchen \x1b[5mblink").unwrap();
+    let (sshd, _pam) = Sshd::start_password_with_pam(
+        dir.path(),
+        "sallyport-e2e-kbd-latin1",
+        &format!("auth optional pam_echo.so file={}", notice.display()),
+    );
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    assert_eq!(
+        s.screen.text(),
+        format!(
+            "login as: {E2E_UNIX_USER}\r\n\
+             Gr\u{fffd}\u{fffd}e aus M\u{fffd}nchen \\033[5mblink\r\nPassword: "
+        )
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    s.shell_as(E2E_UNIX_USER, at).await;
+}
+
+#[tokio::test]
+async fn a_name_the_certificate_does_not_cover_is_told_which_it_does_when_sshd_takes_only_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("user_ca");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    let sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    let screen = Screen {
+        ca: Some(ca.clone()),
+        ..Screen::default()
+    };
+    let s = start(&sshd, screen, |o| {
+        o.principals = vec![E2E_UNIX_USER.into(), "sallyport-e2e-ops".into()];
+    })
+    .await;
+    s.screen
+        .wait_for(&format!("login as: {E2E_UNIX_USER}"), 0)
+        .await;
+    s.send("\u{15}someone-else\r").await;
+    assert_eq!(s.task.await.unwrap(), Ended::AuthFailed);
+    let text = s.screen.text();
+    assert!(
+        text.ends_with(&format!(
+            "web1: the server takes only keys, and there is no certificate for someone-else; \
+             yours can log in as {E2E_UNIX_USER}, sallyport-e2e-ops.\r\n"
+        )),
+        "{text}"
+    );
+    assert!(s.screen.certified.lock().unwrap().is_empty());
+}
