@@ -323,6 +323,11 @@ async fn three_wrong_answers_per_method_then_the_next_method_then_permission_den
         "{text}"
     );
     assert!(text.contains("Permission denied"), "{text}");
+    // sshd's own words when it hangs up (its MaxAuthTries), as OpenSSH shows them.
+    assert!(
+        text.contains("The server disconnected: Too many authentication failures"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -190,6 +190,10 @@ struct Verifier {
     accepted: Arc<Mutex<Option<String>>>,
     /// Banners received while logging in, until shown.
     banners: Arc<Mutex<server_text::Banners>>,
+    /// The server's words when it disconnected (RFC 4253 §11.1), one
+    /// harmless line: the end message gives them instead of a bare
+    /// "disconnected".
+    said: Arc<Mutex<Option<String>>>,
 }
 
 impl client::Handler for Verifier {
@@ -207,6 +211,22 @@ impl client::Handler for Verifier {
             .unwrap_or_else(|e| e.into_inner())
             .push(banner);
         Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                let words = server_text::one_line(&info.message);
+                if !words.is_empty() {
+                    *self.said.lock().unwrap_or_else(|e| e.into_inner()) = Some(words);
+                }
+                Ok(())
+            }
+            client::DisconnectReason::Error(e) => Err(e),
+        }
     }
 
     async fn check_server_key(
@@ -332,7 +352,18 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Frontend,
 {
-    let ended = session(stream, options, &mut input, ui).await;
+    let said = Arc::new(Mutex::new(None));
+    let mut ended = session(stream, options, &mut input, ui, &said).await;
+    if let Some(words) = said.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        match ended {
+            // OpenSSH prints them too ("Received disconnect ...").
+            Ended::AuthFailed => {
+                ui.output(format!("The server disconnected: {words}\r\n").as_bytes())
+            }
+            Ended::Lost(_) => ended = Ended::Lost(format!("the server disconnected: {words}")),
+            _ => {}
+        }
+    }
     let state = match ended {
         Ended::Exit(_) | Ended::Closed => State::Closed,
         _ => State::Error,
@@ -346,6 +377,7 @@ async fn session<S, F>(
     mut options: Options,
     input: &mut mpsc::Receiver<Input>,
     ui: &F,
+    said: &Arc<Mutex<Option<String>>>,
 ) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -364,6 +396,7 @@ where
         refused: refused.clone(),
         accepted: accepted.clone(),
         banners: banners.clone(),
+        said: said.clone(),
     };
     let config = Arc::new(client::Config::default());
     let mut handle = match client::connect_stream(config, stream, verifier).await {

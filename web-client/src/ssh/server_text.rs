@@ -46,6 +46,23 @@ pub fn for_terminal(raw: &[u8]) -> String {
     out
 }
 
+/// Longest one-line server text kept ([`one_line`]), in characters.
+pub const MAX_LINE_CHARS: usize = 512;
+
+/// `raw` (a disconnect message, RFC 4253 §11.1) as one harmless line for
+/// an end message: made safe like [`for_terminal`], line breaks and tabs
+/// turned into spaces, trimmed, and cut at [`MAX_LINE_CHARS`] with `…`.
+pub fn one_line(raw: &str) -> String {
+    let safe = for_terminal(raw.as_bytes())
+        .replace("\r\n", " ")
+        .replace('\t', " ");
+    let safe = safe.trim();
+    match safe.char_indices().nth(MAX_LINE_CHARS) {
+        Some((cut, _)) => format!("{}…", &safe[..cut]),
+        None => safe.to_owned(),
+    }
+}
+
 /// Banners received while logging in and not yet shown, bounded by
 /// [`MAX_BANNER_BYTES`] for the whole session.
 #[derive(Debug, Default)]
@@ -91,6 +108,18 @@ impl Banners {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disconnect_message_becomes_one_harmless_bounded_line() {
+        assert_eq!(
+            one_line("Too many authentication failures\r\n"),
+            "Too many authentication failures"
+        );
+        assert_eq!(one_line("a\nb\tc\x1b[2J"), "a b c\\033[2J");
+        let long = one_line(&"x".repeat(MAX_LINE_CHARS + 10));
+        assert_eq!(long.chars().count(), MAX_LINE_CHARS + 1);
+        assert!(long.ends_with('…'));
+    }
 
     #[test]
     fn printable_text_and_tabs_pass_unchanged() {
