@@ -1,17 +1,24 @@
 //! Finding an SSH service's host keys, so the relay can give clients the keys
 //! to expect (attested by the connector, not trusted on first use).
 //!
-//! The connector runs one key exchange per host key algorithm against the
-//! service and keeps the key the server proves it holds.
+//! The connector runs one key exchange per host-key algorithm Sallyport
+//! offers ([`ssh_algorithms::HOST_KEY`], the list the clients negotiate
+//! with) and keeps the key the server proves it holds. An algorithm the
+//! server does not offer fails right after the two KEXINITs, before any
+//! key exchange work, so trying all of them costs little more than trying
+//! the ones the server has.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::keys::ssh_key::{Algorithm, EcdsaCurve, HashAlg};
+use russh::keys::ssh_key::Algorithm;
 use russh::keys::PublicKeyOrCertificate;
+use russh::AlgorithmKind;
+use sallyport_proto::ssh_algorithms;
 
-/// How long one scan of one algorithm may take.
-pub const SCAN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long scanning one service may take in all, every algorithm
+/// included; what was found by then is kept.
+pub const SCAN_BUDGET: Duration = Duration::from_secs(15);
 
 struct Capture(Arc<Mutex<Option<String>>>);
 
@@ -34,34 +41,51 @@ impl russh::client::Handler for Capture {
     }
 }
 
-/// The host keys `addr` proves it holds, one per algorithm it supports.
+/// The host keys `addr` proves it holds, OpenSSH form, one per distinct key
+/// (an RSA key once, whichever of `rsa-sha2-512`/`rsa-sha2-256` it signed
+/// with), in the order of [`ssh_algorithms::HOST_KEY`]. Empty when the
+/// server cannot be reached or shares no other algorithm with Sallyport
+/// (logged with the server's and Sallyport's lists).
 pub async fn scan(addr: &str) -> Vec<String> {
-    let algorithms = [
-        Algorithm::Ed25519,
-        Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP256,
-        },
-        Algorithm::Rsa {
-            hash: Some(HashAlg::Sha512),
-        },
-    ];
+    let deadline = tokio::time::Instant::now() + SCAN_BUDGET;
     let mut keys = Vec::new();
-    for alg in algorithms {
+    let mut have_rsa = false;
+    for alg in ssh_algorithms::preferred().key.iter() {
+        let rsa = matches!(alg, Algorithm::Rsa { .. });
+        if rsa && have_rsa {
+            continue;
+        }
         let found = Arc::new(Mutex::new(None));
-        let config = russh::client::Config {
-            preferred: russh::Preferred {
-                key: vec![alg].into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let mut config = ssh_algorithms::client_config();
+        config.preferred.key = vec![alg.clone()].into();
         let attempt = russh::client::connect(Arc::new(config), addr, Capture(found.clone()));
-        let _ = tokio::time::timeout(SCAN_TIMEOUT, attempt).await;
-        let key = found.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(k) = key {
+        let outcome = tokio::time::timeout_at(deadline, attempt).await;
+        if let Some(k) = found.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            have_rsa |= rsa;
             if !keys.contains(&k) {
                 keys.push(k);
             }
+            continue;
+        }
+        match outcome {
+            Err(_) => {
+                tracing::warn!(%addr, budget = ?SCAN_BUDGET, "host-key scan ran out of time");
+                break;
+            }
+            // The server does not offer this host-key algorithm: next one.
+            Ok(Err(russh::Error::NoCommonAlgo {
+                kind: AlgorithmKind::Key,
+                ..
+            })) => {}
+            Ok(Err(e)) => {
+                if let Some(why) = ssh_algorithms::negotiation_failure(&e) {
+                    // Every other algorithm would fail the same way.
+                    tracing::warn!(%addr, "cannot scan host keys: {why}");
+                    break;
+                }
+                tracing::debug!(%addr, algorithm = %alg, "host-key scan: {e}");
+            }
+            Ok(Ok(_)) => {}
         }
     }
     keys

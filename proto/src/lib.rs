@@ -9,6 +9,7 @@
 pub mod client;
 pub mod frame;
 pub mod limits;
+pub mod ssh_algorithms;
 pub mod token;
 pub mod tunnel;
 

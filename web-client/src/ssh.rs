@@ -16,6 +16,7 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::ChannelMsg;
 use sallyport_proto::client::SessionEvent;
 use sallyport_proto::limits::MAX_EVENT_DATA;
+use sallyport_proto::ssh_algorithms;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -120,6 +121,9 @@ pub enum Ended {
     AuthFailed,
     /// The server's key is not one the connector reported: stop, no prompt.
     HostKeyMismatch(String),
+    /// The server and Sallyport share no algorithm of some kind: the one
+    /// line of [`sallyport_proto::ssh_algorithms::describe_no_common`].
+    NoCommonAlgorithm(String),
     /// Closed from the front end.
     Closed,
 }
@@ -132,6 +136,7 @@ impl std::fmt::Display for Ended {
             Ended::Lost(why) => write!(f, "connection lost: {why}"),
             Ended::AuthFailed => write!(f, "authentication failed"),
             Ended::HostKeyMismatch(why) => write!(f, "host key mismatch: {why}"),
+            Ended::NoCommonAlgorithm(why) => f.write_str(why),
             Ended::Closed => write!(f, "session closed"),
         }
     }
@@ -398,14 +403,17 @@ where
         banners: banners.clone(),
         said: said.clone(),
     };
-    let config = Arc::new(client::Config::default());
+    let config = Arc::new(ssh_algorithms::client_config());
     let mut handle = match client::connect_stream(config, stream, verifier).await {
         Ok(h) => h,
         Err(e) => {
-            return match refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                Some(why) => Ended::HostKeyMismatch(why),
-                None => Ended::Lost(e.to_string()),
+            if let Some(why) = refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Ended::HostKeyMismatch(why);
             }
+            return match ssh_algorithms::negotiation_failure(&e) {
+                Some(why) => Ended::NoCommonAlgorithm(why),
+                None => Ended::Lost(e.to_string()),
+            };
         }
     };
 

@@ -1,0 +1,302 @@
+//! The compatibility matrix (`sallyport_tests::compat::ROWS`): a real sshd
+//! configured in turn with each key exchange, cipher, MAC and host-key
+//! algorithm, and the ones Sallyport refuses. Every row runs through the
+//! connector's host-key scan and the native client core, and through the
+//! browser (headless Chromium, the real relay and connector). Each test
+//! prints the table it saw; docs/COMPATIBILITY.md lists it.
+//!
+//! `COMPAT_ROWS=name,name` runs only those rows (all by default).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sallyport_client::ssh::{self, Ended, Frontend, Input, Options, State};
+use sallyport_proto::client::SessionEvent;
+use sallyport_tests::compat::{fingerprint, fingerprint_of_line, selected_rows, Expect, Row};
+use sallyport_tests::*;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// How long one row may take natively, scan and session (the slowest, the
+/// 8192-bit fixed DH group, takes seconds in a debug build).
+const ROW_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How long the screen may take to show the next thing a row waits for.
+const STEP_PATIENCE: Duration = Duration::from_secs(30);
+
+fn rows() -> Vec<Row> {
+    selected_rows(&std::env::var("COMPAT_ROWS").unwrap_or_default())
+}
+
+/// One sshd per row, started in parallel (RSA and ECDSA keys take a moment).
+fn start_sshds(dir: &std::path::Path, rows: &[Row]) -> Vec<Sshd> {
+    std::thread::scope(|s| {
+        let started: Vec<_> = rows
+            .iter()
+            .map(|row| s.spawn(move || Sshd::start_row(dir, row)))
+            .collect();
+        started
+            .into_iter()
+            .map(|h| h.join().expect("sshd start"))
+            .collect()
+    })
+}
+
+/// Prints the table and fails with every row that went wrong.
+fn report(title: &str, lines: Vec<(Row, Result<String, String>)>) {
+    let mut failed = Vec::new();
+    eprintln!("{title}:");
+    for (row, line) in &lines {
+        match line {
+            Ok(what) => eprintln!("  {:<28} ok    {what}", row.name),
+            Err(why) => {
+                eprintln!("  {:<28} FAIL  {why}", row.name);
+                failed.push(row.name);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{title}: rows failed: {failed:?}");
+}
+
+// ---- the native client core
+
+#[derive(Default)]
+struct Screen {
+    output: Mutex<Vec<u8>>,
+    host_key: Mutex<Option<String>>,
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the screen shows `what` after `from` bytes; returns where it ended.
+    async fn wait_for(&self, what: &str, from: usize) -> Result<usize, String> {
+        let deadline = Instant::now() + STEP_PATIENCE;
+        while Instant::now() < deadline {
+            let text = self.text();
+            if let Some(i) = text.get(from..).and_then(|t| t.find(what)) {
+                return Ok(from + i + what.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "{what:?} never appeared; screen: {:?}",
+            self.text()
+        ))
+    }
+}
+
+impl Frontend for Screen {
+    fn output(&self, bytes: &[u8]) {
+        self.output.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    fn status(&self, _state: State, _message: &str) {}
+
+    fn event(&self, event: SessionEvent) {
+        if let SessionEvent::Start { host_key, .. } = event {
+            *self.host_key.lock().unwrap() = Some(host_key);
+        }
+    }
+}
+
+/// One row natively: the connector's scan, then a session with the keys it
+/// found, as the browser would get them from the relay.
+async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Result<String, String> {
+    let expected = fingerprint(&sshd.host_key_pub());
+    let began = Instant::now();
+    let scanned = sallyport_connector::hostkeys::scan(&sshd.target()).await;
+    let scan_ms = began.elapsed().as_millis();
+    let scanned_fps: Vec<String> = scanned
+        .iter()
+        .map(|k| fingerprint_of_line(k, &scratch))
+        .collect();
+
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sshd.port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let options = Options {
+        user: E2E_UNIX_USER.into(),
+        host_keys: scanned.clone(),
+        connector: None,
+        service: row.name.into(),
+        cols: 100,
+        rows: 30,
+        certificate: None,
+    };
+    let (tx, rx) = mpsc::channel(ssh::INPUT_QUEUE);
+    let screen = Arc::new(Screen::default());
+    let ui = screen.clone();
+    let started = Instant::now();
+    let task = tokio::spawn(async move { ssh::run(tcp, options, rx, &*ui).await });
+    let send = |text: &str| {
+        let tx = tx.clone();
+        let bytes = text.as_bytes().to_vec();
+        async move {
+            tx.send(Input::Data(bytes))
+                .await
+                .map_err(|_| "session gone".to_owned())
+        }
+    };
+
+    match row.expect {
+        Expect::Shell => {
+            if scanned_fps != [expected.clone()] {
+                return Err(format!("scanned {scanned_fps:?}, sshd has {expected}"));
+            }
+            let at = screen
+                .wait_for(&format!("login as: {E2E_UNIX_USER}"), 0)
+                .await?;
+            let to_prompt = started.elapsed().as_millis();
+            send("\r").await?;
+            let at = screen.wait_for("assword: ", at).await?;
+            send(&format!("{E2E_UNIX_PASSWORD}\r")).await?;
+            send("echo $((6*7))\r").await?;
+            // After the echoed command (bash may switch bracketed paste off first).
+            let at = screen.wait_for("$((6*7))", at).await?;
+            screen.wait_for("42\r\n", at).await?;
+            send("exit\r").await?;
+            let ended = tokio::time::timeout(ROW_PATIENCE, task)
+                .await
+                .map_err(|_| "the session did not end after exit".to_owned())?
+                .map_err(|e| e.to_string())?;
+            if ended != Ended::Exit(0) {
+                return Err(format!("ended {ended:?}"));
+            }
+            let accepted = screen.host_key.lock().unwrap().clone();
+            if accepted.as_deref() != Some(expected.as_str()) {
+                return Err(format!("accepted {accepted:?}, sshd has {expected}"));
+            }
+            Ok(format!(
+                "shell; host key {expected} (scan {scan_ms} ms, login prompt after {to_prompt} ms)"
+            ))
+        }
+        Expect::Refused { .. } => {
+            let want = row.refusal().unwrap_or_default();
+            if !scanned.is_empty() {
+                return Err(format!("the scan found {scanned_fps:?}"));
+            }
+            let ended = tokio::time::timeout(ROW_PATIENCE, task)
+                .await
+                .map_err(|_| "the session did not end".to_owned())?
+                .map_err(|e| e.to_string())?;
+            if ended.to_string() != want || screen.text().contains("login as:") {
+                return Err(format!(
+                    "ended {:?} (screen {:?}), want {want:?}",
+                    ended.to_string(),
+                    screen.text()
+                ));
+            }
+            Ok(format!("refused: {want}"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_logs_in_or_is_refused_natively() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = rows();
+    let sshds = start_sshds(dir.path(), &rows);
+    let runs = rows.iter().zip(&sshds).enumerate().map(|(i, (row, sshd))| {
+        let scratch = dir.path().join(format!("scanned-{i}.pub"));
+        async move {
+            let outcome = tokio::time::timeout(ROW_PATIENCE, native_row(row, sshd, scratch))
+                .await
+                .unwrap_or_else(|_| Err(format!("took longer than {ROW_PATIENCE:?}")));
+            (*row, outcome)
+        }
+    });
+    let lines = futures::future::join_all(runs).await;
+    report("native client core", lines);
+}
+
+// ---- the browser
+
+#[test]
+fn every_row_logs_in_or_is_refused_in_the_browser() {
+    let dir = tempfile::Builder::new()
+        .prefix("sallyport-compat")
+        .tempdir()
+        .unwrap();
+    let rows = rows();
+    let relay = RelayProc::start(dir.path());
+    relay.add_user(E2E_UNIX_USER, PASSWORD);
+    let sshds = start_sshds(dir.path(), &rows);
+    let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
+    let services: Vec<String> = rows
+        .iter()
+        .zip(&sshds)
+        .map(|(r, s)| format!("{}={}", r.name, s.target()))
+        .collect();
+    let token = relay.token("c1", "10m", &names);
+    let _c1 = start_connector(dir.path(), "c1", Some(&token), &services, &[]);
+    relay.wait_online("c1", 2);
+
+    let plan: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "service": r.name,
+                "expect": if r.expect == Expect::Shell { "shell" } else { "refused" },
+            })
+        })
+        .collect();
+    let plan = serde_json::to_string(&plan).unwrap();
+    let r = browser(
+        dir.path(),
+        &relay,
+        (E2E_UNIX_USER, PASSWORD),
+        "compat",
+        &[("ROWS", &plan), ("SSH_PASSWORD", E2E_UNIX_PASSWORD)],
+    );
+    let results = r["results"].as_array().expect("results").clone();
+    assert_eq!(results.len(), rows.len(), "{r}");
+    let lines = rows
+        .iter()
+        .zip(&sshds)
+        .zip(&results)
+        .map(|((row, sshd), seen)| (*row, browser_row(row, sshd, seen, &relay)))
+        .collect();
+    report("browser", lines);
+}
+
+fn browser_row(row: &Row, sshd: &Sshd, seen: &Value, relay: &RelayProc) -> Result<String, String> {
+    if let Some(e) = seen["error"].as_str() {
+        return Err(format!("{e} (seen {seen})"));
+    }
+    let end = seen["endReason"].as_str().unwrap_or_default();
+    match row.expect {
+        Expect::Shell => {
+            if seen["answer"] != "42" || end != "exit status 0" {
+                return Err(format!("no shell: {seen}"));
+            }
+            let expected = fingerprint(&sshd.host_key_pub());
+            let session = seen["sessionId"]
+                .as_str()
+                .ok_or(format!("no session id: {seen}"))?;
+            let start = wait_for("the session's start in the audit log", || {
+                relay
+                    .client_events(session)
+                    .into_iter()
+                    .find(|e| e["event"]["event"]["kind"] == "start")
+            });
+            let accepted = &start["event"]["event"]["host_key"];
+            if *accepted != *expected {
+                return Err(format!("accepted {accepted}, sshd has {expected}"));
+            }
+            Ok(format!(
+                "shell; host key {expected} (page to shell prompt {} ms)",
+                seen["toPromptMs"]
+            ))
+        }
+        Expect::Refused { .. } => {
+            let want = row.refusal().unwrap_or_default();
+            if end != want || seen["loginPrompted"] != false || seen["endShown"] != want {
+                return Err(format!("want {want:?}, seen {seen}"));
+            }
+            Ok(format!("refused: {want}"))
+        }
+    }
+}
