@@ -57,7 +57,7 @@ pub const HOST_KEY: &[&str] = &[
 ];
 
 /// Ciphers (RFC 4253 §6.3, RFC 4344 §4, RFC 5647), most preferred first.
-/// No CBC: OpenSSH has not offered it by default since 7.x.
+/// No CBC: OpenSSH has not offered it by default since 6.7.
 pub const CIPHERS: &[&str] = &[
     "chacha20-poly1305@openssh.com",
     "aes128-ctr",
