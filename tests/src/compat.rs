@@ -215,26 +215,42 @@ impl Sshd {
     /// keyboard-interactive login (PAM) for [`E2E_UNIX_USER`], the row's
     /// host key only, the row's lines first in sshd_config.
     pub fn start_row(dir: &Path, row: &Row) -> Self {
+        Self::start_with_host_keys(dir, row.name, row.sshd_config, &[row.host_key]).0
+    }
+
+    /// Like [`Sshd::start_row`], with the host keys `keys` (the first is
+    /// [`Sshd::host_key_pub`]); also returns each one's public key file.
+    pub fn start_with_host_keys(
+        dir: &Path,
+        name: &str,
+        sshd_config: &[&str],
+        keys: &[HostKey],
+    ) -> (Self, Vec<PathBuf>) {
         ensure_unix_user();
-        let dir = dir.join(row.name);
+        let dir = dir.join(name);
         std::fs::create_dir_all(&dir).expect("sshd dir");
         let _ = std::fs::create_dir_all("/run/sshd");
-        let host_key = dir.join("host_key");
-        let _ = std::fs::remove_file(&host_key);
-        run_ok(
-            Command::new("ssh-keygen")
-                .args(["-q", "-N", "", "-C", row.name])
-                .args(row.host_key.keygen_args())
-                .arg("-f")
-                .arg(&host_key),
-        );
+        let mut config: String = sshd_config.iter().map(|l| format!("{l}\n")).collect();
+        let mut files = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let file = dir.join(format!("host_key_{i}"));
+            let _ = std::fs::remove_file(&file);
+            let _ = std::fs::remove_file(file.with_extension("pub"));
+            run_ok(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-N", "", "-C", name])
+                    .args(key.keygen_args())
+                    .arg("-f")
+                    .arg(&file),
+            );
+            config.push_str(&format!("HostKey {}\n", file.display()));
+            files.push(file);
+        }
         let port = free_port();
-        let mut config: String = row.sshd_config.iter().map(|l| format!("{l}\n")).collect();
         config.push_str(&format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nStrictModes no\n\
+            "Port {port}\nListenAddress 127.0.0.1\nStrictModes no\n\
              UsePAM yes\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n\
-             PubkeyAuthentication no\nPidFile none\nMaxStartups 100\nLogLevel VERBOSE\n",
-            host_key.display()
+             PubkeyAuthentication no\nPidFile none\nMaxStartups 100\nLogLevel VERBOSE\n"
         ));
         std::fs::write(dir.join("sshd_config"), config).expect("sshd_config");
         let mut sshd = Self {
@@ -244,12 +260,13 @@ impl Sshd {
             user: E2E_UNIX_USER.to_owned(),
             auth: SshdAuth::Password,
             dir,
-            host_key,
+            host_key: files.first().cloned().expect("at least one host key"),
             restarts: 0,
             proc: None,
         };
         sshd.launch();
-        sshd
+        let pubs = files.iter().map(|f| f.with_extension("pub")).collect();
+        (sshd, pubs)
     }
 
     /// The public half of its host key, as a file (for `ssh-keygen -lf`).

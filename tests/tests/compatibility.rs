@@ -300,3 +300,28 @@ fn browser_row(row: &Row, sshd: &Sshd, seen: &Value, relay: &RelayProc) -> Resul
         }
     }
 }
+
+/// A server with an RSA, an ECDSA P-384 and an Ed25519 host key: the
+/// connector reports each once (the RSA key once, though sshd offers it as
+/// rsa-sha2-512 and rsa-sha2-256), the keys `ssh-keygen -lf` shows.
+#[tokio::test]
+async fn the_scan_reports_every_host_key_once() {
+    use sallyport_tests::compat::HostKey;
+    let dir = tempfile::tempdir().unwrap();
+    let (sshd, pubs) = Sshd::start_with_host_keys(
+        dir.path(),
+        "three-keys",
+        &[],
+        &[HostKey::Rsa, HostKey::Ecdsa384, HostKey::Ed25519],
+    );
+    let scanned = sallyport_connector::hostkeys::scan(&sshd.target()).await;
+    let scratch = dir.path().join("scanned.pub");
+    let mut found: Vec<String> = scanned
+        .iter()
+        .map(|k| fingerprint_of_line(k, &scratch))
+        .collect();
+    let mut expected: Vec<String> = pubs.iter().map(|p| fingerprint(p)).collect();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected, "scanned {scanned:?}");
+}
