@@ -125,6 +125,7 @@ async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Resu
         cols: 100,
         rows: 30,
         certificate: None,
+        principals: Vec::new(),
     };
     let (tx, rx) = mpsc::channel(ssh::INPUT_QUEUE);
     let screen = Arc::new(Screen::default());
