@@ -1,12 +1,10 @@
 //! Finding an SSH service's host keys, so the relay can give clients the keys
 //! to expect (attested by the connector, not trusted on first use).
 //!
-//! The connector runs one key exchange per host-key algorithm Sallyport
-//! offers ([`ssh_algorithms::HOST_KEY`], the list the clients negotiate
-//! with) and keeps the key the server proves it holds. An algorithm the
-//! server does not offer fails right after the two KEXINITs, before any
-//! key exchange work, so trying all of them costs little more than trying
-//! the ones the server has.
+//! The connector learns which host-key algorithms the server offers, then
+//! runs one key exchange for each of them that the clients accept
+//! ([`ssh_algorithms::HOST_KEY`], the list they negotiate with) and keeps
+//! the key the server proves it holds.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,21 +44,51 @@ impl russh::client::Handler for Capture {
 /// with), in the order of [`ssh_algorithms::HOST_KEY`]. Empty when the
 /// server cannot be reached or shares no other algorithm with Sallyport
 /// (logged with the server's and Sallyport's lists).
+///
+/// A first connection offers no host-key algorithm at all: the refusal
+/// carries the host-key list of the server's KEXINIT (RFC 4253 §7.1), so
+/// the scan then runs one key exchange for each algorithm the server
+/// offers and no more (sshd logs one "no matching host key type" line for
+/// the probe, not one per algorithm it lacks).
 pub async fn scan(addr: &str) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + SCAN_BUDGET;
+    let offered = match attempt(addr, Vec::new(), deadline).await {
+        (
+            _,
+            Some(Err(russh::Error::NoCommonAlgo {
+                kind: AlgorithmKind::Key,
+                theirs,
+                ..
+            })),
+        ) => Some(theirs),
+        (_, Some(Err(e))) => {
+            if let Some(why) = ssh_algorithms::negotiation_failure(&e) {
+                tracing::warn!(%addr, "cannot scan host keys: {why}");
+                return Vec::new();
+            }
+            // Could not tell (e.g. not up yet): try every algorithm.
+            tracing::debug!(%addr, "host-key scan: {e}");
+            None
+        }
+        (_, None) => {
+            tracing::warn!(%addr, budget = ?SCAN_BUDGET, "host-key scan ran out of time");
+            return Vec::new();
+        }
+        (_, Some(Ok(()))) => None,
+    };
     let mut keys = Vec::new();
     let mut have_rsa = false;
     for alg in ssh_algorithms::preferred().key.iter() {
         let rsa = matches!(alg, Algorithm::Rsa { .. });
-        if rsa && have_rsa {
+        if (rsa && have_rsa)
+            || offered
+                .as_ref()
+                .is_some_and(|o| !o.contains(&alg.to_string()))
+        {
             continue;
         }
-        let found = Arc::new(Mutex::new(None));
-        let mut config = ssh_algorithms::client_config();
-        config.preferred.key = vec![alg.clone()].into();
-        let attempt = russh::client::connect(Arc::new(config), addr, Capture(found.clone()));
-        let outcome = tokio::time::timeout_at(deadline, attempt).await;
-        if let Some(k) = found.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let (found, outcome) = attempt(addr, vec![alg.clone()], deadline).await;
+        if let Some(k) = found {
             have_rsa |= rsa;
             if !keys.contains(&k) {
                 keys.push(k);
@@ -68,16 +96,16 @@ pub async fn scan(addr: &str) -> Vec<String> {
             continue;
         }
         match outcome {
-            Err(_) => {
+            None => {
                 tracing::warn!(%addr, budget = ?SCAN_BUDGET, "host-key scan ran out of time");
                 break;
             }
             // The server does not offer this host-key algorithm: next one.
-            Ok(Err(russh::Error::NoCommonAlgo {
+            Some(Err(russh::Error::NoCommonAlgo {
                 kind: AlgorithmKind::Key,
                 ..
             })) => {}
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 if let Some(why) = ssh_algorithms::negotiation_failure(&e) {
                     // Every other algorithm would fail the same way.
                     tracing::warn!(%addr, "cannot scan host keys: {why}");
@@ -85,8 +113,29 @@ pub async fn scan(addr: &str) -> Vec<String> {
                 }
                 tracing::debug!(%addr, algorithm = %alg, "host-key scan: {e}");
             }
-            Ok(Ok(_)) => {}
+            Some(Ok(())) => {}
         }
     }
     keys
+}
+
+/// One key exchange with `addr` offering the host-key algorithms `key`
+/// (and Sallyport's lists otherwise), stopped at `deadline`: the key the
+/// server proved it holds, if any, and how the connection ended (`None`
+/// when the deadline came first; it never authenticates).
+async fn attempt(
+    addr: &str,
+    key: Vec<Algorithm>,
+    deadline: tokio::time::Instant,
+) -> (Option<String>, Option<Result<(), russh::Error>>) {
+    let found = Arc::new(Mutex::new(None));
+    let mut config = ssh_algorithms::client_config();
+    config.preferred.key = key.into();
+    let connect = russh::client::connect(Arc::new(config), addr, Capture(found.clone()));
+    let outcome = tokio::time::timeout_at(deadline, connect)
+        .await
+        .ok()
+        .map(|r| r.map(drop));
+    let key = found.lock().unwrap_or_else(|e| e.into_inner()).take();
+    (key, outcome)
 }

@@ -327,7 +327,8 @@ fn browser_row(row: &Row, sshd: &Sshd, seen: &Value, relay: &RelayProc) -> Resul
 
 /// A server with an RSA, an ECDSA P-384 and an Ed25519 host key: the
 /// connector reports each once (the RSA key once, though sshd offers it as
-/// rsa-sha2-512 and rsa-sha2-256), the keys `ssh-keygen -lf` shows.
+/// rsa-sha2-512 and rsa-sha2-256), the keys `ssh-keygen -lf` shows, and
+/// sshd logs one refused negotiation for it (the probe for its list).
 #[tokio::test]
 async fn the_scan_reports_every_host_key_once() {
     use sallyport_tests::compat::HostKey;
@@ -348,4 +349,7 @@ async fn the_scan_reports_every_host_key_once() {
     found.sort();
     expected.sort();
     assert_eq!(found, expected, "scanned {scanned:?}");
+    // One probe for the server's list, not one refusal per algorithm it lacks.
+    let refusals = sshd.log_text().matches("no matching host key type").count();
+    assert_eq!(refusals, 1, "{}", sshd.log_text());
 }
