@@ -1,6 +1,7 @@
 // The compatibility matrix in the browser: signs in once, then for each row
-// (ROWS, JSON [{service, expect: "shell" | "refused"}]) opens the service's
-// terminal page. A "shell" row logs in with SSH_PASSWORD, runs
+// (ROWS, JSON [{service, expect: "shell" | "refused", passwords, shows}])
+// opens the service's terminal page. A "shell" row logs in with SSH_PASSWORD
+// (at each of `passwords` prompts), checks a line shows `shows`, runs
 // `echo $((6*7))` and exits; a "refused" row waits for the session to end.
 // Reports per row what the page showed, the session id its events went to,
 // and how long the page took to reach the shell prompt.
@@ -12,8 +13,10 @@ import {
   sessionState,
   signIn,
   sshLogin,
+  submit,
   terminalLines,
   type,
+  waitForPasswordPrompt,
   waitForShell,
 } from "./lib.mjs";
 
@@ -29,6 +32,11 @@ await journey(async ({ s, page }) => {
     try {
       if (row.expect === "shell") {
         await sshLogin(page, { password });
+        for (let round = 1; round < (row.passwords ?? 1); round++) {
+          await waitForPasswordPrompt(page);
+          await type(page, password);
+          await submit(page);
+        }
         await waitForShell(page);
         result.toPromptMs = Date.now() - start;
         result.answer = await run(page, "echo $((6*7))", /^42$/);
@@ -42,6 +50,7 @@ await journey(async ({ s, page }) => {
     }
     const lines = await terminalLines(page);
     result.loginPrompted = lines.some((l) => /login as:/i.test(l));
+    result.shown = !row.shows || lines.some((l) => l.includes(row.shows));
     result.endReason = (await sessionState(page)).endReason;
     result.endShown = await page.locator("#end").textContent();
     result.tail = lines.filter((l) => l !== "").slice(-4);

@@ -61,6 +61,12 @@ pub struct Row {
     pub sshd_config: &'static [&'static str],
     pub host_key: HostKey,
     pub expect: Expect,
+    /// Text the person must see before the shell (a banner), as shown:
+    /// empty when the row checks none.
+    pub shows: &'static str,
+    /// Password prompts to answer before the shell (more than one when
+    /// sshd asks in several rounds).
+    pub passwords: usize,
 }
 
 impl Row {
@@ -93,6 +99,8 @@ const fn shell(name: &'static str, sshd_config: &'static [&'static str]) -> Row 
         sshd_config,
         host_key: HostKey::Ed25519,
         expect: Expect::Shell,
+        shows: "",
+        passwords: 1,
     }
 }
 
@@ -102,6 +110,8 @@ const fn host(name: &'static str, algorithm: &'static [&'static str], key: HostK
         sshd_config: algorithm,
         host_key: key,
         expect: Expect::Shell,
+        shows: "",
+        passwords: 1,
     }
 }
 
@@ -116,6 +126,8 @@ const fn refused(
         sshd_config,
         host_key: HostKey::Ed25519,
         expect: Expect::Refused { kind, server },
+        shows: "",
+        passwords: 1,
     }
 }
 
@@ -126,6 +138,32 @@ macro_rules! mac_row {
         shell($name, &["Ciphers aes128-ctr", concat!("MACs ", $mac)])
     };
 }
+
+/// A login row: a shell after `passwords` password prompts, showing `shows`.
+const fn login(
+    name: &'static str,
+    sshd_config: &'static [&'static str],
+    shows: &'static str,
+    passwords: usize,
+) -> Row {
+    Row {
+        shows,
+        passwords,
+        ..shell(name, sshd_config)
+    }
+}
+
+/// `Banner` lines naming the files in tests/fixtures.
+const BANNER_UTF8: &str = concat!(
+    "Banner ",
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/banner-utf8.txt"
+);
+const BANNER_LATIN1: &str = concat!(
+    "Banner ",
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/banner-latin1.txt"
+);
 
 /// The matrix, one line per row.
 #[rustfmt::skip]
@@ -172,6 +210,14 @@ pub const ROWS: &[Row] = &[
         expect: Expect::Refused { kind: Kind::HostKey, server: "ssh-rsa" },
         ..host("hostkey-ssh-rsa", &["HostKeyAlgorithms ssh-rsa"], HostKey::Rsa)
     },
+    // Logging in (sshd runs as root, so PAM works; the harness's lines
+    // enable PAM, keyboard-interactive and password).
+    login("auth-pam-keyboard-interactive", &["PasswordAuthentication no"], "", 1),
+    login("auth-password-without-pam", &["UsePAM no"], "", 1),
+    login("auth-keyboard-interactive-two-rounds", &["AuthenticationMethods keyboard-interactive,keyboard-interactive"], "", 2),
+    login("auth-keyboard-interactive-then-password", &["AuthenticationMethods keyboard-interactive,password"], "", 2),
+    login("auth-banner-utf8", &[BANNER_UTF8], "Authorised use only \u{2014} Zugriff nur f\u{fc}r Befugte \u{2713}", 1),
+    login("auth-banner-latin1", &[BANNER_LATIN1], "Zugriff nur f\u{fffd}r Befugte \u{fffd} Latin-1", 1),
 ];
 
 /// The rows whose name is in `names` (comma-separated), or all of them when

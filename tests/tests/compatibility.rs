@@ -48,9 +48,9 @@ fn report(title: &str, lines: Vec<(Row, Result<String, String>)>) {
     eprintln!("{title}:");
     for (row, line) in &lines {
         match line {
-            Ok(what) => eprintln!("  {:<28} ok    {what}", row.name),
+            Ok(what) => eprintln!("  {:<40} ok    {what}", row.name),
             Err(why) => {
-                eprintln!("  {:<28} FAIL  {why}", row.name);
+                eprintln!("  {:<40} FAIL  {why}", row.name);
                 failed.push(row.name);
             }
         }
@@ -152,8 +152,11 @@ async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Resu
                 .await?;
             let to_prompt = started.elapsed().as_millis();
             send("\r").await?;
-            let at = screen.wait_for("assword: ", at).await?;
-            send(&format!("{E2E_UNIX_PASSWORD}\r")).await?;
+            let mut at = at;
+            for _ in 0..row.passwords {
+                at = screen.wait_for("assword: ", at).await?;
+                send(&format!("{E2E_UNIX_PASSWORD}\r")).await?;
+            }
             send("echo $((6*7))\r").await?;
             // After the echoed command (bash may switch bracketed paste off first).
             let at = screen.wait_for("$((6*7))", at).await?;
@@ -169,6 +172,13 @@ async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Resu
             let accepted = screen.host_key.lock().unwrap().clone();
             if accepted.as_deref() != Some(expected.as_str()) {
                 return Err(format!("accepted {accepted:?}, sshd has {expected}"));
+            }
+            if !screen.text().contains(row.shows) {
+                return Err(format!(
+                    "{:?} not shown; screen {:?}",
+                    row.shows,
+                    screen.text()
+                ));
             }
             Ok(format!(
                 "shell; host key {expected} (scan {scan_ms} ms, login prompt after {to_prompt} ms)"
@@ -252,6 +262,8 @@ fn every_row_logs_in_or_is_refused_in_the_browser() {
                 serde_json::json!({
                     "service": r.name,
                     "expect": if r.expect == Expect::Shell { "shell" } else { "refused" },
+                    "passwords": r.passwords,
+                    "shows": r.shows,
                 })
             })
             .collect();
@@ -295,6 +307,9 @@ fn browser_row(row: &Row, sshd: &Sshd, seen: &Value, relay: &RelayProc) -> Resul
         Expect::Shell => {
             if seen["answer"] != "42" || end != "exit status 0" {
                 return Err(format!("no shell: {seen}"));
+            }
+            if seen["shown"] != true {
+                return Err(format!("{:?} not shown: {seen}", row.shows));
             }
             let expected = fingerprint(&sshd.host_key_pub());
             let session = seen["sessionId"]
