@@ -18,19 +18,25 @@ const WASM_URL = "/assets/sallyport_web_bg.wasm";
 const SCROLLBACK = 10000;
 /**
  * Most output bytes handed to xterm in one write (xterm parses it in slices
- * and yields in between): what is in xterm's hands besides our queue.
+ * and yields in between): what is in xterm's hands besides our queue. Half
+ * the current high-water mark when that is less.
  */
 const MAX_WRITE = 64 * 1024;
 /**
  * Output queued for xterm above which the session stops reading from sshd
- * (SSH's flow control then holds the rest at the server), and below which it
- * reads again: a flood (`cat` of a huge file) costs bounded memory, and
- * what is queued is shown within about 250 ms. With the SSH window the
- * client grants (ssh.rs SHELL_WINDOW) this bounds how much still scrolls by
- * after Ctrl-C.
+ * (SSH's flow control then holds the rest at the server), and below a
+ * quarter of which it reads again: a flood (`cat` of a huge file) costs
+ * bounded memory. The mark follows how fast xterm has been taking output,
+ * so the queue holds about RENDER_BUDGET_MS of it (text renders ten times
+ * faster than binary garbage), between MIN_HIGH_WATER and MAX_HIGH_WATER
+ * bytes. With the SSH window the client grants (ssh.rs SHELL_WINDOW) this
+ * bounds how much still scrolls by after Ctrl-C.
  */
-const HIGH_WATER = 128 * 1024;
-const LOW_WATER = 32 * 1024;
+const RENDER_BUDGET_MS = 250;
+const MIN_HIGH_WATER = 16 * 1024;
+const MAX_HIGH_WATER = 256 * 1024;
+/** Writes shorter than this say little about xterm's speed. */
+const RATE_SAMPLE_MIN = 4 * 1024;
 const STATUS_TEXT = {
   connecting: "connecting…",
   authenticating: "authenticating",
@@ -82,7 +88,7 @@ const state = {
   /** Bytes xterm has finished parsing (received ones, and the page's own lines). */
   bytesShown: 0,
   /** The output queue's bounds, for tests that check what is in flight. */
-  limits: { highWater: HIGH_WATER, maxWrite: MAX_WRITE },
+  limits: { highWater: MAX_HIGH_WATER, maxWrite: MAX_WRITE },
   session: null,
 };
 window.sallyport = state;
@@ -104,6 +110,8 @@ const clientReady = init({ module_or_path: WASM_URL });
  */
 const output = {
   decoder: new TextDecoder("utf-8"),
+  /** The current high-water mark (see MAX_HIGH_WATER). */
+  highWater: 128 * 1024,
   queue: [],
   queued: 0,
   busy: false,
@@ -115,11 +123,11 @@ const output = {
   },
   /** Nothing while there is room; else a promise for when there is again. */
   drained() {
-    if (this.queued < HIGH_WATER) return undefined;
+    if (this.queued < this.highWater) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
   },
   flush() {
-    if (this.queued <= LOW_WATER && this.waiters.length > 0) {
+    if (this.queued <= this.highWater / 4 && this.waiters.length > 0) {
       for (const resolve of this.waiters.splice(0)) resolve();
     }
     if (this.queue.length === 0) {
@@ -128,7 +136,9 @@ const output = {
     }
     let n = 0;
     let take = 0;
-    while (take < this.queue.length && (take === 0 || n + this.queue[take].length <= MAX_WRITE)) {
+    // Half the queue's mark at most: a slow write is what Ctrl-C waits for.
+    const most = Math.min(MAX_WRITE, this.highWater / 2);
+    while (take < this.queue.length && (take === 0 || n + this.queue[take].length <= most)) {
       n += this.queue[take].length;
       take++;
     }
@@ -145,8 +155,16 @@ const output = {
     }
     this.busy = true;
     const text = this.decoder.decode(data, { stream: true });
+    const started = performance.now();
     const done = () => {
       state.bytesShown += n;
+      const ms = performance.now() - started;
+      if (n >= RATE_SAMPLE_MIN && ms > 0) {
+        // Bytes per RENDER_BUDGET_MS at this write's speed, smoothed.
+        const budget = (n / ms) * RENDER_BUDGET_MS;
+        const next = 0.7 * this.highWater + 0.3 * budget;
+        this.highWater = Math.min(MAX_HIGH_WATER, Math.max(MIN_HIGH_WATER, next));
+      }
       this.flush();
     };
     if (text === "") queueMicrotask(done);
