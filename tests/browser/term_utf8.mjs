@@ -1,7 +1,7 @@
 // Output bytes: every way a 2-, 3- or 4-byte UTF-8 character can be split
 // between two SSH packets (the shell prints the first part, sleeps, prints
 // the rest), and a wide character's cells. Reports the lines the terminal
-// showed for each split and the cells of `G😀H`.
+// showed for each split, the cells of `G😀H` and its width on the server.
 import { journey, openTerminal, pressEnter, signIn, sshLogin, type, waitForShell, waitForTerminal } from "./lib.mjs";
 
 /** The characters, as UTF-8 bytes. */
@@ -29,7 +29,8 @@ await journey(async ({ s, page }) => {
       command += `printf 'S${n}:A${oct(bytes.slice(0, k))}'; sleep .2; printf '${oct(bytes.slice(k))}B\\n'; `;
     }
   }
-  command += `printf 'G\\360\\237\\230\\200H\\n'; echo sp""lits-done`;
+  // And the server's own view of its width: GNU wc -L sums wcwidth.
+  command += `printf 'G\\360\\237\\230\\200H\\n'; printf 'G\\360\\237\\230\\200H' | LC_ALL=C.UTF-8 wc -L | sed 's/^/W:/'; echo sp""lits-done`;
   await type(page, command);
   await pressEnter(page);
   const lines = await waitForTerminal(page, "the splits", (ls) => ls.includes("splits-done"));
@@ -51,5 +52,6 @@ await journey(async ({ s, page }) => {
     }
     return null;
   });
-  return { splits, cells };
+  const serverWidth = Number(lines.find((l) => /^W:\d+$/.test(l))?.slice(2) ?? NaN);
+  return { splits, cells, serverWidth };
 });

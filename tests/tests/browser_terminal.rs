@@ -76,14 +76,15 @@ fn a_character_split_across_packets_is_shown_whole_and_wide_ones_take_two_cells(
     for split in splits {
         assert_eq!(split["shown"], split["want"], "split: {split}");
     }
-    // `G😀H`: the emoji takes cells 1 and 2 (Unicode 11, as glibc's wcwidth
-    // says 2), so H is in cell 3.
+    // `G😀H`: the emoji takes cells 1 and 2 (Unicode 11 widths), so H is in
+    // cell 3, as the server's wcwidth has it (4 columns in all).
     let cells = r["cells"].as_array().expect("the G😀H line");
     let cell = |i: usize| (cells[i]["chars"].as_str(), cells[i]["width"].as_u64());
     assert_eq!(cell(0), (Some("G"), Some(1)), "{r}");
     assert_eq!(cell(1), (Some("😀"), Some(2)), "{r}");
     assert_eq!(cell(2), (Some(""), Some(0)), "{r}");
     assert_eq!(cell(3), (Some("H"), Some(1)), "{r}");
+    assert_eq!(r["serverWidth"], 4, "the server's wcwidth: {r}");
 }
 
 #[test]
