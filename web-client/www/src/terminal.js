@@ -19,9 +19,11 @@ const SCROLLBACK = 10000;
 /**
  * Most output bytes handed to xterm in one write (xterm parses it in slices
  * and yields in between): what is in xterm's hands besides our queue. Half
- * the current high-water mark when that is less.
+ * the current high-water mark when that is less. Large writes are what make
+ * a fast stream fast: 64 KiB writes under a 256 KiB mark made `seq 1 200000`
+ * about 20% slower.
  */
-const MAX_WRITE = 64 * 1024;
+const MAX_WRITE = 256 * 1024;
 /**
  * Output queued for xterm above which the session stops reading from sshd
  * (SSH's flow control then holds the rest at the server), and below a
@@ -34,7 +36,7 @@ const MAX_WRITE = 64 * 1024;
  */
 const RENDER_BUDGET_MS = 250;
 const MIN_HIGH_WATER = 16 * 1024;
-const MAX_HIGH_WATER = 256 * 1024;
+const MAX_HIGH_WATER = 1024 * 1024;
 /** Writes shorter than this say little about xterm's speed. */
 const RATE_SAMPLE_MIN = 4 * 1024;
 const STATUS_TEXT = {
