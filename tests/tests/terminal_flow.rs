@@ -124,6 +124,14 @@ async fn a_paste_larger_than_both_windows_arrives_whole_while_its_echo_flows_bac
     let (screen, tx, task, at) = shell(&sshd).await;
     let file = format!("/tmp/sallyport-flow-{}", std::process::id());
     let _ = std::fs::remove_file(&file);
+    // Removed however the test ends.
+    struct Remove<'a>(&'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(&file);
     send(&tx, &format!("cat > {file}\r")).await;
     screen.wait_for("\r\n", at).await;
     // 6 MiB: more than sshd's window for our input and ours for its echo
@@ -133,7 +141,6 @@ async fn a_paste_larger_than_both_windows_arrives_whole_while_its_echo_flows_bac
     send(&tx, "\x04echo ca''t-done\r").await;
     screen.wait_for("cat-done\r\n", at).await;
     let got = std::fs::read(&file).unwrap_or_default();
-    let _ = std::fs::remove_file(&file);
     assert_eq!(got.len(), SIZE);
     assert!(got == lines(SIZE, b'\n'), "the file differs from the paste");
     assert!(screen.saw(State::Stalled).is_none());
