@@ -38,13 +38,38 @@ export class Session {
         }
     }
     /**
-     * Keystrokes or pasted text from the terminal.
+     * Bytes from the terminal that are not text (xterm's `onBinary`: X10
+     * mouse reports, whose coordinates may be any byte): sent as they are.
+     * @param {Uint8Array | number[]} data
+     * @returns {string | undefined}
+     */
+    inputBytes(data) {
+        const ptr0 = passArray8ToWasm0(data, wasm.__wbindgen_malloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.session_inputBytes(this.__wbg_ptr, ptr0, len0);
+        let v2;
+        if (ret[0] !== 0) {
+            v2 = getStringFromWasm0(ret[0], ret[1]);
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+        }
+        return v2;
+    }
+    /**
+     * Keystrokes or pasted text from the terminal (xterm's `onData`).
+     * Returns the message to show if it was refused.
      * @param {string} data
+     * @returns {string | undefined}
      */
     input(data) {
         const ptr0 = passStringToWasm0(data, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
         const len0 = WASM_VECTOR_LEN;
-        wasm.session_input(this.__wbg_ptr, ptr0, len0);
+        const ret = wasm.session_input(this.__wbg_ptr, ptr0, len0);
+        let v2;
+        if (ret[0] !== 0) {
+            v2 = getStringFromWasm0(ret[0], ret[1]);
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+        }
+        return v2;
     }
     /**
      * @param {number} cols
@@ -122,10 +147,6 @@ function __wbg_get_imports() {
             const ret = arg0.data;
             return ret;
         },
-        __wbg_from_eac91875c8a5ffa4: function(arg0) {
-            const ret = Array.from(arg0);
-            return ret;
-        },
         __wbg_getRandomValues_5d8c030b527203a6: function() { return handleError(function (arg0, arg1) {
             globalThis.crypto.getRandomValues(getArrayU8FromWasm0(arg0, arg1));
         }, arguments); },
@@ -140,10 +161,6 @@ function __wbg_get_imports() {
             const ret = Reflect.get(arg0, arg1);
             return ret;
         }, arguments); },
-        __wbg_get_unchecked_e6325ad374eff861: function(arg0, arg1) {
-            const ret = arg0[arg1 >>> 0];
-            return ret;
-        },
         __wbg_instanceof_Promise_59148c6049d0e3a0: function(arg0) {
             let result;
             try {
@@ -165,10 +182,6 @@ function __wbg_get_imports() {
             return ret;
         },
         __wbg_length_186163212ffe79c3: function(arg0) {
-            const ret = arg0.length;
-            return ret;
-        },
-        __wbg_length_b03a0fabb109b1e9: function(arg0) {
             const ret = arg0.length;
             return ret;
         },
@@ -294,22 +307,22 @@ function __wbg_get_imports() {
             return ret;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 555, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 564, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___wasm_bindgen_7d4884b0003f6066___JsValue__core_8a97de082bc4c33___result__Result_____wasm_bindgen_7d4884b0003f6066___JsError___true_);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 11, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true_);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 9, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__8);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 11, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__9);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 8, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 10, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke_______true_);
             return ret;
         },
@@ -341,8 +354,8 @@ function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_
     wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true_(arg0, arg1, arg2);
 }
 
-function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__8(arg0, arg1, arg2);
+function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__9(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___web_sys_6b84e9cc9a416bf2___features__gen_CloseEvent__CloseEvent______true__9(arg0, arg1, arg2);
 }
 
 function wasm_bindgen_7d4884b0003f6066___convert__closures_____invoke___wasm_bindgen_7d4884b0003f6066___JsValue__core_8a97de082bc4c33___result__Result_____wasm_bindgen_7d4884b0003f6066___JsError___true_(arg0, arg1, arg2) {
@@ -437,6 +450,13 @@ function makeMutClosure(arg0, arg1, f) {
     };
     CLOSURE_DTORS.register(real, state, state);
     return real;
+}
+
+function passArray8ToWasm0(arg, malloc) {
+    const ptr = malloc(arg.length * 1, 1) >>> 0;
+    getUint8ArrayMemory0().set(arg, ptr / 1);
+    WASM_VECTOR_LEN = arg.length;
+    return ptr;
 }
 
 function passStringToWasm0(arg, malloc, realloc) {

@@ -8,8 +8,10 @@
 //! [`Input`] in and receives [`Frontend`] calls out; the byte stream to sshd
 //! is any `AsyncRead + AsyncWrite` (the session WebSocket, or TCP in tests).
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use russh::client;
 use russh::keys::ssh_key::PublicKey;
 use russh::keys::PublicKeyOrCertificate;
@@ -29,6 +31,34 @@ pub use auth::{MAX_AUTH_ATTEMPTS, MAX_KBD_ROUNDS, MAX_PARTIAL_SUCCESSES};
 pub const MAX_LINE: usize = 1024;
 /// Input events queued from the front end.
 pub const INPUT_QUEUE: usize = 256;
+/// Input handed to SSH per write: one packet at OpenSSH's usual maximum, so
+/// each finished write is progress the stall check sees.
+pub const INPUT_CHUNK: usize = 32 * 1024;
+/// Most input (typed or pasted) that may wait for the server to take it.
+/// Input that would go over is refused whole, with a message in the
+/// terminal; anything smaller arrives whole, however slowly the server takes it.
+pub const MAX_PENDING_INPUT: usize = 64 * 1024 * 1024;
+/// With input waiting and nothing moving in either direction for this
+/// long, the session shows [`State::Stalled`] (until something moves).
+pub const STALL_AFTER_MS: u32 = 10_000;
+/// How long the end of a session waits for the server to take the
+/// disconnect message.
+pub const DISCONNECT_WAIT_MS: u32 = 2_000;
+/// The SSH channel window this client grants the server (RFC 4254 §5.2):
+/// with the queue of received packets ([`SHELL_CHANNEL_BUFFER`]) and the
+/// page's output queue, the most output already on its way when the person
+/// presses Ctrl-C (sshd reads up to one window more from the pty before it
+/// sees the Ctrl-C). About what the page renders of text in 200 ms. Less
+/// made `seq 1 200000` in the browser slower (128 KiB: about 20 %), since
+/// throughput is at most a window per round trip and the page's round trip
+/// includes its rendering; the default was 2 MiB.
+pub const SHELL_WINDOW: u32 = 256 * 1024;
+/// Largest SSH packet the server may send on the channel (RFC 4254 §5.1).
+pub const SHELL_MAX_PACKET: u32 = 32 * 1024;
+/// Packets received (and their window granted again) that may wait for the
+/// session to read them: russh grants the window on receipt, so these are
+/// in flight on top of [`SHELL_WINDOW`].
+pub const SHELL_CHANNEL_BUFFER: usize = 4;
 
 /// What the session is doing, for the front end's indicator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +66,10 @@ pub enum State {
     Connecting,
     Authenticating,
     Connected,
+    /// Connected, but input waits and nothing has moved either way for
+    /// [`STALL_AFTER_MS`]: the server takes no input (a program that does
+    /// not read, or a connection that went quiet).
+    Stalled,
     Closed,
     Error,
 }
@@ -46,6 +80,7 @@ impl State {
             State::Connecting => "connecting",
             State::Authenticating => "authenticating",
             State::Connected => "connected",
+            State::Stalled => "stalled",
             State::Closed => "closed",
             State::Error => "error",
         }
@@ -68,6 +103,20 @@ pub trait Frontend {
     /// shell starts (nothing typed at the login prompts is reported). The
     /// front end stamps the time: `End`'s `duration_ms` is left 0 for it.
     fn event(&self, _event: SessionEvent) {}
+    /// Resolves after `ms` milliseconds, for the stall check and the wait at
+    /// the end. Natively tokio's timer; a front end without a timer never
+    /// resolves it (no stall check, no bound on the last wait).
+    fn sleep(&self, ms: u32) -> impl std::future::Future<Output = ()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(ms.into()))
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = ms;
+            std::future::pending()
+        }
+    }
     /// Terminal bytes to report (output from the server, or input to it);
     /// by default each call is one or more `Output`/`Input` events. A front
     /// end may gather them into fewer events.
@@ -403,7 +452,12 @@ where
         banners: banners.clone(),
         said: said.clone(),
     };
-    let config = Arc::new(ssh_algorithms::client_config());
+    let config = Arc::new(client::Config {
+        window_size: SHELL_WINDOW,
+        maximum_packet_size: SHELL_MAX_PACKET,
+        channel_buffer_size: SHELL_CHANNEL_BUFFER,
+        ..ssh_algorithms::client_config()
+    });
     let mut handle = match client::connect_stream(config, stream, verifier).await {
         Ok(h) => h,
         Err(e) => {
@@ -448,7 +502,8 @@ where
     if let Err(e) = writer.request_shell(false).await {
         return Ended::Lost(format!("shell request failed: {e}"));
     }
-    ui.status(State::Connected, &format!("{user}@{}", options.service));
+    let label = format!("{user}@{}", options.service);
+    ui.status(State::Connected, &label);
     ui.event(SessionEvent::Start {
         service: options.service.clone(),
         principal: user.clone(),
@@ -469,6 +524,7 @@ where
         prompter.input,
         ui,
         (&mut bytes_in, &mut bytes_out),
+        &label,
     )
     .await;
     ui.event(SessionEvent::End {
@@ -484,8 +540,36 @@ where
     ended
 }
 
+/// Sends a session's input to the server while it keeps reading the
+/// server's output, so neither direction waits on the other. Holds the input
+/// SSH's flow control has not taken yet, at most [`MAX_PENDING_INPUT`] bytes.
+struct Outbox {
+    /// Chunks of at most [`INPUT_CHUNK`] bytes, oldest first.
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes in `chunks` and in the write under way.
+    bytes: usize,
+}
+
+/// The line shown when input is refused because too much already waits.
+pub fn input_refused(len: usize, waiting: usize) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    format!(
+        "\r\n\x1b[1;33m[input of {:.1} MiB refused: {:.1} MiB already wait for the server, and at most {} MiB may; paste less at a time, or copy files with scp or sftp]\x1b[0m\r\n",
+        len as f64 / MIB,
+        waiting as f64 / MIB,
+        MAX_PENDING_INPUT >> 20
+    )
+}
+
 /// The shell's life: output to the front end, input and resizes to the
 /// server, until it ends. Counts bytes from (`.0`) and to (`.1`) the server.
+/// `label` is the connected state's message (`user@service`).
+///
+/// Every wait is a branch of one `select!`: a write waiting for the server's
+/// window, a resize, the front end's output queue and the stall timer never
+/// stop the channel being read, which is what lets sshd's echo of a large
+/// paste drain while the paste goes out (reading nothing while a write
+/// waits deadlocks against the server's window, RFC 4254 §5.2).
 async fn shell<H, F>(
     handle: &client::Handle<H>,
     reader: &mut russh::ChannelReadHalf,
@@ -493,6 +577,7 @@ async fn shell<H, F>(
     input: &mut mpsc::Receiver<Input>,
     ui: &F,
     bytes: (&mut u64, &mut u64),
+    label: &str,
 ) -> Ended
 where
     H: client::Handler,
@@ -500,43 +585,137 @@ where
 {
     let (bytes_in, bytes_out) = bytes;
     let mut exit = None;
-    loop {
+    let mut outbox = Outbox {
+        chunks: VecDeque::new(),
+        bytes: 0,
+    };
+    // The write under way (a chunk of the outbox) and its length.
+    let mut sending: Option<(BoxFuture<'_, Result<(), russh::Error>>, usize)> = None;
+    // The resize under way, and the newest size asked for meanwhile.
+    let mut resizing: Option<BoxFuture<'_, Result<(), russh::Error>>> = None;
+    let mut next_size: Option<(u32, u32)> = None;
+    // While the front end's output queue is full: reading waits for it.
+    let mut paused = None;
+    // Restarted whenever something moves; fires while input waits.
+    let mut stall = Box::pin(ui.sleep(STALL_AFTER_MS));
+    let mut stalled = false;
+    // Something moved: the stall timer starts again, and a stalled session
+    // is connected again.
+    macro_rules! moved {
+        () => {
+            stall = Box::pin(ui.sleep(STALL_AFTER_MS));
+            if stalled {
+                stalled = false;
+                ui.status(State::Connected, label);
+            }
+        };
+    }
+    let ended = loop {
+        if sending.is_none() {
+            if let Some(chunk) = outbox.chunks.pop_front() {
+                let len = chunk.len();
+                sending = Some((Box::pin(writer.data_bytes(chunk)), len));
+            }
+        }
+        if resizing.is_none() {
+            if let Some((c, r)) = next_size.take() {
+                resizing = Some(Box::pin(writer.window_change(c, r, 0, 0)));
+            }
+        }
         tokio::select! {
-            msg = reader.wait() => match msg {
+            sent = async {
+                match sending.as_mut() {
+                    Some((write, _)) => write.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let len = sending.take().map_or(0, |(_, len)| len);
+                if sent.is_err() {
+                    break None;
+                }
+                outbox.bytes -= len;
+                moved!();
+            }
+            _ = async {
+                match resizing.as_mut() {
+                    Some(resize) => resize.await,
+                    None => std::future::pending().await,
+                }
+            } => resizing = None,
+            msg = reader.wait(), if paused.is_none() => match msg {
                 Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
                     ui.output(&data);
                     ui.terminal_data(&data, true);
                     *bytes_in += data.len() as u64;
-                    ui.drained().await;
+                    paused = Some(Box::pin(ui.drained()));
+                    moved!();
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Ended::Exit(exit_status)),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                     exit = Some(Ended::Signal(format!("{signal_name:?}")))
                 }
-                Some(ChannelMsg::Close) | None => break,
+                Some(ChannelMsg::Close) | None => break None,
                 Some(_) => {}
             },
+            _ = async {
+                match paused.as_mut() {
+                    Some(drained) => drained.await,
+                    None => std::future::pending().await,
+                }
+            } => paused = None,
+            _ = &mut stall, if outbox.bytes > 0 && !stalled => {
+                stalled = true;
+                ui.status(
+                    State::Stalled,
+                    &format!(
+                        "{} bytes of input wait and nothing has moved for {} s",
+                        outbox.bytes,
+                        STALL_AFTER_MS / 1000
+                    ),
+                );
+            }
             event = input.recv() => match event {
                 Some(Input::Data(d)) => {
+                    if outbox.bytes + d.len() > MAX_PENDING_INPUT {
+                        ui.output(input_refused(d.len(), outbox.bytes).as_bytes());
+                        continue;
+                    }
                     ui.terminal_data(&d, false);
                     *bytes_out += d.len() as u64;
-                    if writer.data_bytes(d).await.is_err() {
-                        break;
+                    if outbox.bytes == 0 {
+                        // The stall clock starts when input starts waiting.
+                        stall = Box::pin(ui.sleep(STALL_AFTER_MS));
+                    }
+                    outbox.bytes += d.len();
+                    if d.len() <= INPUT_CHUNK {
+                        outbox.chunks.push_back(d);
+                    } else {
+                        outbox.chunks.extend(d.chunks(INPUT_CHUNK).map(<[u8]>::to_vec));
                     }
                 }
                 Some(Input::Resize(c, r)) => {
                     ui.event(SessionEvent::Resize { cols: c, rows: r });
-                    let _ = writer.window_change(c, r, 0, 0).await;
+                    next_size = Some((c, r));
                 }
-                Some(Input::Close) | None => {
-                    let _ = handle.disconnect(russh::Disconnect::ByApplication, "closed by user", "").await;
-                    return Ended::Closed;
-                }
+                Some(Input::Close) | None => break Some(Ended::Closed),
             },
         }
+    };
+    // Dropping the writes under way first: russh's session may be waiting
+    // for them.
+    drop(sending);
+    drop(resizing);
+    let reason = if ended.is_some() {
+        "closed by user"
+    } else {
+        ""
+    };
+    // A session that no longer answers must not hold the end up.
+    tokio::select! {
+        _ = handle.disconnect(russh::Disconnect::ByApplication, reason, "") => {}
+        _ = ui.sleep(DISCONNECT_WAIT_MS) => {}
     }
-    let _ = handle
-        .disconnect(russh::Disconnect::ByApplication, "", "")
-        .await;
-    exit.unwrap_or_else(|| Ended::Lost("the server closed the session".into()))
+    ended.unwrap_or_else(|| {
+        exit.unwrap_or_else(|| Ended::Lost("the server closed the session".into()))
+    })
 }

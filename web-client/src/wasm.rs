@@ -11,8 +11,12 @@
 //! connector that carries the session and the keys that connector reported.
 //!
 //! ```js
-//! session.input(text); session.resize(cols, rows); session.close();
+//! session.input(text); session.inputBytes(bytes); session.resize(cols, rows);
+//! session.close();
 //! ```
+//!
+//! `input` and `inputBytes` return `undefined`, or the line to show when the
+//! input was refused (more than [`ssh::MAX_PENDING_INPUT`] would wait).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -246,6 +250,10 @@ impl Frontend for JsFrontend {
         }
     }
 
+    async fn sleep(&self, ms: u32) {
+        sleep(i32::try_from(ms).unwrap_or(i32::MAX)).await;
+    }
+
     async fn drained(&self) {
         // Only this session's events count: another's that the relay will
         // never take (signed out since) must not stall this one.
@@ -318,9 +326,32 @@ impl Session {
         self.id.clone()
     }
 
-    /// Keystrokes or pasted text from the terminal.
-    pub fn input(&self, data: &str) {
-        let _ = self.input.try_send(Input::Data(data.as_bytes().to_vec()));
+    /// Keystrokes or pasted text from the terminal (xterm's `onData`).
+    /// Returns the message to show if it was refused.
+    pub fn input(&self, data: &str) -> Option<String> {
+        self.send_input(data.as_bytes())
+    }
+
+    /// Bytes from the terminal that are not text (xterm's `onBinary`: X10
+    /// mouse reports, whose coordinates may be any byte): sent as they are.
+    #[wasm_bindgen(js_name = inputBytes)]
+    pub fn input_bytes(&self, data: &[u8]) -> Option<String> {
+        self.send_input(data)
+    }
+
+    fn send_input(&self, data: &[u8]) -> Option<String> {
+        if data.len() > ssh::MAX_PENDING_INPUT {
+            return Some(ssh::input_refused(data.len(), 0));
+        }
+        match self.input.try_send(Input::Data(data.to_vec())) {
+            Ok(()) => None,
+            // The session takes input events as they come; a full queue
+            // means it has stopped.
+            Err(mpsc::error::TrySendError::Full(_)) => Some(
+                "\r\n\x1b[1;33m[input refused: the session is not taking input]\x1b[0m\r\n".into(),
+            ),
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
+        }
     }
 
     pub fn resize(&self, cols: u32, rows: u32) {

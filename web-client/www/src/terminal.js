@@ -6,6 +6,7 @@
 // Tests read the page through `window.sallyport` (the xterm Terminal, the
 // connection state, the end reason) instead of scraping the DOM.
 import { FitAddon } from "@xterm/addon-fit";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import "./terminal.css";
@@ -16,21 +17,33 @@ const WASM_URL = "/assets/sallyport_web_bg.wasm";
 /** Lines kept above the screen. */
 const SCROLLBACK = 10000;
 /**
- * Most output bytes handed to xterm in one write: xterm parses a write
- * without yielding, so this bounds how long one can hold the page.
+ * Most output bytes handed to xterm in one write (xterm parses it in slices
+ * and yields in between): what is in xterm's hands besides our queue. Half
+ * the current high-water mark when that is less. Large writes are what make
+ * a fast stream fast: 64 KiB writes under a 256 KiB mark made `seq 1 200000`
+ * about 20% slower.
  */
 const MAX_WRITE = 256 * 1024;
 /**
  * Output queued for xterm above which the session stops reading from sshd
- * (SSH's flow control then holds the rest at the server), and below which it
- * reads again: a flood (`cat` of a huge file) costs bounded memory.
+ * (SSH's flow control then holds the rest at the server), and below a
+ * quarter of which it reads again: a flood (`cat` of a huge file) costs
+ * bounded memory. The mark follows how fast xterm has been taking output,
+ * so the queue holds about RENDER_BUDGET_MS of it (text renders ten times
+ * faster than binary garbage), between MIN_HIGH_WATER and MAX_HIGH_WATER
+ * bytes. With the SSH window the client grants (ssh.rs SHELL_WINDOW) this
+ * bounds how much still scrolls by after Ctrl-C.
  */
-const HIGH_WATER = 1024 * 1024;
-const LOW_WATER = 256 * 1024;
+const RENDER_BUDGET_MS = 250;
+const MIN_HIGH_WATER = 16 * 1024;
+const MAX_HIGH_WATER = 1024 * 1024;
+/** Writes shorter than this say little about xterm's speed. */
+const RATE_SAMPLE_MIN = 4 * 1024;
 const STATUS_TEXT = {
   connecting: "connecting…",
   authenticating: "authenticating",
   connected: "connected",
+  stalled: "stalled",
   closed: "closed",
   error: "error",
 };
@@ -48,9 +61,15 @@ const term = new Terminal({
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
   fontSize: 14,
   theme: { background: "#10141c", foreground: "#d8dee9", cursor: "#7fd1b9" },
+  // For the Unicode 11 widths below (term.unicode is a proposed API).
+  allowProposedApi: true,
 });
 const fit = new FitAddon();
 term.loadAddon(fit);
+// Character widths as the server's wcwidth has them (emoji are two cells):
+// xterm's built-in tables are Unicode 6's.
+term.loadAddon(new Unicode11Addon());
+term.unicode.activeVersion = "11";
 term.open(document.getElementById("terminal"));
 fit.fit();
 term.focus();
@@ -68,6 +87,10 @@ const state = {
   endReason: null,
   /** Session bytes received from sshd (for throughput measurements). */
   bytesIn: 0,
+  /** Bytes xterm has finished parsing (received ones, and the page's own lines). */
+  bytesShown: 0,
+  /** The output queue's bounds, for tests that check what is in flight. */
+  limits: { highWater: MAX_HIGH_WATER, maxWrite: MAX_WRITE },
   session: null,
 };
 window.sallyport = state;
@@ -80,8 +103,17 @@ const clientReady = init({ module_or_path: WASM_URL });
  * what arrives meanwhile is gathered into the next (up to MAX_WRITE bytes).
  * A fast stream (`seq`, `cat`) then costs one write per parse instead of one
  * per SSH packet, which measured 15-25% faster in tests/browser's `seq`.
+ *
+ * The bytes are decoded here, as one stream: a character split between two
+ * SSH packets waits for its last byte instead of being lost (xterm 6.0.0's
+ * own UTF-8 decoder drops one whose first part ends in the byte 0x80,
+ * xterm.js issue 6003, fixed after 6.0.0 but in no stable release yet).
+ * Invalid UTF-8 is shown as U+FFFD.
  */
 const output = {
+  decoder: new TextDecoder("utf-8"),
+  /** The current high-water mark (see MAX_HIGH_WATER). */
+  highWater: 128 * 1024,
   queue: [],
   queued: 0,
   busy: false,
@@ -93,11 +125,11 @@ const output = {
   },
   /** Nothing while there is room; else a promise for when there is again. */
   drained() {
-    if (this.queued < HIGH_WATER) return undefined;
+    if (this.queued < this.highWater) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
   },
   flush() {
-    if (this.queued <= LOW_WATER && this.waiters.length > 0) {
+    if (this.queued <= this.highWater / 4 && this.waiters.length > 0) {
       for (const resolve of this.waiters.splice(0)) resolve();
     }
     if (this.queue.length === 0) {
@@ -106,7 +138,9 @@ const output = {
     }
     let n = 0;
     let take = 0;
-    while (take < this.queue.length && (take === 0 || n + this.queue[take].length <= MAX_WRITE)) {
+    // Half the queue's mark at most: a slow write is what Ctrl-C waits for.
+    const most = Math.min(MAX_WRITE, this.highWater / 2);
+    while (take < this.queue.length && (take === 0 || n + this.queue[take].length <= most)) {
       n += this.queue[take].length;
       take++;
     }
@@ -122,7 +156,21 @@ const output = {
       }
     }
     this.busy = true;
-    term.write(data, () => this.flush());
+    const text = this.decoder.decode(data, { stream: true });
+    const started = performance.now();
+    const done = () => {
+      state.bytesShown += n;
+      const ms = performance.now() - started;
+      if (n >= RATE_SAMPLE_MIN && ms > 0) {
+        // Bytes per RENDER_BUDGET_MS at this write's speed, smoothed.
+        const budget = (n / ms) * RENDER_BUDGET_MS;
+        const next = 0.7 * this.highWater + 0.3 * budget;
+        this.highWater = Math.min(MAX_HIGH_WATER, Math.max(MIN_HIGH_WATER, next));
+      }
+      this.flush();
+    };
+    if (text === "") queueMicrotask(done);
+    else term.write(text, done);
   },
 };
 const encoder = new TextEncoder();
@@ -153,7 +201,17 @@ function setStatus(s, message = "") {
   if (s === "closed" || s === "error") reconnectBtn.hidden = false;
 }
 
+/**
+ * `text` with every control character (C0, DEL, C1) replaced by U+FFFD: an
+ * end reason may carry a connector's or a server's words, and none of them
+ * may reach the terminal as an escape sequence.
+ */
+function harmless(text) {
+  return String(text).replace(/[\u0000-\u001f\u007f-\u009f]/g, "\ufffd");
+}
+
 function end(reason) {
+  reason = harmless(reason);
   state.endReason = reason;
   endEl.textContent = reason;
   endEl.hidden = false;
@@ -221,7 +279,23 @@ async function connect() {
   }
 }
 
-term.onData((d) => state.session?.input(d));
+/** A line of the page's own (not from the server) in the terminal. */
+function notice(text) {
+  output.push(encoder.encode(text));
+}
+
+term.onData((d) => {
+  const refused = state.session?.input(d);
+  if (refused) notice(refused);
+});
+// Default-mode (X10) mouse reports: one byte per character, any value (a
+// column past 95 is a byte above 0x7f). Sent as those bytes, not as UTF-8.
+term.onBinary((d) => {
+  const bytes = new Uint8Array(d.length);
+  for (let i = 0; i < d.length; i++) bytes[i] = d.charCodeAt(i) & 0xff;
+  const refused = state.session?.inputBytes(bytes);
+  if (refused) notice(refused);
+});
 term.onResize(({ cols, rows }) => state.session?.resize(cols, rows));
 
 // Copy and paste: with a selection, Ctrl/Cmd-C copies (xterm answers the
@@ -254,5 +328,10 @@ reconnectBtn.addEventListener("click", () => {
   connect();
 });
 addEventListener("pagehide", () => state.session?.close());
+// A live session asks before the tab goes (Ctrl-W, closing the window, a
+// reload): the browser shows its own "leave site?" question.
+addEventListener("beforeunload", (e) => {
+  if (state.session && state.endReason === null) e.preventDefault();
+});
 
 connect();
