@@ -83,6 +83,7 @@ async fn shell(
         cols: 100,
         rows: 30,
         certificate: None,
+        principals: Vec::new(),
     };
     let (tx, rx) = mpsc::channel(ssh::INPUT_QUEUE);
     let screen = Arc::new(Screen::default());
