@@ -5,6 +5,7 @@
 
 pub mod compat;
 pub mod raw_session;
+pub mod screen;
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

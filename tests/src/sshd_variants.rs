@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use sallyport_client::ssh::Certified;
+
 use crate::{wait_for, wait_for_tcp, Proc, Sshd};
 
 /// A PAM service of the tests' own, `/etc/pam.d/NAME`; removed on drop.
@@ -104,4 +106,28 @@ impl Sshd {
         wait_for_tcp(SocketAddr::from(([127, 0, 0, 1], sshd.port)));
         (sshd, service)
     }
+}
+
+/// A fresh key and its certificate for `principal`, signed by `ca` with
+/// OpenSSH's ssh-keygen.
+pub fn sign(ca: &Path, principal: &str) -> Certified {
+    let (key, public) = sallyport_client::ssh::new_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pub_path = dir.path().join("id.pub");
+    std::fs::write(&pub_path, public).unwrap();
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-I", "ssh_auth test", "-n", principal, "-V", "+5m"])
+        .arg(&pub_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("id-cert.pub")).unwrap();
+    let certificate = russh::keys::ssh_key::Certificate::from_openssh(text.trim()).unwrap();
+    Certified { key, certificate }
 }

@@ -7,22 +7,17 @@
 //!
 //! `COMPAT_ROWS=name,name` runs only those rows (all by default).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sallyport_client::ssh::{self, Ended, Frontend, Input, Options, State};
-use sallyport_proto::client::SessionEvent;
+use sallyport_client::ssh::{Ended, Input, Options};
 use sallyport_tests::compat::{fingerprint, fingerprint_of_line, selected_rows, Expect, Row};
+use sallyport_tests::screen::{self, Screen, Session};
 use sallyport_tests::*;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 /// How long one row may take natively, scan and session (the slowest, the
 /// 8192-bit fixed DH group, takes seconds in a debug build).
 const ROW_PATIENCE: Duration = Duration::from_secs(120);
-
-/// How long the screen may take to show the next thing a row waits for.
-const STEP_PATIENCE: Duration = Duration::from_secs(30);
 
 fn rows() -> Vec<Row> {
     selected_rows(&std::env::var("COMPAT_ROWS").unwrap_or_default())
@@ -60,48 +55,6 @@ fn report(title: &str, lines: Vec<(Row, Result<String, String>)>) {
 
 // ---- the native client core
 
-#[derive(Default)]
-struct Screen {
-    output: Mutex<Vec<u8>>,
-    host_key: Mutex<Option<String>>,
-}
-
-impl Screen {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    /// Waits until the screen shows `what` after `from` bytes; returns where it ended.
-    async fn wait_for(&self, what: &str, from: usize) -> Result<usize, String> {
-        let deadline = Instant::now() + STEP_PATIENCE;
-        while Instant::now() < deadline {
-            let text = self.text();
-            if let Some(i) = text.get(from..).and_then(|t| t.find(what)) {
-                return Ok(from + i + what.len());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Err(format!(
-            "{what:?} never appeared; screen: {:?}",
-            self.text()
-        ))
-    }
-}
-
-impl Frontend for Screen {
-    fn output(&self, bytes: &[u8]) {
-        self.output.lock().unwrap().extend_from_slice(bytes);
-    }
-
-    fn status(&self, _state: State, _message: &str) {}
-
-    fn event(&self, event: SessionEvent) {
-        if let SessionEvent::Start { host_key, .. } = event {
-            *self.host_key.lock().unwrap() = Some(host_key);
-        }
-    }
-}
-
 /// One row natively: the connector's scan, then a session with the keys it
 /// found, as the browser would get them from the relay.
 async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Result<String, String> {
@@ -114,24 +67,13 @@ async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Resu
         .map(|k| fingerprint_of_line(k, &scratch))
         .collect();
 
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sshd.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
     let options = Options {
-        user: E2E_UNIX_USER.into(),
         host_keys: scanned.clone(),
-        connector: None,
         service: row.name.into(),
-        cols: 100,
-        rows: 30,
-        certificate: None,
-        principals: Vec::new(),
+        ..screen::options(Vec::new())
     };
-    let (tx, rx) = mpsc::channel(ssh::INPUT_QUEUE);
-    let screen = Arc::new(Screen::default());
-    let ui = screen.clone();
     let started = Instant::now();
-    let task = tokio::spawn(async move { ssh::run(tcp, options, rx, &*ui).await });
+    let Session { screen, tx, task } = Session::start(sshd, Screen::default(), options).await;
     let send = |text: &str| {
         let tx = tx.clone();
         let bytes = text.as_bytes().to_vec();
@@ -148,19 +90,19 @@ async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Resu
                 return Err(format!("scanned {scanned_fps:?}, sshd has {expected}"));
             }
             let at = screen
-                .wait_for(&format!("login as: {E2E_UNIX_USER}"), 0)
+                .try_wait_for(&format!("login as: {E2E_UNIX_USER}"), 0)
                 .await?;
             let to_prompt = started.elapsed().as_millis();
             send("\r").await?;
             let mut at = at;
             for _ in 0..row.passwords {
-                at = screen.wait_for("assword: ", at).await?;
+                at = screen.try_wait_for("assword: ", at).await?;
                 send(&format!("{E2E_UNIX_PASSWORD}\r")).await?;
             }
             send("echo $((6*7))\r").await?;
             // After the echoed command (bash may switch bracketed paste off first).
-            let at = screen.wait_for("$((6*7))", at).await?;
-            screen.wait_for("42\r\n", at).await?;
+            let at = screen.try_wait_for("$((6*7))", at).await?;
+            screen.try_wait_for("42\r\n", at).await?;
             send("exit\r").await?;
             let ended = tokio::time::timeout(ROW_PATIENCE, task)
                 .await
@@ -169,7 +111,7 @@ async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Resu
             if ended != Ended::Exit(0) {
                 return Err(format!("ended {ended:?}"));
             }
-            let accepted = screen.host_key.lock().unwrap().clone();
+            let accepted = screen.host_key();
             if accepted.as_deref() != Some(expected.as_str()) {
                 return Err(format!("accepted {accepted:?}, sshd has {expected}"));
             }

@@ -4,144 +4,26 @@
 //! server's banner and questions, and which account a certificate logs in
 //! as.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use sallyport_client::ssh::{self, server_text, Certified, Ended, Frontend, Input, Options, State};
+use sallyport_client::ssh::{self, server_text, Ended, Options};
+use sallyport_tests::screen::{self, Screen, Session};
 use sallyport_tests::*;
-use tokio::sync::mpsc;
 
-/// What the person sees: every byte the session wrote to the terminal.
-#[derive(Default)]
-struct Screen {
-    output: Mutex<Vec<u8>>,
-    states: Mutex<Vec<State>>,
-    /// For certificate logins: a CA key that signs for any account asked.
-    ca: Option<PathBuf>,
-    /// The accounts certificates were asked for, in order.
-    certified: Mutex<Vec<String>>,
-}
-
-impl Screen {
-    fn bytes(&self) -> Vec<u8> {
-        self.output.lock().unwrap().clone()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes()).into_owned()
-    }
-
-    /// Waits until the screen shows `what` after byte `from`; returns where
-    /// it ended. Gives up at once if the session ended without it.
-    async fn wait_for(&self, what: &str, from: usize) -> usize {
-        for _ in 0..1200 {
-            let text = self.text();
-            if let Some(i) = text.get(from..).and_then(|t| t.find(what)) {
-                return from + i + what.len();
-            }
-            let ended = self
-                .states
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|s| matches!(s, State::Closed | State::Error));
-            if ended {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{what:?} never appeared; screen:\n{}", self.text());
-    }
-}
-
-impl Frontend for Screen {
-    fn output(&self, bytes: &[u8]) {
-        self.output.lock().unwrap().extend_from_slice(bytes);
-    }
-
-    fn status(&self, state: State, _message: &str) {
-        self.states.lock().unwrap().push(state);
-    }
-
-    async fn certify(&self, principal: &str) -> Result<Certified, String> {
-        let ca = self.ca.as_ref().ok_or("no CA")?;
-        self.certified.lock().unwrap().push(principal.to_owned());
-        Ok(sign(ca, principal))
-    }
-}
-
-/// A fresh key and its certificate for `principal`, signed by `ca` with
-/// OpenSSH's ssh-keygen.
-fn sign(ca: &Path, principal: &str) -> Certified {
-    let (key, public) = ssh::new_key().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pub_path = dir.path().join("id.pub");
-    std::fs::write(&pub_path, public).unwrap();
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-s"])
-        .arg(ca)
-        .args(["-I", "ssh_auth test", "-n", principal, "-V", "+5m"])
-        .arg(&pub_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(dir.path().join("id-cert.pub")).unwrap();
-    let certificate = russh::keys::ssh_key::Certificate::from_openssh(text.trim()).unwrap();
-    Certified { key, certificate }
-}
-
-struct Session {
-    screen: Arc<Screen>,
-    tx: mpsc::Sender<Input>,
-    task: tokio::task::JoinHandle<Ended>,
-}
-
+/// A session against `sshd` with the tests' options changed by `options`.
 async fn start(sshd: &Sshd, screen: Screen, options: impl FnOnce(&mut Options)) -> Session {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sshd.port))
-        .await
-        .unwrap();
-    let mut opts = Options {
-        user: E2E_UNIX_USER.into(),
-        host_keys: vec![sshd.host_pub.clone()],
-        connector: None,
-        service: "web1".into(),
-        cols: 100,
-        rows: 30,
-        certificate: None,
-        principals: Vec::new(),
-    };
+    let mut opts = screen::options(vec![sshd.host_pub.clone()]);
     options(&mut opts);
-    let (tx, rx) = mpsc::channel(ssh::INPUT_QUEUE);
-    let screen = Arc::new(screen);
-    let ui = screen.clone();
-    let task = tokio::spawn(async move { ssh::run(tcp, opts, rx, &*ui).await });
-    Session { screen, tx, task }
+    Session::start(sshd, screen, opts).await
 }
 
-impl Session {
-    async fn send(&self, text: &str) {
-        self.tx
-            .send(Input::Data(text.as_bytes().to_vec()))
-            .await
-            .unwrap();
-    }
-
-    /// At a shell: runs `id -un; echo $((6*7))`, checks the account and
-    /// the answer, exits.
-    async fn shell_as(self, user: &str, from: usize) {
-        self.send("id -un; echo $((6*7))\r").await;
-        self.screen
-            .wait_for(&format!("{user}\r\n42\r\n"), from)
-            .await;
-        self.send("exit\r").await;
-        assert_eq!(self.task.await.unwrap(), Ended::Exit(0));
-    }
+/// At a shell: runs `id -un; echo $((6*7))`, checks the account and the
+/// answer, exits.
+async fn shell_as(s: Session, user: &str, from: usize) {
+    s.send("id -un; echo $((6*7))\r").await;
+    s.screen.wait_for(&format!("{user}\r\n42\r\n"), from).await;
+    s.send("exit\r").await;
+    assert_eq!(s.task.await.unwrap(), Ended::Exit(0));
 }
 
 const PASSWORD_PROMPT: &str = "sallyport-e2e@web1's password: ";
@@ -168,7 +50,7 @@ async fn without_pam_keyboard_interactive_asks_nothing_and_the_password_prompt_f
         format!("login as: {E2E_UNIX_USER}\r\n{PASSWORD_PROMPT}")
     );
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
     let log = sshd.log_text();
     assert!(
         log.contains(&format!("Accepted password for {E2E_UNIX_USER}")),
@@ -198,7 +80,7 @@ async fn pam_keyboard_interactive_shows_a_utf8_banner_then_asks_for_the_password
         )
     );
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
     let log = sshd.log_text();
     assert!(
         log.contains(&format!(
@@ -224,7 +106,7 @@ async fn keyboard_interactive_then_password_both_asked_when_the_server_needs_bot
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
     let at = s.screen.wait_for(PASSWORD_PROMPT, at).await;
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
     let text = sshd.log_text();
     assert!(
         text.contains(&format!(
@@ -263,7 +145,7 @@ async fn a_latin1_banner_with_control_characters_is_shown_harmless_and_login_goe
         "an ESC reached the terminal"
     );
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
 }
 
 #[tokio::test]
@@ -292,7 +174,7 @@ async fn a_48_kib_banner_is_shown_whole() {
         format!("login as: {E2E_UNIX_USER}\r\n{shown}Password: ")
     );
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
 }
 
 #[tokio::test]
@@ -344,11 +226,8 @@ async fn a_certificate_login_offers_every_mapped_account_and_logs_in_as_the_one_
     let sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
     // The first account has no Unix user: the person picks the second.
     let first = "sallyport-e2e-ops";
-    let prefetched = sign(&ca, first);
-    let screen = Screen {
-        ca: Some(ca.clone()),
-        ..Screen::default()
-    };
+    let prefetched = sshd_variants::sign(&ca, first);
+    let screen = Screen::with_ca(ca.clone());
     let s = start(&sshd, screen, |o| {
         o.user = first.into();
         o.principals = vec![first.into(), E2E_UNIX_USER.into()];
@@ -367,9 +246,9 @@ async fn a_certificate_login_offers_every_mapped_account_and_logs_in_as_the_one_
     s.send(&format!("\u{15}{E2E_UNIX_USER}\r")).await;
     let at = s.screen.wait_for("\r\n", at).await;
     let screen = s.screen.clone();
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
     // A certificate was asked for the account chosen, and nothing typed.
-    assert_eq!(*screen.certified.lock().unwrap(), [E2E_UNIX_USER]);
+    assert_eq!(screen.certified(), [E2E_UNIX_USER]);
     assert!(!screen.text().contains("password: "), "{}", screen.text());
     let log = sshd.log_text();
     assert!(
@@ -403,7 +282,7 @@ async fn keyboard_interactive_text_of_several_lines_shows_line_by_line() {
         )
     );
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
 }
 
 #[tokio::test]
@@ -421,10 +300,7 @@ async fn an_account_the_certificate_does_not_cover_logs_in_with_a_password() {
     let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
     let mut sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
     sshd.restart_with_lines(&["UsePAM yes", "PasswordAuthentication yes"]);
-    let screen = Screen {
-        ca: Some(ca.clone()),
-        ..Screen::default()
-    };
+    let screen = Screen::with_ca(ca.clone());
     let mapped = ["sallyport-e2e-ops", "sallyport-e2e-dev"];
     let s = start(&sshd, screen, |o| {
         o.user = mapped[0].into();
@@ -439,8 +315,8 @@ async fn an_account_the_certificate_does_not_cover_logs_in_with_a_password() {
     let at = s.screen.wait_for(PASSWORD_PROMPT, at).await;
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
     let screen = s.screen.clone();
-    s.shell_as(E2E_UNIX_USER, at).await;
-    assert!(screen.certified.lock().unwrap().is_empty());
+    shell_as(s, E2E_UNIX_USER, at).await;
+    assert!(screen.certified().is_empty());
     assert!(sshd
         .log_text()
         .contains(&format!("Accepted password for {E2E_UNIX_USER}")));
@@ -470,7 +346,7 @@ async fn a_latin1_keyboard_interactive_question_is_shown_replaced_and_login_goes
         )
     );
     s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    s.shell_as(E2E_UNIX_USER, at).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
 }
 
 #[tokio::test]
@@ -485,10 +361,7 @@ async fn a_name_the_certificate_does_not_cover_is_told_which_it_does_when_sshd_t
     assert!(out.status.success());
     let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
     let sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
-    let screen = Screen {
-        ca: Some(ca.clone()),
-        ..Screen::default()
-    };
+    let screen = Screen::with_ca(ca.clone());
     let s = start(&sshd, screen, |o| {
         o.principals = vec![E2E_UNIX_USER.into(), "sallyport-e2e-ops".into()];
     })
@@ -506,5 +379,5 @@ async fn a_name_the_certificate_does_not_cover_is_told_which_it_does_when_sshd_t
         )),
         "{text}"
     );
-    assert!(s.screen.certified.lock().unwrap().is_empty());
+    assert!(s.screen.certified().is_empty());
 }
