@@ -160,6 +160,30 @@ fn sign_in_is_rate_limited_and_wrong_passwords_are_refused() {
     );
 }
 
+/// `sallyport proxy web1` with its stdin held open (returned beside it),
+/// once sshd's banner has come through.
+fn proxy_with_stdin_open(env: &Env) -> (std::process::Child, std::process::ChildStdin) {
+    use std::io::Read as _;
+    let mut proxy = std::process::Command::new(bin("sallyport"))
+        .args(["proxy", "web1"])
+        .env("SALLYPORT_HOME", &env.client.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = proxy.stdin.take().unwrap();
+    let mut banner = [0u8; 8];
+    proxy
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut banner)
+        .unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+    (proxy, stdin)
+}
+
 /// When the relay ends the session (here: an admin signs the user out),
 /// `sallyport proxy` exits with the reason even though whatever feeds its
 /// stdin keeps it open.
@@ -169,23 +193,7 @@ fn the_proxy_exits_when_the_relay_ends_the_session_with_stdin_still_open() {
     let env = Env::start();
     let _c = env.connector("c1", "web1", &[]);
     env.relay.wait_online("c1", 2);
-    let mut proxy = std::process::Command::new(bin("sallyport"))
-        .args(["proxy", "web1"])
-        .env("SALLYPORT_HOME", &env.client.home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _stdin_held_open = proxy.stdin.take().unwrap();
-    let mut banner = [0u8; 8];
-    proxy
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut banner)
-        .unwrap();
-    assert_eq!(&banner, b"SSH-2.0-");
+    let (mut proxy, _stdin_held_open) = proxy_with_stdin_open(&env);
 
     let out = env.relay.admin(&["user", "sign-out", USER], "");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -202,25 +210,15 @@ fn the_proxy_exits_when_the_relay_ends_the_session_with_stdin_still_open() {
     assert!(err.contains("signed out"), "{err}");
 }
 
+/// When sshd ends the connection, `sallyport proxy` ends too (SSH has no
+/// half-close at the transport), even though its stdin stays open.
 #[test]
 fn the_proxy_exits_when_sshd_closes_with_stdin_still_open() {
     use std::io::{Read as _, Write as _};
     let env = Env::start();
     let _c = env.connector("c1", "web1", &[]);
     env.relay.wait_online("c1", 2);
-    let mut proxy = std::process::Command::new(bin("sallyport"))
-        .args(["proxy", "web1"])
-        .env("SALLYPORT_HOME", &env.client.home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin_held_open = proxy.stdin.take().unwrap();
-    let mut banner = [0u8; 8];
-    let stdout = proxy.stdout.as_mut().unwrap();
-    stdout.read_exact(&mut banner).unwrap();
-    assert_eq!(&banner, b"SSH-2.0-");
+    let (mut proxy, mut stdin_held_open) = proxy_with_stdin_open(&env);
     // Not SSH: sshd says so and closes the connection.
     stdin_held_open.write_all(b"GET / HTTP/1.0\r\n").unwrap();
     stdin_held_open.flush().unwrap();

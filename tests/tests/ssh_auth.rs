@@ -26,6 +26,21 @@ async fn shell_as(s: Session, user: &str, from: usize) {
     assert_eq!(s.task.await.unwrap(), Ended::Exit(0));
 }
 
+/// A user CA made with ssh-keygen (its private key's path) and an sshd
+/// that trusts it for the e2e account.
+fn sshd_trusting_a_new_ca(dir: &std::path::Path) -> (std::path::PathBuf, Sshd) {
+    let ca = dir.join("user_ca");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    let sshd = Sshd::start_trusting_ca(dir, &ca_pub);
+    (ca, sshd)
+}
+
 const PASSWORD_PROMPT: &str = "sallyport-e2e@web1's password: ";
 
 #[tokio::test]
@@ -215,15 +230,7 @@ async fn three_wrong_answers_per_method_then_the_next_method_then_permission_den
 #[tokio::test]
 async fn a_certificate_login_offers_every_mapped_account_and_logs_in_as_the_one_chosen() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("user_ca");
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&ca)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
-    let sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    let (ca, sshd) = sshd_trusting_a_new_ca(dir.path());
     // The first account has no Unix user: the person picks the second.
     let first = "sallyport-e2e-ops";
     let prefetched = sshd_variants::sign(&ca, first);
@@ -290,15 +297,7 @@ async fn an_account_the_certificate_does_not_cover_logs_in_with_a_password() {
     // As OpenSSH's user@: any name may be typed; one the relay does not
     // map the person to gets no certificate and goes to the password.
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("user_ca");
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&ca)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
-    let mut sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    let (ca, mut sshd) = sshd_trusting_a_new_ca(dir.path());
     sshd.restart_with_lines(&["UsePAM yes", "PasswordAuthentication yes"]);
     let screen = Screen::with_ca(ca.clone());
     let mapped = ["sallyport-e2e-ops", "sallyport-e2e-dev"];
@@ -352,15 +351,7 @@ async fn a_latin1_keyboard_interactive_question_is_shown_replaced_and_login_goes
 #[tokio::test]
 async fn a_name_the_certificate_does_not_cover_is_told_which_it_does_when_sshd_takes_only_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("user_ca");
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&ca)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let ca_pub = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
-    let sshd = Sshd::start_trusting_ca(dir.path(), &ca_pub);
+    let (ca, sshd) = sshd_trusting_a_new_ca(dir.path());
     let screen = Screen::with_ca(ca.clone());
     let s = start(&sshd, screen, |o| {
         o.principals = vec![E2E_UNIX_USER.into(), "sallyport-e2e-ops".into()];
