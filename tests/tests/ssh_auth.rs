@@ -41,6 +41,30 @@ fn sshd_trusting_a_new_ca(dir: &std::path::Path) -> (std::path::PathBuf, Sshd) {
     (ca, sshd)
 }
 
+/// PAM (service `pam_name`, pam_echo) shows the bytes `notice` before its
+/// password question: the screen must read exactly `login as:`, then
+/// `shown`, then `Password: `; then the login goes on to a shell.
+async fn pam_notice_then_login(pam_name: &str, notice: &[u8], shown: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notice");
+    std::fs::write(&file, notice).unwrap();
+    let (sshd, _pam) = Sshd::start_password_with_pam(
+        dir.path(),
+        pam_name,
+        &format!("auth optional pam_echo.so file={}", file.display()),
+    );
+    let s = start(&sshd, Screen::default(), |_| {}).await;
+    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
+    s.send("\r").await;
+    let at = s.screen.wait_for("Password: ", at).await;
+    assert_eq!(
+        s.screen.text(),
+        format!("login as: {E2E_UNIX_USER}\r\n{shown}Password: ")
+    );
+    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
+    shell_as(s, E2E_UNIX_USER, at).await;
+}
+
 const PASSWORD_PROMPT: &str = "sallyport-e2e@web1's password: ";
 
 #[tokio::test]
@@ -270,26 +294,12 @@ async fn keyboard_interactive_text_of_several_lines_shows_line_by_line() {
     // PAM's messages before a prompt reach the client inside the prompt,
     // each ending in a bare line feed (OpenSSH's auth-pam.c): a staircase
     // unless each becomes a line break.
-    let dir = tempfile::tempdir().unwrap();
-    let notice = dir.path().join("notice");
-    std::fs::write(&notice, "Maintenance tonight.\nSave your work.").unwrap();
-    let (sshd, _pam) = Sshd::start_password_with_pam(
-        dir.path(),
+    pam_notice_then_login(
         "sallyport-e2e-kbd-native",
-        &format!("auth optional pam_echo.so file={}", notice.display()),
-    );
-    let s = start(&sshd, Screen::default(), |_| {}).await;
-    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
-    s.send("\r").await;
-    let at = s.screen.wait_for("Password: ", at).await;
-    assert_eq!(
-        s.screen.text(),
-        format!(
-            "login as: {E2E_UNIX_USER}\r\nMaintenance tonight.\r\nSave your work.\r\nPassword: "
-        )
-    );
-    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    shell_as(s, E2E_UNIX_USER, at).await;
+        b"Maintenance tonight.\nSave your work.",
+        "Maintenance tonight.\r\nSave your work.\r\n",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -325,27 +335,12 @@ async fn an_account_the_certificate_does_not_cover_logs_in_with_a_password() {
 async fn a_latin1_keyboard_interactive_question_is_shown_replaced_and_login_goes_on() {
     // PAM passes its messages' bytes through; these are Latin-1 (and an
     // escape sequence), which ended the session in russh's UTF-8 decoding.
-    let dir = tempfile::tempdir().unwrap();
-    let notice = dir.path().join("notice");
-    std::fs::write(&notice, b"Gr\xfc\xdfe aus M\xfcnchen \x1b[5mblink").unwrap();
-    let (sshd, _pam) = Sshd::start_password_with_pam(
-        dir.path(),
+    pam_notice_then_login(
         "sallyport-e2e-kbd-latin1",
-        &format!("auth optional pam_echo.so file={}", notice.display()),
-    );
-    let s = start(&sshd, Screen::default(), |_| {}).await;
-    let at = s.screen.wait_for("login as: sallyport-e2e", 0).await;
-    s.send("\r").await;
-    let at = s.screen.wait_for("Password: ", at).await;
-    assert_eq!(
-        s.screen.text(),
-        format!(
-            "login as: {E2E_UNIX_USER}\r\n\
-             Gr\u{fffd}\u{fffd}e aus M\u{fffd}nchen \\033[5mblink\r\nPassword: "
-        )
-    );
-    s.send(&format!("{E2E_UNIX_PASSWORD}\r")).await;
-    shell_as(s, E2E_UNIX_USER, at).await;
+        b"Gr\xfc\xdfe aus M\xfcnchen \x1b[5mblink",
+        "Gr\u{fffd}\u{fffd}e aus M\u{fffd}nchen \\033[5mblink\r\n",
+    )
+    .await;
 }
 
 #[tokio::test]
