@@ -157,6 +157,54 @@ fn ctrl_c_after_a_flood_stops_it_within_what_flow_control_lets_through() {
 }
 
 #[test]
+fn ctrl_c_after_binary_garbage_on_a_slow_page_stops_within_a_window_sized_to_the_page() {
+    let (env, _c1) = password_env();
+    // Raw random bytes render about ten times slower than text in xterm,
+    // and the CPU throttled six times slows that again: the window the
+    // client grants must follow the page's speed. ESC and the lead byte of
+    // UTF-8's C1 controls are left out, so the garbage cannot change the
+    // terminal's modes and hide the prompt.
+    let r = run(
+        &env,
+        "term_interrupt",
+        &[
+            ("THROTTLE", "6"),
+            ("FLOOD_BYTES", "1048576"),
+            (
+                "FLOOD_COMMAND",
+                r"head -c 50M /dev/urandom | tr -d '\033\302'",
+            ),
+        ],
+    );
+    let received = r["receivedAfter"].as_u64().expect("receivedAfter");
+    let flood = r["floodMbPerSecond"].as_f64().expect("floodMbPerSecond");
+    eprintln!(
+        "throttled 6x, binary: {received} bytes received and {} shown after Ctrl-C, prompt in {:.0} ms (flood at {flood:.3} MB/s)",
+        r["shownAfter"].as_u64().unwrap_or_default(),
+        r["msToPrompt"].as_f64().unwrap_or_default(),
+    );
+    // The flood went at the page's speed (flow control held the rest at
+    // the server), so the window the client grants is about what arrives in
+    // a quarter of a second at that speed (half as much again here: the
+    // client measures it over shorter spans than the whole flood, smoothed),
+    // at least MIN_WINDOW. What may still arrive is three such windows (as
+    // in the test above) and the packets russh holds, not three of the
+    // largest window: a fixed 256 KiB window let 135-230 KB through at
+    // 0.02-0.09 MB/s, where the bound here is 36-113 KB.
+    let quarter_second = (1.5 * flood * 1e6 * ssh::pace::RENDER_BUDGET_MS / 1e3) as u64;
+    let window = quarter_second.clamp(
+        u64::from(ssh::pace::MIN_WINDOW),
+        u64::from(ssh::pace::MAX_WINDOW),
+    );
+    let queued = (ssh::SHELL_CHANNEL_BUFFER as u64 + 1) * u64::from(ssh::SHELL_MAX_PACKET);
+    let bound = 3 * window + queued;
+    assert!(
+        received <= bound,
+        "{received} bytes received after Ctrl-C, more than the {bound} a window sized to the page lets through: {r}"
+    );
+}
+
+#[test]
 fn default_mode_mouse_reports_reach_the_server_as_bytes() {
     let (env, _c1) = password_env();
     let remote = ServerFile::new("mouse");

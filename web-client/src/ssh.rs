@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 mod auth;
+pub mod pace;
 pub mod server_text;
 
 pub use auth::{MAX_AUTH_ATTEMPTS, MAX_KBD_ROUNDS, MAX_PARTIAL_SUCCESSES};
@@ -44,21 +45,22 @@ pub const STALL_AFTER_MS: u32 = 10_000;
 /// How long the end of a session waits for the server to take the
 /// disconnect message.
 pub const DISCONNECT_WAIT_MS: u32 = 2_000;
-/// The SSH channel window this client grants the server (RFC 4254 §5.2):
-/// with the queue of received packets ([`SHELL_CHANNEL_BUFFER`]) and the
-/// page's output queue, the most output already on its way when the person
-/// presses Ctrl-C (sshd reads up to one window more from the pty before it
-/// sees the Ctrl-C). About what the page renders of text in 200 ms. Less
-/// made `seq 1 200000` in the browser slower (128 KiB: about 20 %), since
-/// throughput is at most a window per round trip and the page's round trip
-/// includes its rendering; the default was 2 MiB.
-pub const SHELL_WINDOW: u32 = 256 * 1024;
-/// Largest SSH packet the server may send on the channel (RFC 4254 §5.1).
-pub const SHELL_MAX_PACKET: u32 = 32 * 1024;
+/// The SSH channel window this client grants the server at first (RFC 4254
+/// §5.2); then it follows how fast the front end takes output, between
+/// [`pace::MIN_WINDOW`] and this ([`pace::MAX_WINDOW`]): with the queue of
+/// received packets ([`SHELL_CHANNEL_BUFFER`]) and the page's output queue,
+/// it is the most output already on its way when the person presses Ctrl-C
+/// (sshd reads up to one window more from the pty before it sees the Ctrl-C).
+pub const SHELL_WINDOW: u32 = pace::MAX_WINDOW;
+/// Largest SSH packet the server may send on the channel (RFC 4254 §5.1),
+/// fixed when the channel opens: half the smallest window, so a small
+/// window still has a packet in flight while the next grant travels.
+pub const SHELL_MAX_PACKET: u32 = pace::MIN_WINDOW / 2;
 /// Packets received (and their window granted again) that may wait for the
-/// session to read them: russh grants the window on receipt, so these are
-/// in flight on top of [`SHELL_WINDOW`].
-pub const SHELL_CHANNEL_BUFFER: usize = 4;
+/// session to read them: russh grants the window on receipt, so these (and
+/// one more that russh holds while the queue is full) are in flight on top
+/// of the window.
+pub const SHELL_CHANNEL_BUFFER: usize = 2;
 
 /// What the session is doing, for the front end's indicator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +117,25 @@ pub trait Frontend {
         {
             let _ = ms;
             std::future::pending()
+        }
+    }
+    /// Milliseconds on a monotonic clock (any origin), for measuring how
+    /// fast output is taken ([`pace`]). Natively since the first call; a
+    /// front end without a clock answers 0, and the window stays at
+    /// [`SHELL_WINDOW`].
+    fn now_ms(&self) -> f64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_secs_f64()
+                * 1e3
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            0.0
         }
     }
     /// Terminal bytes to report (output from the server, or input to it);
@@ -248,10 +269,18 @@ struct Verifier {
     /// harmless line: the end message gives them instead of a bare
     /// "disconnected".
     said: Arc<Mutex<Option<String>>>,
+    /// The window to grant next, set by the shell loop ([`pace`]).
+    window: pace::Window,
 }
 
 impl client::Handler for Verifier {
     type Error = russh::Error;
+
+    /// The window granted the server next (RFC 4254 §5.2): what the shell
+    /// loop measured the front end takes in [`pace::RENDER_BUDGET_MS`].
+    fn adjust_window(&mut self, _channel: russh::ChannelId, _window: u32) -> u32 {
+        self.window.get()
+    }
 
     /// RFC 4252 §5.4: kept for the login to show (it runs on the session's
     /// task, which has no way to the front end).
@@ -441,6 +470,7 @@ where
     let refused = Arc::new(Mutex::new(None));
     let accepted = Arc::new(Mutex::new(None));
     let banners = Arc::new(Mutex::new(server_text::Banners::default()));
+    let window = pace::Window::default();
     let verifier = Verifier {
         expected: parse_keys(&options.host_keys),
         connector: match &options.connector {
@@ -451,6 +481,7 @@ where
         accepted: accepted.clone(),
         banners: banners.clone(),
         said: said.clone(),
+        window: window.clone(),
     };
     let config = Arc::new(client::Config {
         window_size: SHELL_WINDOW,
@@ -525,6 +556,7 @@ where
         ui,
         (&mut bytes_in, &mut bytes_out),
         &label,
+        window,
     )
     .await;
     ui.event(SessionEvent::End {
@@ -570,6 +602,9 @@ pub fn input_refused(len: usize, waiting: usize) -> String {
 /// stop the channel being read, which is what lets sshd's echo of a large
 /// paste drain while the paste goes out (reading nothing while a write
 /// waits deadlocks against the server's window, RFC 4254 §5.2).
+/// `window` is the window the session's handler grants, which the loop
+/// sets from how fast `ui` takes output ([`pace`]).
+#[allow(clippy::too_many_arguments)] // each is a separate borrow of the session
 async fn shell<H, F>(
     handle: &client::Handle<H>,
     reader: &mut russh::ChannelReadHalf,
@@ -578,6 +613,7 @@ async fn shell<H, F>(
     ui: &F,
     bytes: (&mut u64, &mut u64),
     label: &str,
+    window: pace::Window,
 ) -> Ended
 where
     H: client::Handler,
@@ -596,6 +632,7 @@ where
     let mut next_size: Option<(u32, u32)> = None;
     // While the front end's output queue is full: reading waits for it.
     let mut paused = None;
+    let mut pace = pace::Pace::new(window);
     // Restarted whenever something moves; fires while input waits.
     let mut stall = Box::pin(ui.sleep(STALL_AFTER_MS));
     let mut stalled = false;
@@ -647,7 +684,12 @@ where
                     ui.output(&data);
                     ui.terminal_data(&data, true);
                     *bytes_in += data.len() as u64;
-                    paused = Some(Box::pin(ui.drained()));
+                    let mut drained = Box::pin(ui.drained());
+                    let held = futures::poll!(drained.as_mut()).is_pending();
+                    pace.output(ui.now_ms(), data.len(), held);
+                    if held {
+                        paused = Some(drained);
+                    }
                     moved!();
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Ended::Exit(exit_status)),
@@ -662,7 +704,10 @@ where
                     Some(drained) => drained.await,
                     None => std::future::pending().await,
                 }
-            } => paused = None,
+            } => {
+                paused = None;
+                pace.released(ui.now_ms());
+            }
             _ = &mut stall, if outbox.bytes > 0 && !stalled => {
                 stalled = true;
                 ui.status(

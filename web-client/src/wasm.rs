@@ -254,6 +254,10 @@ impl Frontend for JsFrontend {
         sleep(i32::try_from(ms).unwrap_or(i32::MAX)).await;
     }
 
+    fn now_ms(&self) -> f64 {
+        monotonic_ms()
+    }
+
     async fn drained(&self) {
         // Only this session's events count: another's that the relay will
         // never take (signed out since) must not stall this one.

@@ -31,11 +31,12 @@ const MAX_WRITE = 256 * 1024;
  * bounded memory. The mark follows how fast xterm has been taking output,
  * so the queue holds about RENDER_BUDGET_MS of it (text renders ten times
  * faster than binary garbage), between MIN_HIGH_WATER and MAX_HIGH_WATER
- * bytes. With the SSH window the client grants (ssh.rs SHELL_WINDOW) this
- * bounds how much still scrolls by after Ctrl-C.
+ * bytes. The SSH window the client grants follows the same speed (ssh/pace.rs,
+ * measured from how fast this queue drains); with it this bounds how much
+ * still scrolls by after Ctrl-C.
  */
 const RENDER_BUDGET_MS = 250;
-const MIN_HIGH_WATER = 16 * 1024;
+const MIN_HIGH_WATER = 8 * 1024;
 const MAX_HIGH_WATER = 1024 * 1024;
 /** Writes shorter than this say little about xterm's speed. */
 const RATE_SAMPLE_MIN = 4 * 1024;

@@ -600,7 +600,10 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
+                // Sallyport patch: re-grant the window the handler's
+                // `adjust_window` last asked for (the first one is
+                // `config.window_size`), not always `config.window_size`.
+                let target = self.target_window_size;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
                     if enc.adjust_window_size(channel_num, &data, target)? {
@@ -627,7 +630,10 @@ impl Session {
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
                 }
-                let target = self.common.config.window_size;
+                // Sallyport patch: re-grant the window the handler's
+                // `adjust_window` last asked for (the first one is
+                // `config.window_size`), not always `config.window_size`.
+                let target = self.target_window_size;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
                     if enc.adjust_window_size(channel_num, &data, target)? {
