@@ -17,7 +17,10 @@ use sallyport_proto::token::EnrolmentToken;
 use sallyport_proto::tunnel::{EnrolReply, EnrolRequest, TUNNEL_SERVER_NAME};
 
 use crate::identity::Identity;
-use crate::{quic, sha256_hex, ConnectorError};
+use sallyport_common::hash::sha256_hex;
+use sallyport_common::{quic, tls as common_tls};
+
+use crate::ConnectorError;
 
 /// Accepts the relay's certificate only when it chains to the CA whose
 /// fingerprint the token carries.
@@ -93,7 +96,7 @@ pub async fn enrol(
     endpoint: &quinn::Endpoint,
     token: &EnrolmentToken,
 ) -> Result<Identity, ConnectorError> {
-    if token.expires <= crate::now_secs() {
+    if token.expires <= sallyport_common::time::now_secs() {
         return Err(ConnectorError::Enrolment(
             "the enrolment token has expired; ask the admin for a new one".into(),
         ));
@@ -108,7 +111,7 @@ pub async fn enrol(
         .and_then(|csr| csr.pem())
         .map_err(|e| ConnectorError::Tls(e.to_string()))?;
 
-    let provider = quic::crypto_provider();
+    let provider = common_tls::crypto_provider();
     let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ConnectorError::Tls(e.to_string()))?
@@ -118,7 +121,7 @@ pub async fn enrol(
             provider,
         }))
         .with_no_client_auth();
-    let config = quic::client_config(tls)?;
+    let config = quic::client_config(tls).map_err(|e| ConnectorError::Tls(e.to_string()))?;
     let addr = crate::supervisor::resolve(&token.relay).await?;
     let conn = endpoint
         .connect_with(config, addr, TUNNEL_SERVER_NAME)

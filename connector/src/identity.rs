@@ -1,16 +1,14 @@
 //! The connector's identity in its state dir: its name, the relay it dials,
 //! the pinned relay CA, and its own key and certificate (mode 0600).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-use crate::quic;
+use sallyport_common::{quic, tls};
+
 use crate::ConnectorError;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,22 +30,14 @@ fn path(dir: &Path, file: &str) -> PathBuf {
     dir.join(file)
 }
 
-pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), ConnectorError> {
-    let io = |source| ConnectorError::State {
-        path: path.to_owned(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(contents.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+/// Writes one state file (mode 0600, replaced atomically).
+fn write_private(path: &Path, contents: &str) -> Result<(), ConnectorError> {
+    sallyport_common::fs::write_private(path, contents.as_bytes()).map_err(|source| {
+        ConnectorError::State {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 fn read(path: &Path) -> Result<String, ConnectorError> {
@@ -78,15 +68,10 @@ impl Identity {
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), ConnectorError> {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| ConnectorError::State {
-                path: dir.to_owned(),
-                source,
-            })?;
+        sallyport_common::fs::create_private_dir(dir).map_err(|source| ConnectorError::State {
+            path: dir.to_owned(),
+            source,
+        })?;
         write_private(&path(dir, "key.pem"), &self.key_pem)?;
         write_private(&path(dir, "cert.pem"), &self.cert_pem)?;
         write_private(&path(dir, "relay-ca.pem"), &self.ca_pem)?;
@@ -110,26 +95,12 @@ impl Identity {
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|_| bad("key"))?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).map_err(|_| bad("relay CA"))?;
-        let tls = rustls::ClientConfig::builder_with_provider(quic::crypto_provider())
+        let tls = rustls::ClientConfig::builder_with_provider(tls::crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ConnectorError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_client_auth_cert(vec![cert], key)
             .map_err(|e| ConnectorError::Tls(e.to_string()))?;
-        quic::client_config(tls)
+        quic::client_config(tls).map_err(|e| ConnectorError::Tls(e.to_string()))
     }
-}
-
-/// Client config for the connector (transport settings and ALPN applied).
-pub(crate) fn finish_client_config(
-    mut tls: rustls::ClientConfig,
-) -> Result<quinn::ClientConfig, ConnectorError> {
-    tls.alpn_protocols = vec![sallyport_proto::tunnel::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| ConnectorError::Tls(e.to_string()))?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(Arc::new(quic::transport_config(
-        quic::MAX_SESSIONS_PER_CONNECTION,
-    )));
-    Ok(config)
 }

@@ -6,14 +6,11 @@ pub mod bridge;
 pub mod enrol;
 pub mod hostkeys;
 pub mod identity;
-pub mod logging;
-pub mod quic;
 pub mod supervisor;
 
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sallyport_proto::frame::service_name;
 use sallyport_proto::limits::MAX_SERVICES;
@@ -105,18 +102,6 @@ pub fn parse_service(spec: &str) -> Result<(String, String), String> {
 /// Prefix of a plain-TCP service target.
 pub const TCP_SCHEME: &str = "tcp://";
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn endpoint() -> Result<quinn::Endpoint, ConnectorError> {
     // Dual-stack where possible, so the relay may be IPv4 or IPv6.
     let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
@@ -144,10 +129,7 @@ pub async fn enrol_or_load(
                 .map_err(|e| ConnectorError::Config(format!("bad --token: {e}")))?;
             // The token is spent by enrolling: make sure the result can be kept.
             let probe = state_dir.join(".writable");
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)
+            sallyport_common::fs::create_private_dir(state_dir)
                 .and_then(|_| std::fs::write(&probe, b""))
                 .and_then(|_| std::fs::remove_file(&probe))
                 .map_err(|source| ConnectorError::State {

@@ -2,7 +2,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sallyport_connector::{logging, parse_service, RunConfig};
+use sallyport_common::logging;
+use sallyport_connector::{parse_service, RunConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Sallyport connector: dials out to a relay and bridges sessions to local services.

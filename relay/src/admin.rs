@@ -39,7 +39,8 @@ use crate::policy::{decide, PolicyHandle, Stage};
 use crate::store::{ConnectorRecord, ConnectorState, DeviceRecord, Store};
 use crate::totp;
 use crate::tunnel::Registry;
-use crate::util::{now_secs, random_secret};
+use sallyport_common::secret::random_secret;
+use sallyport_common::time::now_secs;
 
 /// Largest frame on the admin socket, either way (a request, or one
 /// piece of a reply): the wire's frame limit.

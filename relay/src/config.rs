@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::util::parse_duration;
 use crate::web::listener::{self, ConnLimits};
 use crate::web::PublicUrl;
+use sallyport_common::time::parse_duration;
 
 /// Live QUIC connections one connector may hold unless configured: twice
 /// the most a connector keeps (16), so dead ones waiting out their idle

@@ -94,12 +94,7 @@ pub fn prepare(dir: &Path) -> Result<Repaired, DataDirError> {
     check_parents(dir)?;
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(PRIVATE_UMASK));
     if !dir.exists() {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-            .map_err(io_err("create", dir))?;
+        sallyport_common::fs::create_private_dir(dir).map_err(io_err("create", dir))?;
     }
     let meta = std::fs::metadata(dir).map_err(io_err("read", dir))?;
     check_owner(dir, dir, &meta)?;

@@ -13,9 +13,10 @@ use crate::admin::{self, AdminCtx, Request};
 use crate::config::ServeConfig;
 use crate::identity::hash_password;
 use crate::store::UserRecord;
-use crate::util::{now_secs, random_secret};
 use crate::web::PublicUrl;
 use crate::Relay;
+use sallyport_common::secret::random_secret;
+use sallyport_common::time::now_secs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {

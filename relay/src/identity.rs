@@ -9,7 +9,8 @@ use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use sallyport_proto::frame::check_name;
 
 use crate::store::{Failure, SessionRecord, Store, StoreError, UserRecord};
-use crate::util::{now_secs, random_secret};
+use sallyport_common::secret::random_secret;
+use sallyport_common::time::now_secs;
 
 /// Members of this group are admins: they may read the audit log.
 pub const ADMIN_GROUP: &str = "admin";

@@ -17,7 +17,6 @@ pub mod ssh_ca;
 pub mod store;
 pub mod totp;
 pub mod tunnel;
-pub mod util;
 pub mod web;
 
 pub use server::Relay;

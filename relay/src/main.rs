@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sallyport_connector::logging;
+use sallyport_common::logging;
+use sallyport_common::time::parse_duration;
 use sallyport_relay::admin::{self, AdminCtx, Request};
 use sallyport_relay::config::ServeArgs;
 use sallyport_relay::demo::DemoArgs;
 use sallyport_relay::pki::RelayCa;
 use sallyport_relay::policy::PolicyHandle;
 use sallyport_relay::store::Store;
-use sallyport_relay::util::parse_duration;
 use sallyport_relay::Relay;
 use tokio_util::sync::CancellationToken;
 
@@ -95,7 +95,7 @@ impl AuditFilter {
         let since_ms = match self.since {
             None => None,
             Some(s) => Some(match parse_duration(&s) {
-                Ok(d) => sallyport_relay::util::now_millis().saturating_sub(d.as_millis() as u64),
+                Ok(d) => sallyport_common::time::now_millis().saturating_sub(d.as_millis() as u64),
                 Err(_) => parse_time(&s).map_err(anyhow::Error::msg)? * 1000,
             }),
         };
@@ -469,7 +469,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", out.display()))?;
             std::fs::write(&cert, &issued.cert_pem)
                 .with_context(|| format!("cannot write {}", cert.display()))?;
-            sallyport_relay::util::write_private(&key, issued.key_pem.as_bytes())
+            sallyport_common::fs::write_private(&key, issued.key_pem.as_bytes())
                 .with_context(|| format!("cannot write {}", key.display()))?;
             println!(
                 "device {} added: certificate {} and key {} (keep the key secret).\n\

@@ -13,7 +13,8 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::util::{sha256_hex, write_private};
+use sallyport_common::fs::write_private;
+use sallyport_common::hash::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -185,7 +186,7 @@ impl DeviceCertVerifier {
             .map_err(|e| PkiError::Tls(e.to_string()))?;
         let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
-            sallyport_connector::quic::crypto_provider(),
+            sallyport_common::tls::crypto_provider(),
         )
         .allow_unauthenticated()
         .build()

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sallyport_connector::quic;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -125,11 +124,12 @@ impl Relay {
         // Device certificates: asked for, never required. A browser without
         // one connects as before; the policy decides what a device is worth.
         let devices = pki::DeviceCertVerifier::new(&ca)?;
-        let mut tls = rustls::ServerConfig::builder_with_provider(quic::crypto_provider())
-            .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(devices)
-            .with_single_cert(chain, key)
-            .context("the HTTPS certificate and key do not match")?;
+        let mut tls =
+            rustls::ServerConfig::builder_with_provider(sallyport_common::tls::crypto_provider())
+                .with_safe_default_protocol_versions()?
+                .with_client_cert_verifier(devices)
+                .with_single_cert(chain, key)
+                .context("the HTTPS certificate and key do not match")?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
 
         let policy = Arc::new(
@@ -261,7 +261,7 @@ impl Relay {
                     _ = tick.tick() => {}
                 }
                 let log = prune_audit.clone();
-                let now = crate::util::now_millis();
+                let now = sallyport_common::time::now_millis();
                 match tokio::task::spawn_blocking(move || log.prune(retention, now)).await {
                     Ok(Ok(0)) => {}
                     Ok(Ok(n)) => tracing::info!(dropped = n, "audit retention"),

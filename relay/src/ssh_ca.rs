@@ -10,7 +10,8 @@ use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 
-use crate::util::{now_secs, write_private};
+use sallyport_common::fs::write_private;
+use sallyport_common::time::now_secs;
 
 /// How long a certificate is valid unless the relay is configured otherwise.
 pub const DEFAULT_CERT_TTL: Duration = Duration::from_secs(5 * 60);

@@ -8,7 +8,8 @@ use std::path::Path;
 use sallyport_proto::tunnel::ServiceInfo;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::util::{now_secs, sha256_hex};
+use sallyport_common::hash::sha256_hex;
+use sallyport_common::time::now_secs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -221,13 +221,12 @@ fn anonymous_endpoint(relay: &RelayProc, bind: IpAddr) -> (quinn::Endpoint, quin
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let tls =
-        rustls::ClientConfig::builder_with_provider(sallyport_connector::quic::crypto_provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(Arc::new(roots))
-            .with_no_client_auth();
-    let config = sallyport_connector::quic::client_config(tls).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(sallyport_common::tls::crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(Arc::new(roots))
+        .with_no_client_auth();
+    let config = sallyport_common::quic::client_config(tls).unwrap();
     let endpoint = quinn::Endpoint::client(SocketAddr::new(bind, 0)).unwrap();
     (endpoint, config)
 }

@@ -80,7 +80,7 @@ pub fn tls_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, Cli
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = sallyport_common::tls::crypto_provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Tls(e.to_string()))?

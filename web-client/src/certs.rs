@@ -2,7 +2,6 @@
 //! written where stock OpenSSH can use it. The private key never leaves
 //! this machine; the relay sees only the public half.
 
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use russh::keys::ssh_key::{LineEnding, PrivateKey};
@@ -15,20 +14,15 @@ pub fn new_key() -> Result<(PrivateKey, String), ClientError> {
     crate::ssh::new_key().map_err(ClientError::Usage)
 }
 
+/// Writes `path` with `mode`, replacing what is there atomically (the
+/// new mode applies even when the old file had a looser one).
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), ClientError> {
-    use std::io::Write as _;
-    let err = |source| ClientError::File {
-        path: path.to_owned(),
-        source,
-    };
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(contents.as_bytes()).map_err(err)
+    sallyport_common::fs::write_atomic(path, contents.as_bytes(), mode).map_err(|source| {
+        ClientError::File {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 /// Writes `DIR/SERVICE` (the private key, 0600) and `DIR/SERVICE-cert.pub`
@@ -39,14 +33,10 @@ pub fn save(
     key: &PrivateKey,
     certificate: &str,
 ) -> Result<PathBuf, ClientError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| ClientError::File {
-            path: dir.to_owned(),
-            source,
-        })?;
+    sallyport_common::fs::create_private_dir(dir).map_err(|source| ClientError::File {
+        path: dir.to_owned(),
+        source,
+    })?;
     let key_path = dir.join(service);
     let pem = key
         .to_openssh(LineEnding::LF)

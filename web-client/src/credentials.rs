@@ -2,8 +2,6 @@
 //! and the CA certificate to trust for it, in `$SALLYPORT_HOME` (default
 //! `~/.config/sallyport`), readable by the user only.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -60,24 +58,10 @@ impl Credentials {
             let path = path.to_owned();
             move |source| ClientError::File { path, source }
         };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
+        sallyport_common::fs::create_private_dir(dir).map_err(io(dir))?;
         let path = file(dir);
-        let tmp = path.with_extension("tmp");
         let json =
             serde_json::to_vec_pretty(self).map_err(|e| ClientError::Usage(e.to_string()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(&json).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        sallyport_common::fs::write_private(&path, &json).map_err(io(&path))
     }
 }

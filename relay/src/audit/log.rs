@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::budget::{BudgetExceeded, ClientSessionRecord};
 use super::Event;
 use crate::store::{Store, StoreError};
-use crate::util::sha256_hex;
+use sallyport_common::hash::sha256_hex;
 
 /// Keep events this long by default.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -213,7 +213,7 @@ impl AuditLog {
 
     fn record(&self, event: &Event) -> Result<Record, StoreError> {
         let (seq, prev) = self.next_position()?;
-        let at_ms = crate::util::now_millis();
+        let at_ms = sallyport_common::time::now_millis();
         let event = serde_json::to_value(event)?;
         Ok(Record {
             seq,
@@ -634,12 +634,16 @@ mod tests {
             max_age: DEFAULT_MAX_AGE,
             max_events: 4,
         };
-        assert_eq!(log.prune(keep4, crate::util::now_millis()).unwrap(), 6);
+        assert_eq!(
+            log.prune(keep4, sallyport_common::time::now_millis())
+                .unwrap(),
+            6
+        );
         assert_eq!(log.verify().unwrap(), 4);
         assert_eq!(log.append(&event(11)).unwrap().seq, 11);
         assert_eq!(log.verify().unwrap(), 5);
         // By age: everything is older than "now + a year".
-        let later = crate::util::now_millis() + 365 * 24 * 3600 * 1000;
+        let later = sallyport_common::time::now_millis() + 365 * 24 * 3600 * 1000;
         assert_eq!(log.prune(Retention::default(), later).unwrap(), 5);
         assert_eq!(log.verify().unwrap(), 0);
         assert_eq!(log.append(&event(12)).unwrap().seq, 12);
@@ -733,7 +737,8 @@ mod tests {
             max_age: DEFAULT_MAX_AGE,
             max_events: 1,
         };
-        log.prune(keep1, crate::util::now_millis()).unwrap();
+        log.prune(keep1, sallyport_common::time::now_millis())
+            .unwrap();
         assert_eq!(log.client_keys.len(), 1);
     }
 

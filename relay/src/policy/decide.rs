@@ -157,7 +157,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         crate::identity::add_user(&store, "rita", "pw", &[]).unwrap();
-        let now = crate::util::now_secs();
+        let now = sallyport_common::time::now_secs();
         for net in ["203.0.113.0/24", "203.0.113.0/24", "192.0.2.0/24"] {
             let f = Failure {
                 at: now,

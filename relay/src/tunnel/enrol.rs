@@ -11,7 +11,7 @@ use sallyport_proto::tunnel::{code, EnrolReply, EnrolRequest};
 
 use super::server::TunnelCtx;
 use super::HANDSHAKE_TIMEOUT;
-use crate::util::sha256_hex;
+use sallyport_common::hash::sha256_hex;
 
 /// Connections without a certificate served at once; each holds a task and
 /// a QUIC connection (a few KiB) until its enrolment ends, at most

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
-use sallyport_connector::quic;
+use sallyport_common::quic;
 use sallyport_proto::io::{read_frame, write_frame, ReadError};
 use sallyport_proto::tunnel::{
     code, Control, Hello, RefusedService, Welcome, ALPN, PROTOCOL_VERSION,
@@ -20,7 +20,7 @@ use super::{HANDSHAKE_TIMEOUT, HEARTBEAT_SECS};
 use crate::metrics::Metrics;
 use crate::pki::RelayCa;
 use crate::store::{ConnectorState, Store};
-use crate::util::sha256_hex;
+use sallyport_common::hash::sha256_hex;
 
 /// What the tunnel side of the relay needs.
 pub struct TunnelCtx {
@@ -41,7 +41,7 @@ pub struct TunnelCtx {
 /// client certificates optional at the TLS layer (a connection without one
 /// may only enrol) but, when present, signed by the relay CA.
 pub fn server_config(ca: &RelayCa) -> anyhow::Result<quinn::ServerConfig> {
-    let provider = quic::crypto_provider();
+    let provider = sallyport_common::tls::crypto_provider();
     let (chain, key) = ca.tunnel_server_identity()?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der().clone())?;

@@ -14,7 +14,8 @@ use crate::metrics::Metrics;
 use crate::policy::decide::{decide, gather, DecideError, DeviceRef, Request};
 use crate::policy::{Inputs, Policy, Stage};
 use crate::store::SessionRecord;
-use crate::util::{now_secs, sha256_hex};
+use sallyport_common::hash::sha256_hex;
+use sallyport_common::time::now_secs;
 
 /// What axum-server's TLS acceptor attaches to each request: the
 /// connection's TLS details, among them the client (device) certificate.

@@ -105,7 +105,7 @@ pub async fn logout(
                 // second check (see `session_limits::acquire`).
                 let sessions = state
                     .live
-                    .sign_out(&crate::util::sha256_hex(token.as_bytes()));
+                    .sign_out(&sallyport_common::hash::sha256_hex(token.as_bytes()));
                 state.audit.append(&Event::SignOut {
                     user: user.clone(),
                     sign_ins: 1,
@@ -146,7 +146,7 @@ pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
 /// The sign-in of a request: the SHA-256 (hex) of its credential, which is
 /// the key of its record in the store (never the credential itself).
 pub fn sign_in_id(headers: &HeaderMap) -> Option<crate::live::SignInId> {
-    credential(headers).map(|t| crate::util::sha256_hex(t.as_bytes()))
+    credential(headers).map(|t| sallyport_common::hash::sha256_hex(t.as_bytes()))
 }
 
 /// The signed-in session of a request, or 401.

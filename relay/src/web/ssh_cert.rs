@@ -15,7 +15,8 @@ use super::auth::{credential, require_session};
 use super::{access, ApiErr, AppState};
 use crate::policy::Stage;
 use crate::ssh_ca::{CertRequest, SshCa};
-use crate::util::{now_secs, sha256_hex};
+use sallyport_common::hash::sha256_hex;
+use sallyport_common::time::now_secs;
 
 #[derive(serde::Deserialize)]
 pub struct CaQuery {

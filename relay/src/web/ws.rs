@@ -28,7 +28,7 @@ use crate::live::SessionSlot;
 use crate::metrics::Metrics;
 use crate::policy::Stage;
 use crate::tunnel::{open_session, OpenError, FAILOVER_TIMEOUT, SESSION_OPEN_TIMEOUT};
-use crate::util::random_secret;
+use sallyport_common::secret::random_secret;
 
 /// Largest session message sent to a client: a whole burst from the
 /// connector, within the WebSocket message limit.

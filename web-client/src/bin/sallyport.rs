@@ -6,14 +6,8 @@ use clap::{Parser, Subcommand};
 use sallyport_client::api::{self, RelayUrl};
 use sallyport_client::credentials::{self, Credentials};
 use sallyport_client::{certs, proxy, ClientError};
+use sallyport_common::time::now_secs;
 use sallyport_proto::client::SshCertRequest;
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Sallyport client: sign in to a relay and reach its SSH services with stock OpenSSH.
 #[derive(Parser)]

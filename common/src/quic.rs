@@ -1,4 +1,5 @@
-//! QUIC settings shared by the relay and the connector.
+//! QUIC settings shared by the relay and the connector (TLS through
+//! [`crate::tls::crypto_provider`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +25,6 @@ pub const MTU_UPPER_BOUND: u16 = 9000;
 /// its enrolment stream) and one spare.
 pub const MAX_CONNECTOR_STREAMS: u32 = 2;
 
-/// The ring provider, the only crypto provider in the build.
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// Transport settings; `incoming_bidi` is how many streams the peer may open.
 pub fn transport_config(incoming_bidi: u32) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
@@ -48,8 +44,15 @@ pub fn transport_config(incoming_bidi: u32) -> quinn::TransportConfig {
 }
 
 /// Wraps a rustls client config for the tunnel (ALPN, transport settings).
+///
+/// # Errors
+/// When `tls` offers no TLS 1.3 cipher suite QUIC can use.
 pub fn client_config(
-    tls: rustls::ClientConfig,
-) -> Result<quinn::ClientConfig, crate::ConnectorError> {
-    crate::identity::finish_client_config(tls)
+    mut tls: rustls::ClientConfig,
+) -> Result<quinn::ClientConfig, quinn::crypto::rustls::NoInitialCipherSuite> {
+    tls.alpn_protocols = vec![sallyport_proto::tunnel::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(MAX_SESSIONS_PER_CONNECTION)));
+    Ok(config)
 }

@@ -1,0 +1,18 @@
+//! What the Sallyport relay, connector and native client all need, in one
+//! place so neither daemon borrows it from the other: QUIC and TLS set-up
+//! with the ring provider ([`quic`], [`tls`]), logging ([`logging`]), files
+//! only their owner may read ([`fs`]), hashing ([`hash`]), random secrets
+//! ([`secret`]) and Unix time ([`time`]).
+//!
+//! Native targets only: the browser client (wasm32) has no files, sockets
+//! or signals, and does not depend on this crate.
+
+#![forbid(unsafe_code)]
+
+pub mod fs;
+pub mod hash;
+pub mod logging;
+pub mod quic;
+pub mod secret;
+pub mod time;
+pub mod tls;
