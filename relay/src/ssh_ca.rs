@@ -10,7 +10,7 @@ use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 
-use sallyport_common::fs::write_private;
+use sallyport_common::fs::{create_private_new, write_private};
 use sallyport_common::time::now_secs;
 
 /// How long a certificate is valid unless the relay is configured otherwise.
@@ -113,17 +113,12 @@ impl SshCa {
         let pem = key
             .to_openssh(LineEnding::LF)
             .map_err(|e| SshCaError::Sign(e.to_string()))?;
-        // Written aside and linked into place: of two processes creating
-        // the key at once (the relay and `ssh-ca show`), one wins and the
+        // Written aside under a name of its own and moved into place only
+        // if no key is there yet: of two processes creating the key at once
+        // (two relays, or the relay and `ssh-ca show`), one wins and the
         // other loads the winner's key.
-        let fresh = dir.join(format!("{name}.new-{}", std::process::id()));
-        write_private(&fresh, pem.as_bytes()).map_err(io(&fresh))?;
-        let linked = std::fs::hard_link(&fresh, &path);
-        let _ = std::fs::remove_file(&fresh);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return load(&path),
-            Err(e) => return Err(io(&path)(e)),
+        if !create_private_new(&path, pem.as_bytes()).map_err(io(&path))? {
+            return load(&path);
         }
         let ca = Self { key };
         let pub_path = dir.join(format!("{name}.pub"));
