@@ -1,37 +1,19 @@
-//! Admin commands (`user add|totp|sessions|sign-out`, `connector add|list|revoke`,
-//! `device add|list|revoke`, `policy test|log`).
-//!
-//! The same [`execute_to`] runs whether the relay is up or not: a running
-//! relay holds the sled database, so it serves the commands on a Unix socket
-//! in the data dir (mode 0600); when no relay answers there, the command
-//! opens the database itself.
-//!
-//! On the socket the CLI sends one [`Request`] frame and the relay answers
-//! with [`ReplyFrame`]s: the output in pieces of at most [`OUTPUT_CHUNK`]
-//! bytes as the command produces it, then one `Done`. Every frame is a
-//! length-prefixed frame of `sallyport_proto::frame`, at most
-//! [`MAX_MESSAGE_LEN`] bytes, so an export of any size goes through while
-//! neither side ever holds more than a few pieces of it.
+//! What each admin command does (`user add|totp|sessions|sign-out`,
+//! `connector add|grant|ungrant|list|revoke`, `device add|list|revoke`,
+//! `policy test|log`, `audit list|export|verify`, `recording export`), on
+//! an [`AdminCtx`], writing what the CLI prints to a [`Sink`]. The same
+//! code runs in the relay (for the socket) and in the CLI (on the data dir).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
+use sallyport_common::secret::random_secret;
+use sallyport_common::time::now_secs;
 use sallyport_proto::frame::{check_name, service_name};
-use sallyport_proto::frame::{FrameError, Validate};
-use sallyport_proto::io::{read_frame, write_frame, ReadError, WriteError};
-use sallyport_proto::limits::MAX_FRAME_LEN;
 use sallyport_proto::token::EnrolmentToken;
-use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::protocol::{DeviceIssued, PolicyTest, Request};
 use crate::audit::{AuditLog, Filter};
 use crate::identity;
 use crate::pki::RelayCa;
@@ -39,144 +21,9 @@ use crate::policy::{decide, PolicyHandle, Stage};
 use crate::store::{ConnectorRecord, ConnectorState, DeviceRecord, Store};
 use crate::totp;
 use crate::tunnel::Registry;
-use sallyport_common::secret::random_secret;
-use sallyport_common::time::now_secs;
 
-/// Largest frame on the admin socket, either way (a request, or one
-/// piece of a reply): the wire's frame limit.
-pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN;
-/// Most bytes of output text in one [`ReplyFrame::Output`]. JSON escapes a
-/// byte in at most 6 (`\u001b`), so a piece always fits a frame.
-pub const OUTPUT_CHUNK: usize = 32 * 1024;
-const _: () = assert!(OUTPUT_CHUNK * 6 + 1024 <= MAX_MESSAGE_LEN);
-/// Longest error text in [`ReplyFrame::Done`]; longer ones are cut.
-pub const MAX_ERROR_LEN: usize = 16 * 1024;
-/// Pieces of output a command may be ahead of the socket: a slow reader
-/// slows the command down instead of filling the relay's memory.
-pub const REPLY_QUEUE: usize = 4;
-/// Admin commands the relay runs at once; more connections wait.
-pub const MAX_ADMIN_COMMANDS: usize = 8;
-/// How long the relay waits for the request, and for the CLI to take each
-/// piece of the answer.
-pub const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the CLI waits for each piece of the answer: longer, since a
-/// filtered `audit list` or a `recording export` may read millions of
-/// events before its first line.
-pub const ADMIN_REPLY_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Key in the store's meta tree holding the address connectors dial.
 pub const META_TUNNEL_ADDR: &str = "public_tunnel_addr";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    UserAdd {
-        name: String,
-        password: String,
-        groups: Vec<String>,
-    },
-    ConnectorAdd {
-        name: String,
-        ttl_secs: u64,
-        /// Service names the connector may serve.
-        #[serde(default)]
-        services: Vec<String>,
-        /// The token may enrol a name that is enrolled or revoked.
-        #[serde(default)]
-        replace: bool,
-    },
-    /// `connector grant` (`grant = true`) and `connector ungrant`.
-    ConnectorGrant {
-        name: String,
-        service: String,
-        grant: bool,
-    },
-    ConnectorList,
-    ConnectorRevoke {
-        name: String,
-    },
-    /// Set up (or replace) a user's TOTP second factor.
-    UserTotp {
-        name: String,
-    },
-    /// A user's sign-ins: when, from where, with a second factor or not.
-    UserSessions {
-        name: String,
-    },
-    /// Ends all of a user's sign-ins and their live sessions.
-    UserSignOut {
-        name: String,
-    },
-    /// Issue a device certificate; the output is a [`DeviceIssued`] as JSON.
-    DeviceAdd {
-        name: String,
-        attributes: BTreeMap<String, String>,
-    },
-    DeviceList,
-    DeviceRevoke {
-        name: String,
-    },
-    /// Explain the decision for the given inputs.
-    PolicyTest(PolicyTest),
-    /// The most recent recorded decisions.
-    PolicyLog {
-        limit: usize,
-    },
-    /// The last `limit` audit events, one human line each.
-    AuditList {
-        filter: Filter,
-        limit: usize,
-    },
-    /// Every audit event the filter picks (from `filter.after_seq` on), as
-    /// JSON lines, oldest first.
-    AuditExport {
-        filter: Filter,
-    },
-    AuditVerify,
-    /// A session's recording as asciicast v2.
-    RecordingExport {
-        session: String,
-    },
-}
-
-impl Validate for Request {
-    /// The frame limit bounds a request; the commands check their fields.
-    fn validate(&self) -> Result<(), FrameError> {
-        Ok(())
-    }
-}
-
-/// One frame of the relay's answer on the admin socket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum ReplyFrame {
-    /// The next piece of the command's output (at most [`OUTPUT_CHUNK`] bytes).
-    Output { text: String },
-    /// The command finished: `error` says why it failed, when it did. The
-    /// last frame of every answer.
-    Done { error: Option<String> },
-}
-
-impl Validate for ReplyFrame {
-    fn validate(&self) -> Result<(), FrameError> {
-        match self {
-            ReplyFrame::Output { text } => check_text("output", text, OUTPUT_CHUNK),
-            ReplyFrame::Done { error } => match error {
-                Some(e) => check_text("error", e, MAX_ERROR_LEN),
-                None => Ok(()),
-            },
-        }
-    }
-}
-
-fn check_text(field: &str, text: &str, max: usize) -> Result<(), FrameError> {
-    if text.len() > max {
-        return Err(FrameError::Invalid(format!(
-            "{field} is {} bytes, over the limit of {max}",
-            text.len()
-        )));
-    }
-    Ok(())
-}
 
 /// Where a command's output goes: a `String`, the CLI's standard output
 /// ([`WriteSink`]), or the admin socket in pieces.
@@ -203,79 +50,6 @@ impl<W: std::io::Write> Sink for WriteSink<W> {
     }
 }
 
-/// Cuts output into pieces of at most [`OUTPUT_CHUNK`] bytes (on character
-/// boundaries) and hands them to the socket writer through a queue of
-/// [`REPLY_QUEUE`]. For blocking threads only.
-struct ChunkSink {
-    buf: String,
-    tx: tokio::sync::mpsc::Sender<String>,
-}
-
-impl ChunkSink {
-    fn flush(&mut self) -> Result<(), String> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let piece = std::mem::replace(&mut self.buf, String::with_capacity(OUTPUT_CHUNK));
-        self.tx
-            .blocking_send(piece)
-            .map_err(|_| "the admin client went away".to_owned())
-    }
-}
-
-impl Sink for ChunkSink {
-    fn write(&mut self, mut text: &str) -> Result<(), String> {
-        while !text.is_empty() {
-            let mut take = text.len().min(OUTPUT_CHUNK - self.buf.len());
-            while !text.is_char_boundary(take) {
-                take -= 1;
-            }
-            self.buf.push_str(&text[..take]);
-            text = &text[take..];
-            // Full, or the next character does not fit.
-            if !text.is_empty() || self.buf.len() == OUTPUT_CHUNK {
-                self.flush()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
-/// Inputs of `sallyport-relay policy test`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PolicyTest {
-    pub user: String,
-    pub service: String,
-    pub ip: IpAddr,
-    pub device: Option<String>,
-    pub second_factor: bool,
-    /// Unix time [default: now].
-    pub at: Option<u64>,
-    /// A fixed risk score instead of the one the relay would compute.
-    pub risk: Option<u32>,
-    pub country: Option<String>,
-}
-
-/// What `device add` hands the admin.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceIssued {
-    pub name: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
 /// Key in the store's meta tree holding the relay's public URL.
 pub const META_PUBLIC_URL: &str = "public_url";
 
@@ -290,10 +64,6 @@ pub struct AdminCtx {
     pub audit: Arc<AuditLog>,
     /// Present when the relay is running: `user sign-out` ends live sessions.
     pub live: Option<Arc<crate::live::LiveSessions>>,
-}
-
-pub fn socket_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("admin.sock")
 }
 
 /// Runs one admin command and returns its output, whole. For the short
@@ -956,205 +726,4 @@ fn connector_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
     Ok(format!(
         "connector {name} revoked; {closed} live connection(s) closed"
     ))
-}
-
-/// Serves admin commands on the Unix socket until `shutdown`, at most
-/// [`MAX_ADMIN_COMMANDS`] at once; returns when the last one has stopped.
-pub async fn serve_socket(
-    path: PathBuf,
-    ctx: Arc<AdminCtx>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let commands = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_ADMIN_COMMANDS));
-    loop {
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s.map_err(std::io::Error::other)?,
-            _ = shutdown.cancelled() => break,
-        };
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => r?,
-            _ = shutdown.cancelled() => break,
-        };
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        commands.spawn(async move {
-            let _slot = slot;
-            if let Err(e) = serve_one(stream, ctx, shutdown).await {
-                tracing::warn!(error = %e, "admin socket request failed");
-            }
-        });
-    }
-    let _ = std::fs::remove_file(&path);
-    commands.close();
-    commands.wait().await;
-    Ok(())
-}
-
-/// Why serving one admin connection stopped early.
-#[derive(Debug, thiserror::Error)]
-enum ServeError {
-    #[error("the admin client sent no request within {ADMIN_IO_TIMEOUT:?}")]
-    RequestTimeout,
-    #[error("the admin client took no output for {ADMIN_IO_TIMEOUT:?}")]
-    WriteTimeout,
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error("the admin command failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-}
-
-async fn serve_one(
-    stream: UnixStream,
-    ctx: Arc<AdminCtx>,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let (mut r, mut w) = stream.into_split();
-    let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame::<Request, _>(&mut r));
-    let req = tokio::select! {
-        read = read => match read {
-            Ok(Ok(req)) => req,
-            Ok(Err(e)) => {
-                let error = Some(cut(format!("bad admin request: {e}"), MAX_ERROR_LEN));
-                return Ok(write_frame(&mut w, &ReplyFrame::Done { error }).await?);
-            }
-            Err(_) => return Err(ServeError::RequestTimeout),
-        },
-        _ = shutdown.cancelled() => return Ok(()),
-    };
-    // The command runs on a blocking thread (password hashing, sled) and
-    // hands its output over in pieces; it waits while the queue is full,
-    // and stops when this side gives up and drops the receiver.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(REPLY_QUEUE);
-    let command = tokio::task::spawn_blocking(move || {
-        let mut sink = ChunkSink {
-            buf: String::new(),
-            tx,
-        };
-        execute_to(&ctx, req, &mut sink).and_then(|()| sink.flush())
-    });
-    loop {
-        let text = tokio::select! {
-            text = rx.recv() => match text {
-                Some(text) => text,
-                None => break,
-            },
-            _ = shutdown.cancelled() => return Ok(()),
-        };
-        let piece = ReplyFrame::Output { text };
-        tokio::select! {
-            r = tokio::time::timeout(ADMIN_IO_TIMEOUT, write_frame(&mut w, &piece)) => {
-                r.map_err(|_| ServeError::WriteTimeout)??
-            }
-            _ = shutdown.cancelled() => return Ok(()),
-        }
-    }
-    let error = command.await?.err().map(|e| cut(e, MAX_ERROR_LEN));
-    write_frame(&mut w, &ReplyFrame::Done { error }).await?;
-    w.shutdown().await.map_err(|e| ServeError::Write(e.into()))
-}
-
-/// Why a command sent to the running relay did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// The command ran and failed; the relay's words.
-    #[error("{0}")]
-    Failed(String),
-    /// Its output could not be written here.
-    #[error("{0}")]
-    Output(String),
-    #[error("the running relay did not answer the admin command within {ADMIN_REPLY_WAIT:?}")]
-    Timeout,
-    #[error(
-        "the running relay's answer is not understood ({0}); is it an older version? restart it"
-    )]
-    Protocol(#[from] ReadError),
-    #[error("cannot send the admin command to the running relay: {0}")]
-    Send(#[from] WriteError),
-}
-
-/// Sends `req` to a running relay and writes its output to `out` as it
-/// arrives; `None` when no relay listens on the socket.
-pub async fn send_to_running(
-    data_dir: &Path,
-    req: &Request,
-    out: &mut dyn Sink,
-) -> Option<Result<(), AdminError>> {
-    let stream = UnixStream::connect(socket_path(data_dir)).await.ok()?;
-    Some(
-        async {
-            let (mut r, mut w) = stream.into_split();
-            write_frame(&mut w, req).await?;
-            loop {
-                let frame = tokio::time::timeout(ADMIN_REPLY_WAIT, read_frame(&mut r))
-                    .await
-                    .map_err(|_| AdminError::Timeout)??;
-                match frame {
-                    ReplyFrame::Output { text } => out.write(&text).map_err(AdminError::Output)?,
-                    ReplyFrame::Done { error: None } => return Ok(()),
-                    ReplyFrame::Done { error: Some(e) } => return Err(AdminError::Failed(e)),
-                }
-            }
-        }
-        .await,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_is_cut_into_bounded_pieces_on_character_boundaries() {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-        let mut sink = ChunkSink {
-            buf: String::new(),
-            tx,
-        };
-        let text = "é€x".repeat(OUTPUT_CHUNK / 3);
-        sink.write(&text).unwrap();
-        sink.write("\u{1b}\n").unwrap();
-        sink.flush().unwrap();
-        drop(sink);
-        let mut whole = String::new();
-        let mut pieces = 0;
-        while let Ok(piece) = rx.try_recv() {
-            assert!(piece.len() <= OUTPUT_CHUNK);
-            let mut frame = Vec::new();
-            sallyport_proto::frame::encode_frame(
-                &ReplyFrame::Output {
-                    text: piece.clone(),
-                },
-                &mut frame,
-            )
-            .unwrap();
-            assert!(frame.len() <= MAX_MESSAGE_LEN + 4);
-            whole.push_str(&piece);
-            pieces += 1;
-        }
-        assert_eq!(whole, format!("{text}\u{1b}\n"));
-        assert!(pieces >= 2, "{pieces}");
-    }
-
-    #[test]
-    fn a_piece_of_control_characters_still_fits_a_frame() {
-        let mut frame = Vec::new();
-        let text = "\u{1}".repeat(OUTPUT_CHUNK);
-        sallyport_proto::frame::encode_frame(&ReplyFrame::Output { text }, &mut frame).unwrap();
-        assert!(frame.len() <= MAX_MESSAGE_LEN + 4);
-    }
-
-    #[test]
-    fn a_reader_that_went_away_stops_the_command() {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        drop(rx);
-        let mut sink = ChunkSink {
-            buf: String::new(),
-            tx,
-        };
-        assert!(sink.write(&"x".repeat(OUTPUT_CHUNK + 1)).is_err());
-    }
 }

@@ -1,0 +1,160 @@
+//! The admin socket's wire protocol: the CLI sends one [`Request`] frame and
+//! the relay answers with [`ReplyFrame`]s, the output in pieces of at most
+//! [`OUTPUT_CHUNK`] bytes as the command produces it, then one `Done`. Every
+//! frame is a length-prefixed frame of `sallyport_proto::frame`, at most
+//! [`MAX_MESSAGE_LEN`] bytes, so an export of any size goes through while
+//! neither side ever holds more than a few pieces of it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use sallyport_proto::frame::{FrameError, Validate};
+use sallyport_proto::limits::MAX_FRAME_LEN;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::Filter;
+
+/// Largest frame on the admin socket, either way (a request, or one
+/// piece of a reply): the wire's frame limit.
+pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN;
+/// Most bytes of output text in one [`ReplyFrame::Output`]. JSON escapes a
+/// byte in at most 6 (`\u001b`), so a piece always fits a frame.
+pub const OUTPUT_CHUNK: usize = 32 * 1024;
+const _: () = assert!(OUTPUT_CHUNK * 6 + 1024 <= MAX_MESSAGE_LEN);
+/// Longest error text in [`ReplyFrame::Done`]; longer ones are cut.
+pub const MAX_ERROR_LEN: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    UserAdd {
+        name: String,
+        password: String,
+        groups: Vec<String>,
+    },
+    ConnectorAdd {
+        name: String,
+        ttl_secs: u64,
+        /// Service names the connector may serve.
+        #[serde(default)]
+        services: Vec<String>,
+        /// The token may enrol a name that is enrolled or revoked.
+        #[serde(default)]
+        replace: bool,
+    },
+    /// `connector grant` (`grant = true`) and `connector ungrant`.
+    ConnectorGrant {
+        name: String,
+        service: String,
+        grant: bool,
+    },
+    ConnectorList,
+    ConnectorRevoke {
+        name: String,
+    },
+    /// Set up (or replace) a user's TOTP second factor.
+    UserTotp {
+        name: String,
+    },
+    /// A user's sign-ins: when, from where, with a second factor or not.
+    UserSessions {
+        name: String,
+    },
+    /// Ends all of a user's sign-ins and their live sessions.
+    UserSignOut {
+        name: String,
+    },
+    /// Issue a device certificate; the output is a [`DeviceIssued`] as JSON.
+    DeviceAdd {
+        name: String,
+        attributes: BTreeMap<String, String>,
+    },
+    DeviceList,
+    DeviceRevoke {
+        name: String,
+    },
+    /// Explain the decision for the given inputs.
+    PolicyTest(PolicyTest),
+    /// The most recent recorded decisions.
+    PolicyLog {
+        limit: usize,
+    },
+    /// The last `limit` audit events, one human line each.
+    AuditList {
+        filter: Filter,
+        limit: usize,
+    },
+    /// Every audit event the filter picks (from `filter.after_seq` on), as
+    /// JSON lines, oldest first.
+    AuditExport {
+        filter: Filter,
+    },
+    AuditVerify,
+    /// A session's recording as asciicast v2.
+    RecordingExport {
+        session: String,
+    },
+}
+
+impl Validate for Request {
+    /// The frame limit bounds a request; the commands check their fields.
+    fn validate(&self) -> Result<(), FrameError> {
+        Ok(())
+    }
+}
+
+/// One frame of the relay's answer on the admin socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ReplyFrame {
+    /// The next piece of the command's output (at most [`OUTPUT_CHUNK`] bytes).
+    Output { text: String },
+    /// The command finished: `error` says why it failed, when it did. The
+    /// last frame of every answer.
+    Done { error: Option<String> },
+}
+
+impl Validate for ReplyFrame {
+    fn validate(&self) -> Result<(), FrameError> {
+        match self {
+            ReplyFrame::Output { text } => check_text("output", text, OUTPUT_CHUNK),
+            ReplyFrame::Done { error } => match error {
+                Some(e) => check_text("error", e, MAX_ERROR_LEN),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), FrameError> {
+    if text.len() > max {
+        return Err(FrameError::Invalid(format!(
+            "{field} is {} bytes, over the limit of {max}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Inputs of `sallyport-relay policy test`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyTest {
+    pub user: String,
+    pub service: String,
+    pub ip: IpAddr,
+    pub device: Option<String>,
+    pub second_factor: bool,
+    /// Unix time [default: now].
+    pub at: Option<u64>,
+    /// A fixed risk score instead of the one the relay would compute.
+    pub risk: Option<u32>,
+    pub country: Option<String>,
+}
+
+/// What `device add` hands the admin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceIssued {
+    pub name: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}

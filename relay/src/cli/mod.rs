@@ -1,0 +1,282 @@
+//! The `sallyport-relay` command line: its arguments ([`Cli`]) and what each
+//! command runs ([`run`]). `main.rs` only parses and reports.
+
+mod args;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sallyport_common::logging;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::client::{admin_command, admin_output, admin_to};
+use crate::admin::{self, Request};
+use crate::config::ServeArgs;
+use crate::demo::DemoArgs;
+use crate::Relay;
+pub use args::*;
+
+/// Sallyport relay: connectors dial in over QUIC, people reach their services over HTTPS.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    /// SALLYPORT_LOG_JSON takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, global = true, env = "SALLYPORT_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the relay.
+    Serve(Box<ServeArgs>),
+    /// Run a relay, a connector for the local sshd and a demo user in one process.
+    Demo(DemoArgs),
+    /// Manage local users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage connectors.
+    #[command(subcommand)]
+    Connector(ConnectorCmd),
+    /// The SSH user certificate authority.
+    #[command(subcommand)]
+    SshCa(SshCaCmd),
+    /// Device certificates: what the policy's device conditions check.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// The access policy (it lives in the config file under [policy]).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// The audit log: sign-ins, decisions, certificates, connectors, sessions.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Session recordings (what the client reported of a terminal session).
+    #[command(subcommand)]
+    Recording(RecordingCmd),
+}
+
+#[derive(clap::Args)]
+pub struct DataDir {
+    /// The relay's data dir (the same as `serve --data-dir`).
+    #[arg(long, env = "SALLYPORT_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+pub fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        logging::terminate_signal().await;
+        s.cancel();
+    });
+    stop
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let config = args.resolve().map_err(anyhow::Error::msg)?;
+            let relay = Relay::start(config).await?;
+            stop_on_signal().cancelled().await;
+            relay.shutdown().await;
+            Ok(())
+        }
+        Command::Demo(args) => crate::demo::run(args, stop_on_signal()).await,
+        Command::User(UserCmd::Add {
+            name, groups, dir, ..
+        }) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .take(4096)
+                .read_to_string(&mut password)
+                .context("cannot read the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            admin_command(
+                &dir.data_dir,
+                Request::UserAdd {
+                    name,
+                    password,
+                    groups,
+                },
+            )
+            .await
+        }
+        Command::Connector(ConnectorCmd::Add {
+            name,
+            services,
+            replace,
+            ttl,
+            dir,
+        }) => {
+            let req = Request::ConnectorAdd {
+                name,
+                ttl_secs: ttl.as_secs(),
+                services,
+                replace,
+            };
+            admin_command(&dir.data_dir, req).await
+        }
+        Command::Connector(ConnectorCmd::Grant { name, service, dir }) => {
+            let req = Request::ConnectorGrant {
+                name,
+                service,
+                grant: true,
+            };
+            admin_command(&dir.data_dir, req).await
+        }
+        Command::Connector(ConnectorCmd::Ungrant { name, service, dir }) => {
+            let req = Request::ConnectorGrant {
+                name,
+                service,
+                grant: false,
+            };
+            admin_command(&dir.data_dir, req).await
+        }
+        Command::SshCa(SshCaCmd::Show { service, dir }) => {
+            if !dir.data_dir.is_dir() {
+                anyhow::bail!(
+                    "{} does not exist: start `sallyport-relay serve --data-dir {}` once first",
+                    dir.data_dir.display(),
+                    dir.data_dir.display()
+                );
+            }
+            crate::data_dir::prepare(&dir.data_dir)?;
+            // The CA is a file of its own, not in sled: no need to ask a running relay.
+            let ca = match service {
+                Some(s) => {
+                    let s = sallyport_proto::frame::service_name("service name", &s)?;
+                    crate::ssh_ca::SshCa::load_or_create_for(&dir.data_dir, &s)?
+                }
+                None => crate::ssh_ca::SshCa::load_or_create(&dir.data_dir)?,
+            };
+            println!("{}", ca.public_line());
+            Ok(())
+        }
+        Command::Connector(ConnectorCmd::List { dir }) => {
+            admin_command(&dir.data_dir, Request::ConnectorList).await
+        }
+        Command::Connector(ConnectorCmd::Revoke { name, dir }) => {
+            admin_command(&dir.data_dir, Request::ConnectorRevoke { name }).await
+        }
+        Command::User(UserCmd::Totp { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserTotp { name }).await
+        }
+        Command::User(UserCmd::Sessions { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserSessions { name }).await
+        }
+        Command::User(UserCmd::SignOut { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserSignOut { name }).await
+        }
+        Command::Device(DeviceCmd::Add {
+            name,
+            attributes,
+            out,
+            dir,
+        }) => {
+            let req = Request::DeviceAdd {
+                name,
+                attributes: attributes.into_iter().collect(),
+            };
+            let json = admin_output(&dir.data_dir, req, None).await?;
+            let issued: admin::DeviceIssued =
+                serde_json::from_str(&json).context("the relay's answer is not a device")?;
+            let cert = out.join(format!("{}.crt", issued.name));
+            let key = out.join(format!("{}.key", issued.name));
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::write(&cert, &issued.cert_pem)
+                .with_context(|| format!("cannot write {}", cert.display()))?;
+            sallyport_common::fs::write_private(&key, issued.key_pem.as_bytes())
+                .with_context(|| format!("cannot write {}", key.display()))?;
+            println!(
+                "device {} added: certificate {} and key {} (keep the key secret).\n\
+                 For a browser, bundle them: openssl pkcs12 -export -in {} -inkey {} -out {}.p12",
+                issued.name,
+                cert.display(),
+                key.display(),
+                cert.display(),
+                key.display(),
+                issued.name
+            );
+            Ok(())
+        }
+        Command::Device(DeviceCmd::List { dir }) => {
+            admin_command(&dir.data_dir, Request::DeviceList).await
+        }
+        Command::Device(DeviceCmd::Revoke { name, dir }) => {
+            admin_command(&dir.data_dir, Request::DeviceRevoke { name }).await
+        }
+        Command::Policy(PolicyCmd::Test {
+            user,
+            service,
+            ip,
+            device,
+            second_factor,
+            at,
+            risk,
+            country,
+            config,
+            dir,
+        }) => {
+            let req = Request::PolicyTest(admin::PolicyTest {
+                user,
+                service,
+                ip,
+                device,
+                second_factor,
+                at,
+                risk,
+                country,
+            });
+            let mut stdout = admin::WriteSink(std::io::stdout().lock());
+            admin_to(&dir.data_dir, req, &mut stdout, config.as_deref()).await
+        }
+        Command::Policy(PolicyCmd::Log { limit, dir }) => {
+            admin_command(&dir.data_dir, Request::PolicyLog { limit }).await
+        }
+        Command::Audit(AuditCmd::List { filter, limit, dir }) => {
+            let filter = filter.into_filter()?;
+            admin_command(&dir.data_dir, Request::AuditList { filter, limit }).await
+        }
+        Command::Audit(AuditCmd::Export {
+            format: _,
+            filter,
+            dir,
+        }) => {
+            let filter = filter.into_filter()?;
+            admin_command(&dir.data_dir, Request::AuditExport { filter }).await
+        }
+        Command::Audit(AuditCmd::Verify { dir }) => {
+            admin_command(&dir.data_dir, Request::AuditVerify).await
+        }
+        Command::Recording(RecordingCmd::Export { session, out, dir }) => {
+            sallyport_proto::client::check_session_id(&session)?;
+            let req = Request::RecordingExport { session };
+            let Some(path) = out else {
+                return admin_command(&dir.data_dir, req).await;
+            };
+            // Written next to the file and moved into place when complete.
+            let tmp = path.with_extension("part");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            let mut sink = admin::WriteSink(std::io::BufWriter::new(file));
+            let result = admin_to(&dir.data_dir, req, &mut sink, None).await;
+            let result = result.and_then(|()| {
+                use std::io::Write as _;
+                sink.0
+                    .flush()
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("cannot write {}", path.display()))
+            });
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+    }
+}
