@@ -46,37 +46,14 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// Starts every part of the relay, in this order: the store and the
+    /// CAs on disk, the tunnel listener, the policy, the HTTPS and metrics
+    /// listeners, the admin socket and audit retention. Fails (with the
+    /// step named) before anything listens if the data dir, the store or a
+    /// key cannot be used, or when an address cannot be bound.
     pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
-        // Every HTTPS connection is a file descriptor: take all the kernel
-        // allows this process, then cap connections below it.
-        let fd_limit = match listener::raise_fd_limit() {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
-                1024
-            }
-        };
-        let https_limits = config.https_limits;
-        let max_https = listener::total_cap(fd_limit, https_limits.max_total);
-        if https_limits.max_total.is_some_and(|n| n > max_https) {
-            tracing::warn!(
-                configured = https_limits.max_total,
-                max_https,
-                fd_limit,
-                "--max-https-connections is above the open-file limit less {}; using {max_https}",
-                listener::FD_RESERVE
-            );
-        }
-        let repaired = crate::data_dir::prepare(&config.data_dir)?;
-        if repaired.were_readable > 0 {
-            tracing::warn!(
-                data_dir = %config.data_dir.display(),
-                files = repaired.were_readable,
-                "the data dir was readable by other users; it is private now (0700, files 0600): \
-                 if others could log in here, consider its keys exposed"
-            );
-        }
-        let store = Store::open(&config.data_dir)?;
+        let caps = HttpsCaps::from_fd_limit(&config);
+        let store = open_store(&config)?;
         let ca = Arc::new(RelayCa::load_or_create(&config.data_dir)?);
         store.set_meta(META_TUNNEL_ADDR, &config.public_tunnel_addr)?;
         let registry = Arc::new(Registry::default());
@@ -87,61 +64,20 @@ impl Relay {
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();
 
-        // Tunnel listener.
-        let socket = std::net::UdpSocket::bind(config.listen_tunnel).with_context(|| {
-            format!(
-                "cannot listen for connectors on udp {}",
-                config.listen_tunnel
-            )
-        })?;
-        let endpoint = quinn::Endpoint::new(
-            pki::tunnel_endpoint_config(&config.data_dir)?,
-            Some(tunnel::server_config(&ca)?),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
+        let tunnel_ctx = Arc::new(tunnel::server::TunnelCtx {
+            store: store.clone(),
+            ca: ca.clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+            max_connections_per_connector: config.max_connections_per_connector,
+            enrolments: Default::default(),
+        });
+        let endpoint = start_tunnel(&config, tunnel_ctx, &shutdown, &tasks)?;
         let tunnel_addr = endpoint.local_addr()?;
-        let server = TunnelServer {
-            ctx: Arc::new(tunnel::server::TunnelCtx {
-                store: store.clone(),
-                ca: ca.clone(),
-                registry: registry.clone(),
-                metrics: metrics.clone(),
-                audit: audit.clone(),
-                max_connections_per_connector: config.max_connections_per_connector,
-                enrolments: Default::default(),
-            }),
-            endpoint: endpoint.clone(),
-        };
-        tasks.spawn(server.run(shutdown.clone(), tasks.clone()));
+        let tls = https_tls(&config, &ca)?;
+        let policy = start_policy(&config, &shutdown, &tasks)?;
 
-        // HTTPS listener.
-        let (chain, key) = pki::https_identity(
-            &config.data_dir,
-            config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-            &config.public_url.host,
-        )?;
-        // Device certificates: asked for, never required. A browser without
-        // one connects as before; the policy decides what a device is worth.
-        let devices = pki::DeviceCertVerifier::new(&ca)?;
-        let mut tls =
-            rustls::ServerConfig::builder_with_provider(sallyport_common::tls::crypto_provider())
-                .with_safe_default_protocol_versions()?
-                .with_client_cert_verifier(devices)
-                .with_single_cert(chain, key)
-                .context("the HTTPS certificate and key do not match")?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-
-        let policy = Arc::new(
-            PolicyHandle::load(config.config_file.clone(), config.ssh_cert_services.clone())
-                .map_err(anyhow::Error::msg)?,
-        );
-        if !policy.current().configured {
-            tracing::warn!(
-                "no [policy] in the config file: every signed-in user may reach every service"
-            );
-        }
-        tasks.spawn(policy.clone().watch(shutdown.clone()));
         store.set_meta(admin::META_PUBLIC_URL, &config.public_url.origin)?;
         let state = Arc::new(AppState {
             store: store.clone(),
@@ -161,86 +97,9 @@ impl Relay {
             max_sessions_per_user_per_service: config.max_sessions_per_user_per_service,
         });
         let metrics_router = crate::metrics::router(metrics.clone(), registry.clone());
-        let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let https = axum_server::Handle::new();
-        let listener = std::net::TcpListener::bind(config.listen_https)
-            .with_context(|| format!("cannot listen for HTTPS on tcp {}", config.listen_https))?;
-        listener.set_nonblocking(true)?;
-        let https_addr = listener.local_addr()?;
-        let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-        // TCP_NODELAY: session bytes are small interactive writes (keystrokes,
-        // prompts, SSH handshake messages); Nagle would hold them for an ACK.
-        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
-            .handshake_timeout(https_limits.handshake_timeout)
-            .acceptor(axum_server::accept::NoDelayAcceptor::new());
-        // Caps and timeouts around it: a connection over a cap is closed
-        // before its TLS handshake.
-        let limiter = Limiter::new(
-            "https",
-            max_https,
-            listener::per_address_cap(max_https, https_limits.max_per_address),
-            Some(metrics.clone()),
-        );
-        let acceptor = GuardAcceptor::new(acceptor, limiter, https_limits, Some(metrics.clone()));
-        let server = axum_server::from_tcp(listener)?
-            .acceptor(acceptor)
-            .handle(https.clone());
-        tasks.spawn(async move {
-            if let Err(e) = server.serve(app).await {
-                tracing::error!(error = %e, "HTTPS listener failed");
-            }
-        });
+        let (https, https_addr) = start_https(&config, &caps, state, tls, &metrics, &tasks)?;
+        let (metrics_http, metrics_addr) = start_metrics(&config, metrics_router, &tasks)?;
 
-        // Metrics: plain HTTP on an address of its own (loopback by default).
-        let metrics_http = axum_server::Handle::new();
-        let metrics_addr = match config.metrics_listen {
-            None => {
-                tracing::info!("metrics listener off (--metrics-listen is empty)");
-                None
-            }
-            Some(addr) => match std::net::TcpListener::bind(addr) {
-                Err(e) if config.metrics_listen_is_default => {
-                    tracing::warn!(
-                        "metrics listener off: cannot listen on tcp {addr} ({e}); set \
-                         --metrics-listen to a free address to have /metrics"
-                    );
-                    None
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "cannot listen for metrics on tcp {addr}: set --metrics-listen to a free \
-                         address, or to \"\" to turn the metrics listener off"
-                    )))
-                }
-                Ok(listener) => {
-                    let local = listener.local_addr()?;
-                    let limiter = Limiter::new(
-                        "metrics",
-                        listener::METRICS_MAX_CONNECTIONS,
-                        listener::METRICS_MAX_CONNECTIONS,
-                        None,
-                    );
-                    let acceptor = GuardAcceptor::new(
-                        axum_server::accept::DefaultAcceptor::new(),
-                        limiter,
-                        https_limits,
-                        None,
-                    );
-                    let server = axum_server::from_tcp(listener)?
-                        .acceptor(acceptor)
-                        .handle(metrics_http.clone());
-                    tasks.spawn(async move {
-                        if let Err(e) = server.serve(metrics_router.into_make_service()).await {
-                            tracing::error!(error = %e, "metrics listener failed");
-                        }
-                    });
-                    tracing::info!("metrics listener on http://{local}/metrics");
-                    Some(local)
-                }
-            },
-        };
-
-        // Admin socket.
         let admin_ctx = Arc::new(AdminCtx {
             store: store.clone(),
             ca: ca.clone(),
@@ -249,42 +108,16 @@ impl Relay {
             audit: audit.clone(),
             live: Some(live.clone()),
         });
-        // Retention: at start and every few minutes.
-        let retention = config.audit_retention;
-        let prune_audit = audit.clone();
-        let sd = shutdown.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = sd.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let log = prune_audit.clone();
-                let now = sallyport_common::time::now_millis();
-                match tokio::task::spawn_blocking(move || log.prune(retention, now)).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::info!(dropped = n, "audit retention"),
-                    Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
-                    Err(e) => tracing::error!(error = %e, "audit retention failed"),
-                }
-            }
-        });
-        let sock = admin::socket_path(&config.data_dir);
-        let sd = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = admin::serve_socket(sock, admin_ctx, sd).await {
-                tracing::error!(error = %e, "admin socket failed");
-            }
-        });
+        start_admin_socket(&config, admin_ctx, &shutdown, &tasks);
+        start_audit_retention(&config, audit.clone(), &shutdown, &tasks);
 
         tracing::info!(
             https = %https_addr,
             tunnel = %tunnel_addr,
-            fd_limit,
-            max_https,
+            fd_limit = caps.fd_limit,
+            max_https = caps.max_https,
             max_https_per_address =
-                listener::per_address_cap(max_https, https_limits.max_per_address),
+                listener::per_address_cap(caps.max_https, config.https_limits.max_per_address),
             public_url = %config.public_url.origin,
             ca_fingerprint = %ca.fingerprint(),
             "relay listening"
@@ -338,4 +171,277 @@ impl Relay {
             tracing::error!(error = %e, "final store flush failed");
         }
     }
+}
+
+/// How many HTTPS connections the relay takes: every one is a file
+/// descriptor, so the cap stays below the open-file limit.
+struct HttpsCaps {
+    /// The open-file limit, raised as far as the kernel allows.
+    fd_limit: u64,
+    /// Most HTTPS connections at once.
+    max_https: usize,
+}
+
+impl HttpsCaps {
+    /// Takes all the file descriptors the kernel allows this process, then
+    /// caps connections below it (warning when the configured cap is higher).
+    fn from_fd_limit(config: &ServeConfig) -> Self {
+        // Every HTTPS connection is a file descriptor: take all the kernel
+        // allows this process, then cap connections below it.
+        let fd_limit = match listener::raise_fd_limit() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
+                1024
+            }
+        };
+        let https_limits = config.https_limits;
+        let max_https = listener::total_cap(fd_limit, https_limits.max_total);
+        if https_limits.max_total.is_some_and(|n| n > max_https) {
+            tracing::warn!(
+                configured = https_limits.max_total,
+                max_https,
+                fd_limit,
+                "--max-https-connections is above the open-file limit less {}; using {max_https}",
+                listener::FD_RESERVE
+            );
+        }
+        Self {
+            fd_limit,
+            max_https,
+        }
+    }
+}
+
+/// Makes the data dir private (warning when it was not) and opens the store in it.
+fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
+    let repaired = crate::data_dir::prepare(&config.data_dir)?;
+    if repaired.were_readable > 0 {
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            files = repaired.were_readable,
+            "the data dir was readable by other users; it is private now (0700, files 0600): \
+             if others could log in here, consider its keys exposed"
+        );
+    }
+    Ok(Store::open(&config.data_dir)?)
+}
+
+/// Binds the tunnel listener (QUIC on UDP) and serves connectors on it
+/// until `shutdown`.
+fn start_tunnel(
+    config: &ServeConfig,
+    ctx: Arc<tunnel::server::TunnelCtx>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(config.listen_tunnel).with_context(|| {
+        format!(
+            "cannot listen for connectors on udp {}",
+            config.listen_tunnel
+        )
+    })?;
+    let endpoint = quinn::Endpoint::new(
+        pki::tunnel_endpoint_config(&config.data_dir)?,
+        Some(tunnel::server_config(&ctx.ca)?),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    let server = TunnelServer {
+        ctx,
+        endpoint: endpoint.clone(),
+    };
+    tasks.spawn(server.run(shutdown.clone(), tasks.clone()));
+    Ok(endpoint)
+}
+
+/// The HTTPS listener's TLS settings: its certificate (the configured one,
+/// or one the relay CA issues), and device certificates asked for.
+fn https_tls(config: &ServeConfig, ca: &Arc<RelayCa>) -> anyhow::Result<rustls::ServerConfig> {
+    let (chain, key) = pki::https_identity(
+        &config.data_dir,
+        config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        &config.public_url.host,
+    )?;
+    // Device certificates: asked for, never required. A browser without
+    // one connects as before; the policy decides what a device is worth.
+    let devices = pki::DeviceCertVerifier::new(ca)?;
+    let mut tls =
+        rustls::ServerConfig::builder_with_provider(sallyport_common::tls::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(devices)
+            .with_single_cert(chain, key)
+            .context("the HTTPS certificate and key do not match")?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Loads the access policy from the config file and reloads it when the
+/// file changes, until `shutdown`.
+fn start_policy(
+    config: &ServeConfig,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<Arc<PolicyHandle>> {
+    let policy = Arc::new(
+        PolicyHandle::load(config.config_file.clone(), config.ssh_cert_services.clone())
+            .map_err(anyhow::Error::msg)?,
+    );
+    if !policy.current().configured {
+        tracing::warn!(
+            "no [policy] in the config file: every signed-in user may reach every service"
+        );
+    }
+    tasks.spawn(policy.clone().watch(shutdown.clone()));
+    Ok(policy)
+}
+
+/// Binds the HTTPS listener and serves the web app on it, behind the
+/// connection caps and timeouts.
+fn start_https(
+    config: &ServeConfig,
+    caps: &HttpsCaps,
+    state: Arc<AppState>,
+    tls: rustls::ServerConfig,
+    metrics: &Arc<Metrics>,
+    tasks: &TaskTracker,
+) -> anyhow::Result<(axum_server::Handle<SocketAddr>, SocketAddr)> {
+    let https_limits = config.https_limits;
+    let max_https = caps.max_https;
+    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let https = axum_server::Handle::new();
+    let listener = std::net::TcpListener::bind(config.listen_https)
+        .with_context(|| format!("cannot listen for HTTPS on tcp {}", config.listen_https))?;
+    listener.set_nonblocking(true)?;
+    let https_addr = listener.local_addr()?;
+    let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    // TCP_NODELAY: session bytes are small interactive writes (keystrokes,
+    // prompts, SSH handshake messages); Nagle would hold them for an ACK.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
+        .handshake_timeout(https_limits.handshake_timeout)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    // Caps and timeouts around it: a connection over a cap is closed
+    // before its TLS handshake.
+    let limiter = Limiter::new(
+        "https",
+        max_https,
+        listener::per_address_cap(max_https, https_limits.max_per_address),
+        Some(metrics.clone()),
+    );
+    let acceptor = GuardAcceptor::new(acceptor, limiter, https_limits, Some(metrics.clone()));
+    let server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .handle(https.clone());
+    tasks.spawn(async move {
+        if let Err(e) = server.serve(app).await {
+            tracing::error!(error = %e, "HTTPS listener failed");
+        }
+    });
+    Ok((https, https_addr))
+}
+
+/// Metrics: plain HTTP on an address of its own (loopback by default), or
+/// none. A default address that is taken turns it off with a warning; a
+/// configured one that cannot be bound is an error.
+fn start_metrics(
+    config: &ServeConfig,
+    metrics_router: axum::Router,
+    tasks: &TaskTracker,
+) -> anyhow::Result<(axum_server::Handle<SocketAddr>, Option<SocketAddr>)> {
+    let https_limits = config.https_limits;
+    let metrics_http = axum_server::Handle::new();
+    let metrics_addr = match config.metrics_listen {
+        None => {
+            tracing::info!("metrics listener off (--metrics-listen is empty)");
+            None
+        }
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Err(e) if config.metrics_listen_is_default => {
+                tracing::warn!(
+                    "metrics listener off: cannot listen on tcp {addr} ({e}); set \
+                     --metrics-listen to a free address to have /metrics"
+                );
+                None
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot listen for metrics on tcp {addr}: set --metrics-listen to a free \
+                     address, or to \"\" to turn the metrics listener off"
+                )))
+            }
+            Ok(listener) => {
+                let local = listener.local_addr()?;
+                let limiter = Limiter::new(
+                    "metrics",
+                    listener::METRICS_MAX_CONNECTIONS,
+                    listener::METRICS_MAX_CONNECTIONS,
+                    None,
+                );
+                let acceptor = GuardAcceptor::new(
+                    axum_server::accept::DefaultAcceptor::new(),
+                    limiter,
+                    https_limits,
+                    None,
+                );
+                let server = axum_server::from_tcp(listener)?
+                    .acceptor(acceptor)
+                    .handle(metrics_http.clone());
+                tasks.spawn(async move {
+                    if let Err(e) = server.serve(metrics_router.into_make_service()).await {
+                        tracing::error!(error = %e, "metrics listener failed");
+                    }
+                });
+                tracing::info!("metrics listener on http://{local}/metrics");
+                Some(local)
+            }
+        },
+    };
+    Ok((metrics_http, metrics_addr))
+}
+
+/// Serves admin commands on the socket in the data dir until `shutdown`.
+fn start_admin_socket(
+    config: &ServeConfig,
+    admin_ctx: Arc<AdminCtx>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let sock = admin::socket_path(&config.data_dir);
+    let sd = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = admin::serve_socket(sock, admin_ctx, sd).await {
+            tracing::error!(error = %e, "admin socket failed");
+        }
+    });
+}
+
+/// Audit retention: drops events older than the retention at start and
+/// every [`AUDIT_PRUNE_INTERVAL`], until `shutdown`.
+fn start_audit_retention(
+    config: &ServeConfig,
+    audit: Arc<AuditLog>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    // Retention: at start and every few minutes.
+    let retention = config.audit_retention;
+    let prune_audit = audit;
+    let sd = shutdown.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = sd.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let log = prune_audit.clone();
+            let now = sallyport_common::time::now_millis();
+            match tokio::task::spawn_blocking(move || log.prune(retention, now)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(dropped = n, "audit retention"),
+                Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+                Err(e) => tracing::error!(error = %e, "audit retention failed"),
+            }
+        }
+    });
 }
