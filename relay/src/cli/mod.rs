@@ -49,6 +49,8 @@ pub enum Command {
     #[command(subcommand)]
     Device(DeviceCmd),
     /// The access policy (it lives in the config file under [policy]).
+    // The doc comment is the help text: `[policy]` is a TOML table, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[command(subcommand)]
     Policy(PolicyCmd),
     /// The audit log: sign-ins, decisions, certificates, connectors, sessions.
