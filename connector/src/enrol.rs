@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sallyport_proto::io::{read_frame, write_frame};
 use sallyport_proto::token::EnrolmentToken;
-use sallyport_proto::tunnel::{EnrolReply, EnrolRequest, TUNNEL_SERVER_NAME};
+use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest, TUNNEL_SERVER_NAME};
 
 use crate::identity::Identity;
 use crate::{quic, sha256_hex, ConnectorError};
@@ -146,7 +146,7 @@ pub async fn enrol(
         .await
         .map_err(|_| ConnectorError::Enrolment("the relay did not answer".into()))?
         .map_err(ConnectorError::Enrolment)?;
-    conn.close(0u32.into(), b"enrolled");
+    conn.close(Code::Done.code().into(), b"enrolled");
     match reply {
         EnrolReply::Enrolled {
             connector,

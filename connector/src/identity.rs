@@ -129,7 +129,7 @@ pub(crate) fn finish_client_config(
         .map_err(|e| ConnectorError::Tls(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(quic::transport_config(
-        quic::MAX_SESSIONS_PER_CONNECTION,
+        sallyport_proto::tunnel::transport::MAX_SESSIONS_PER_CONNECTION,
     )));
     Ok(config)
 }

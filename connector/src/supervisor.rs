@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use sallyport_proto::io::{read_frame, write_frame, ReadError};
-use sallyport_proto::tunnel::{code, Control, Hello, ServiceInfo, TUNNEL_SERVER_NAME};
+use sallyport_proto::tunnel::{Code, Control, Hello, ServiceInfo, TUNNEL_SERVER_NAME};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -99,7 +99,7 @@ pub async fn run(
     workers.wait().await;
     shared
         .endpoint
-        .close(code::DONE.into(), b"connector stopped");
+        .close(Code::Done.code().into(), b"connector stopped");
     let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
     match refusal_rx.try_recv() {
         Ok(reason) => Err(ConnectorError::Refused(reason)),
@@ -153,8 +153,8 @@ async fn worker(shared: Arc<Shared>, shutdown: CancellationToken) -> Option<Stri
 fn closed_reason(e: &quinn::ConnectionError) -> Ended {
     match e {
         quinn::ConnectionError::ApplicationClosed(c)
-            if c.error_code == code::REVOKED.into()
-                || c.error_code == code::UNAUTHORIZED.into() =>
+            if c.error_code == Code::Revoked.code().into()
+                || c.error_code == Code::Unauthorized.code().into() =>
         {
             Ended::Refused(String::from_utf8_lossy(&c.reason).into_owned())
         }
@@ -312,6 +312,6 @@ async fn serve(
         let _ = tokio::time::timeout(shared.drain_timeout, sessions.wait()).await;
     }
     let _ = send.finish();
-    conn.close(code::DONE.into(), b"connector closing");
+    conn.close(Code::Done.code().into(), b"connector closing");
     (ended, true)
 }

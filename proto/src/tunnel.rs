@@ -26,42 +26,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// trust comes from the pinned relay CA, not from DNS.
 pub const TUNNEL_SERVER_NAME: &str = "tunnel.sallyport.invalid";
 
-/// QUIC application error codes used when closing a connection or stream.
-pub mod code {
-    /// Normal close (shutdown, drain finished).
-    pub const DONE: u32 = 0;
-    /// The peer broke the protocol (bad frame, unexpected message).
-    pub const PROTOCOL: u32 = 1;
-    /// The connector is unknown, revoked or its token was refused.
-    pub const UNAUTHORIZED: u32 = 2;
-    /// The connector was revoked while connected.
-    pub const REVOKED: u32 = 3;
-    /// The peer took too long to send what it had to.
-    pub const TIMEOUT: u32 = 4;
-    /// The connector already holds as many connections as the relay allows.
-    pub const TOO_MANY: u32 = 5;
-}
+pub mod code;
+pub mod transport;
 
-/// QUIC stream error codes (RESET_STREAM / STOP_SENDING, RFC 9000 §19.4-5)
-/// of a session stream: why one side abandoned it.
-pub mod stream_code {
-    /// The client went away (relay → connector).
-    pub const CLIENT_GONE: u32 = 0x10;
-    /// The connection to the service failed: it reset the connection or
-    /// took no more bytes (connector → relay).
-    pub const SERVICE_FAILED: u32 = 0x11;
-
-    /// A person's words for `code`, for the message that ends the session.
-    pub fn describe(code: u64) -> Option<&'static str> {
-        match u32::try_from(code).ok()? {
-            CLIENT_GONE => Some("the client went away"),
-            SERVICE_FAILED => {
-                Some("the connection to the service failed (it reset or closed the connection)")
-            }
-            _ => None,
-        }
-    }
-}
+pub use code::Code;
 
 /// Messages on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

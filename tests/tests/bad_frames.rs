@@ -198,7 +198,7 @@ async fn bad_frames_close_only_their_stream() {
         quinn::ConnectionError::ApplicationClosed(close) => {
             assert_eq!(
                 close.error_code,
-                sallyport_proto::tunnel::code::PROTOCOL.into()
+                sallyport_proto::tunnel::Code::Protocol.code().into()
             );
             let reason = String::from_utf8_lossy(&close.reason);
             assert!(reason.starts_with("bad hello: malformed frame"), "{reason}");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sallyport_proto::io::{read_frame, write_frame};
-use sallyport_proto::tunnel::{code, EnrolReply, EnrolRequest};
+use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest};
 
 use super::server::TunnelCtx;
 use super::HANDSHAKE_TIMEOUT;
@@ -84,12 +84,12 @@ pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "enrolment connection failed");
-            conn.close(code::PROTOCOL.into(), e.as_bytes());
+            conn.close(Code::Protocol.code().into(), e.as_bytes());
             return;
         }
         Err(_) => {
             tracing::info!(%remote, "no enrolment request in time; closing");
-            conn.close(code::TIMEOUT.into(), b"no enrolment request in time");
+            conn.close(Code::Timeout.code().into(), b"no enrolment request in time");
             return;
         }
     };
@@ -117,7 +117,7 @@ pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
         Ok(Err(e)) => tracing::warn!(%remote, error = %e, "enrolment failed"),
         Err(_) => tracing::warn!(%remote, "enrolment timed out"),
     }
-    conn.close(0u32.into(), b"enrolment done");
+    conn.close(Code::Done.code().into(), b"enrolment done");
 }
 
 fn enrol(
@@ -151,7 +151,7 @@ fn enrol(
         // The old certificate no longer opens connections; close the ones it has.
         let closed = ctx.registry.close_connector(
             &connector,
-            sallyport_proto::tunnel::code::REVOKED,
+            Code::Revoked,
             &format!("connector {connector} was replaced by a new enrolment"),
         );
         tracing::info!(%connector, closed, "enrolment replaced the connector's certificate");
