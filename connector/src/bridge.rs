@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sallyport_proto::io::{read_frame, write_frame, ReadError};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError};
 use sallyport_proto::tunnel::{Code, StreamHeader, StreamReply};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -29,14 +29,14 @@ pub async fn serve(
     connector: &str,
     services: &Services,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
 ) {
-    let header = match tokio::time::timeout(
-        HEADER_TIMEOUT,
-        read_frame::<StreamHeader, _>(&mut recv),
-    )
-    .await
-    {
+    // The reader stops at the header's last byte; the session's bytes stay
+    // in the stream for `copy_both`.
+    let mut reader = FrameReader::new(recv);
+    let header = tokio::time::timeout(HEADER_TIMEOUT, reader.read_frame::<StreamHeader>()).await;
+    let mut recv = reader.into_inner();
+    let header = match header {
         Ok(Ok(h)) => h,
         Ok(Err(ReadError::Closed)) => return,
         Ok(Err(e)) => return refuse(&mut send, &mut recv, format!("bad stream header: {e}")).await,

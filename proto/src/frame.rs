@@ -63,8 +63,11 @@ pub fn decode_body<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, Fra
 
 /// Decodes one frame from the front of `buf`.
 ///
-/// Returns `Ok(None)` when `buf` holds only part of a frame (read more and
-/// call again), or the message and the number of bytes it used.
+/// Returns `Ok(None)` when `buf` holds only part of a frame ("incomplete":
+/// read more and call again), or the message and the number of bytes it
+/// used. Any error is final for that frame. This is the one decoder: the
+/// fuzz targets and property tests drive it from memory, and
+/// `io::FrameReader` (feature `tokio`) drives it from every stream.
 pub fn decode_frame<T: DeserializeOwned + Validate>(
     buf: &[u8],
 ) -> Result<Option<(T, usize)>, FrameError> {

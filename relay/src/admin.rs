@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sallyport_proto::frame::{check_name, service_name};
 use sallyport_proto::frame::{FrameError, Validate};
-use sallyport_proto::io::{read_frame, write_frame, ReadError, WriteError};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError, WriteError};
 use sallyport_proto::limits::MAX_FRAME_LEN;
 use sallyport_proto::token::EnrolmentToken;
 use serde::{Deserialize, Serialize};
@@ -1011,8 +1011,9 @@ async fn serve_one(
     ctx: Arc<AdminCtx>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let (mut r, mut w) = stream.into_split();
-    let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame::<Request, _>(&mut r));
+    let (r, mut w) = stream.into_split();
+    let mut r = FrameReader::new(r);
+    let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, r.read_frame::<Request>());
     let req = tokio::select! {
         read = read => match read {
             Ok(Ok(req)) => req,
@@ -1085,10 +1086,11 @@ pub async fn send_to_running(
     let stream = UnixStream::connect(socket_path(data_dir)).await.ok()?;
     Some(
         async {
-            let (mut r, mut w) = stream.into_split();
+            let (r, mut w) = stream.into_split();
+            let mut r = FrameReader::new(r);
             write_frame(&mut w, req).await?;
             loop {
-                let frame = tokio::time::timeout(ADMIN_REPLY_WAIT, read_frame(&mut r))
+                let frame = tokio::time::timeout(ADMIN_REPLY_WAIT, r.read_frame())
                     .await
                     .map_err(|_| AdminError::Timeout)??;
                 match frame {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sallyport_proto::io::{read_frame, write_frame};
+use sallyport_proto::io::{write_frame, FrameReader};
 use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest};
 
 use super::server::TunnelCtx;
@@ -75,8 +75,11 @@ impl EnrolSlots {
 pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
     let remote = conn.remote_address();
     let request = tokio::time::timeout(ENROL_REQUEST_TIMEOUT, async {
-        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let req: EnrolRequest = read_frame(&mut recv).await.map_err(|e| e.to_string())?;
+        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let req: EnrolRequest = FrameReader::new(recv)
+            .read_frame()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>((send, req))
     })
     .await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use sallyport_connector::quic;
-use sallyport_proto::io::{read_frame, write_frame, ReadError};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError};
 use sallyport_proto::tunnel::{
     Code, Control, Hello, RefusedService, Welcome, ALPN, PROTOCOL_VERSION,
 };
@@ -159,8 +159,10 @@ async fn run_connection(
     };
     // The connector opens the control stream and speaks first.
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let hello: Control = read_frame(&mut recv)
+        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let mut recv = FrameReader::new(recv);
+        let hello: Control = recv
+            .read_frame()
             .await
             .map_err(|e| format!("bad hello: {e}"))?;
         Ok::<_, String>((send, recv, hello))
@@ -248,7 +250,8 @@ async fn run_connection(
 
     loop {
         tokio::select! {
-            msg = read_frame::<Control, _>(&mut recv) => match msg {
+            // Cancel-safe: a frame half read when shutdown wins stays in `recv`.
+            msg = recv.read_frame::<Control>() => match msg {
                 Ok(Control::Heartbeat { seq }) => {
                     if write_frame(&mut send, &Control::HeartbeatAck { seq }).await.is_err() {
                         break;
