@@ -11,18 +11,30 @@ use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
 /// Why a frame could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The length prefix (or an encoded message) is over the limit; the
+    /// body is never read.
     #[error("frame of {len} bytes is over the limit of {max} bytes")]
-    Oversize { len: usize, max: usize },
+    Oversize {
+        /// The length the frame claims, in bytes.
+        len: usize,
+        /// The limit it is over, in bytes.
+        max: usize,
+    },
+    /// The body is not the JSON of the expected message.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// The message parsed but a field breaks its limit or rule.
     #[error("invalid frame: {0}")]
     Invalid(String),
+    /// The stream ended in the middle of a frame.
     #[error("stream ended in the middle of a frame")]
     Truncated,
 }
 
 /// Checks the limits of a decoded message's fields.
 pub trait Validate {
+    /// `Ok` when every field is within its limit in [`crate::limits`];
+    /// otherwise [`FrameError::Invalid`] naming the field.
     fn validate(&self) -> Result<(), FrameError>;
 }
 
