@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sallyport_proto::io::{read_frame, write_frame, ReadError};
-use sallyport_proto::tunnel::stream_code::SERVICE_FAILED;
-use sallyport_proto::tunnel::{StreamHeader, StreamReply};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError};
+use sallyport_proto::tunnel::{Code, StreamHeader, StreamReply};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -30,14 +29,14 @@ pub async fn serve(
     connector: &str,
     services: &Services,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
 ) {
-    let header = match tokio::time::timeout(
-        HEADER_TIMEOUT,
-        read_frame::<StreamHeader, _>(&mut recv),
-    )
-    .await
-    {
+    // The reader stops at the header's last byte; the session's bytes stay
+    // in the stream for `copy_both`.
+    let mut reader = FrameReader::new(recv);
+    let header = tokio::time::timeout(HEADER_TIMEOUT, reader.read_frame::<StreamHeader>()).await;
+    let mut recv = reader.into_inner();
+    let header = match header {
         Ok(Ok(h)) => h,
         Ok(Err(ReadError::Closed)) => return,
         Ok(Err(e)) => return refuse(&mut send, &mut recv, format!("bad stream header: {e}")).await,
@@ -102,7 +101,7 @@ async fn connect_and_copy(
 async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, reason: String) {
     let _ = write_frame(send, &StreamReply::Refuse { reason }).await;
     let _ = send.finish();
-    let _ = recv.stop(0u32.into());
+    let _ = recv.stop(Code::Done.code().into());
 }
 
 /// Copies relay → service and service → relay until both are done. A clean
@@ -144,7 +143,7 @@ async fn copy_both(
             }
         }
         if abort.is_cancelled() {
-            let _ = recv.stop(SERVICE_FAILED.into());
+            let _ = recv.stop(Code::ServiceFailed.code().into());
         }
         n
     };
@@ -178,7 +177,7 @@ async fn copy_both(
             }
         }
         if abort.is_cancelled() {
-            let _ = send.reset(SERVICE_FAILED.into());
+            let _ = send.reset(Code::ServiceFailed.code().into());
         }
         n
     };

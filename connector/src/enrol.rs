@@ -12,9 +12,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use sallyport_proto::io::{read_frame, write_frame};
+use sallyport_proto::io::{write_frame, FrameReader};
 use sallyport_proto::token::EnrolmentToken;
-use sallyport_proto::tunnel::{EnrolReply, EnrolRequest, TUNNEL_SERVER_NAME};
+use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest, TUNNEL_SERVER_NAME};
 
 use crate::identity::Identity;
 use sallyport_common::hash::sha256_hex;
@@ -131,7 +131,7 @@ pub async fn enrol(
         .map_err(|_| ConnectorError::Connect(token.relay.clone(), "timed out".into()))?
         .map_err(|e| ConnectorError::Connect(token.relay.clone(), e.to_string()))?;
     let exchange = async {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         let req = EnrolRequest {
             secret: token.secret.clone(),
             csr_pem,
@@ -141,7 +141,8 @@ pub async fn enrol(
             .await
             .map_err(|e| e.to_string())?;
         let _ = send.finish();
-        read_frame::<EnrolReply, _>(&mut recv)
+        FrameReader::new(recv)
+            .read_frame::<EnrolReply>()
             .await
             .map_err(|e| e.to_string())
     };
@@ -149,7 +150,7 @@ pub async fn enrol(
         .await
         .map_err(|_| ConnectorError::Enrolment("the relay did not answer".into()))?
         .map_err(ConnectorError::Enrolment)?;
-    conn.close(0u32.into(), b"enrolled");
+    conn.close(Code::Done.code().into(), b"enrolled");
     match reply {
         EnrolReply::Enrolled {
             connector,

@@ -139,7 +139,7 @@ pub async fn enrol_or_load(
             let ep = endpoint()?;
             let identity = enrol::enrol(&ep, &token).await?;
             identity.save(state_dir)?;
-            ep.close(0u32.into(), b"");
+            ep.close(sallyport_proto::tunnel::Code::Done.code().into(), b"");
             tracing::info!(connector = %identity.name, relay = %identity.relay, "enrolled");
             Ok(identity)
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
-use sallyport_proto::io::{read_frame, write_frame, ReadError};
-use sallyport_proto::tunnel::{code, Control, Hello, ServiceInfo, TUNNEL_SERVER_NAME};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError};
+use sallyport_proto::tunnel::{Code, Control, Hello, ServiceInfo, TUNNEL_SERVER_NAME};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -24,8 +24,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// seconds, and the connector should be serving again within two of them.
 pub const FAST_RECONNECT_WINDOW: Duration = Duration::from_secs(300);
 pub const FAST_BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// Control messages read ahead of the serve loop.
-const CONTROL_QUEUE: usize = 8;
 /// How long one connection attempt (QUIC handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the relay may take to answer hello.
@@ -99,7 +97,7 @@ pub async fn run(
     workers.wait().await;
     shared
         .endpoint
-        .close(code::DONE.into(), b"connector stopped");
+        .close(Code::Done.code().into(), b"connector stopped");
     let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
     match refusal_rx.try_recv() {
         Ok(reason) => Err(ConnectorError::Refused(reason)),
@@ -153,8 +151,8 @@ async fn worker(shared: Arc<Shared>, shutdown: CancellationToken) -> Option<Stri
 fn closed_reason(e: &quinn::ConnectionError) -> Ended {
     match e {
         quinn::ConnectionError::ApplicationClosed(c)
-            if c.error_code == code::REVOKED.into()
-                || c.error_code == code::UNAUTHORIZED.into() =>
+            if c.error_code == Code::Revoked.code().into()
+                || c.error_code == Code::Unauthorized.code().into() =>
         {
             Ended::Refused(String::from_utf8_lossy(&c.reason).into_owned())
         }
@@ -177,30 +175,6 @@ async fn connect(shared: &Shared) -> Result<quinn::Connection, Ended> {
     }
 }
 
-/// Reads control messages in a task of its own and queues them: `read_frame`
-/// is not cancel-safe (a frame half read when another branch of the serve
-/// loop's `select!` wins would be lost and the stream misparsed), so the loop
-/// selects on this queue instead. The task stops with the stream, or when
-/// the returned handle is dropped.
-fn control_reader(
-    mut recv: quinn::RecvStream,
-) -> (
-    tokio::sync::mpsc::Receiver<Result<Control, ReadError>>,
-    tokio_util::task::AbortOnDropHandle<()>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel(CONTROL_QUEUE);
-    let task = tokio::spawn(async move {
-        loop {
-            let msg = read_frame::<Control, _>(&mut recv).await;
-            let last = msg.is_err();
-            if tx.send(msg).await.is_err() || last {
-                break;
-            }
-        }
-    });
-    (rx, tokio_util::task::AbortOnDropHandle::new(task))
-}
-
 /// Serves one connection until it ends; also says whether the relay
 /// welcomed it (a tunnel that was up, as opposed to a failed attempt).
 async fn serve(
@@ -215,11 +189,12 @@ async fn serve(
         services: shared.announced.clone(),
     });
     let handshake = async {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| closed_reason(&e))?;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| closed_reason(&e))?;
         write_frame(&mut send, &hello)
             .await
             .map_err(|e| Ended::Lost(e.to_string()))?;
-        match read_frame::<Control, _>(&mut recv).await {
+        let mut recv = FrameReader::new(recv);
+        match recv.read_frame::<Control>().await {
             Ok(Control::Welcome(w)) => Ok((send, recv, w)),
             Ok(other) => Err(Ended::Lost(format!("expected welcome, got {other:?}"))),
             Err(e) => Err(match conn.close_reason() {
@@ -228,7 +203,8 @@ async fn serve(
             }),
         }
     };
-    let (mut send, recv, welcome) = match tokio::time::timeout(WELCOME_TIMEOUT, handshake).await {
+    let (mut send, mut recv, welcome) = match tokio::time::timeout(WELCOME_TIMEOUT, handshake).await
+    {
         Ok(Ok(x)) => x,
         Ok(Err(ended)) => {
             // The relay may close with its reason just after our hello.
@@ -243,7 +219,6 @@ async fn serve(
         }
         Err(_) => return (Ended::Lost("no welcome in time".into()), false),
     };
-    let (mut control, _reader) = control_reader(recv);
     tracing::info!(relay = %shared.relay, relay_version = %welcome.relay_version, "tunnel up");
     for r in &welcome.refused {
         tracing::warn!(service = %r.service, reason = %r.reason, "the relay refused a service");
@@ -264,7 +239,8 @@ async fn serve(
                 }
                 Err(e) => break closed_reason(&e),
             },
-            msg = control.recv() => match msg.unwrap_or(Err(ReadError::Closed)) {
+            // Cancel-safe: a frame half read when another branch wins stays in `recv`.
+            msg = recv.read_frame::<Control>() => match msg {
                 Ok(Control::Heartbeat { seq }) => {
                     if write_frame(&mut send, &Control::HeartbeatAck { seq }).await.is_err() {
                         break Ended::Lost("control stream failed".into());
@@ -312,6 +288,6 @@ async fn serve(
         let _ = tokio::time::timeout(shared.drain_timeout, sessions.wait()).await;
     }
     let _ = send.finish();
-    conn.close(code::DONE.into(), b"connector closing");
+    conn.close(Code::Done.code().into(), b"connector closing");
     (ended, true)
 }

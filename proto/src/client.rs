@@ -174,6 +174,7 @@ impl Control {
         crate::frame::decode_body(text.as_bytes())
     }
 
+    /// The message as a text WebSocket message (JSON).
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).expect("an enum of strings always serializes")
     }
@@ -182,13 +183,16 @@ impl Control {
 /// Body of every JSON error answer of the relay's HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
+    /// What went wrong, in words for the person.
     pub error: String,
 }
 
 /// `POST /api/login` request body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
+    /// The Sallyport user name.
     pub user: String,
+    /// Its password.
     pub password: String,
     /// The one-time code, for users with a second factor set up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +217,7 @@ pub struct TotpSetupRequest {
 /// authenticator app: as an `otpauth://` URI and as a QR code image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TotpSetupResponse {
+    /// `otpauth://totp/...` with the secret, for apps that take a link.
     pub uri: String,
     /// `data:image/svg+xml;base64,...`
     pub qr: String,
@@ -221,6 +226,7 @@ pub struct TotpSetupResponse {
 /// `POST /api/totp/confirm` request: a code from the new secret puts it in force.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TotpConfirmRequest {
+    /// Six digits from the new secret.
     pub code: String,
 }
 
@@ -228,14 +234,18 @@ pub struct TotpConfirmRequest {
 /// browser gets the same token as an HttpOnly cookie).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginResponse {
+    /// The user signed in.
     pub user: String,
+    /// The bearer token (`Authorization: Bearer …`).
     pub token: String,
+    /// When the sign-in ends: Unix time, seconds.
     pub expires: u64,
 }
 
 /// `POST /api/ssh-cert` request body: certify this public key for a service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SshCertRequest {
+    /// The service the certificate is for (policy decides per service).
     pub service: String,
     /// The client's public key, OpenSSH form; the private half never leaves the client.
     pub public_key: String,
@@ -252,6 +262,8 @@ pub struct SshCertRequest {
 pub struct SshCertResponse {
     /// The certificate, OpenSSH form (what `…-cert.pub` files hold).
     pub certificate: String,
+    /// The Unix account it lets the client log in as.
     pub principal: String,
+    /// When it stops being valid: Unix time, seconds.
     pub valid_before: u64,
 }

@@ -11,18 +11,30 @@ use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
 /// Why a frame could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The length prefix (or an encoded message) is over the limit; the
+    /// body is never read.
     #[error("frame of {len} bytes is over the limit of {max} bytes")]
-    Oversize { len: usize, max: usize },
+    Oversize {
+        /// The length the frame claims, in bytes.
+        len: usize,
+        /// The limit it is over, in bytes.
+        max: usize,
+    },
+    /// The body is not the JSON of the expected message.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// The message parsed but a field breaks its limit or rule.
     #[error("invalid frame: {0}")]
     Invalid(String),
+    /// The stream ended in the middle of a frame.
     #[error("stream ended in the middle of a frame")]
     Truncated,
 }
 
 /// Checks the limits of a decoded message's fields.
 pub trait Validate {
+    /// `Ok` when every field is within its limit in [`crate::limits`];
+    /// otherwise [`FrameError::Invalid`] naming the field.
     fn validate(&self) -> Result<(), FrameError>;
 }
 
@@ -63,8 +75,11 @@ pub fn decode_body<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, Fra
 
 /// Decodes one frame from the front of `buf`.
 ///
-/// Returns `Ok(None)` when `buf` holds only part of a frame (read more and
-/// call again), or the message and the number of bytes it used.
+/// Returns `Ok(None)` when `buf` holds only part of a frame ("incomplete":
+/// read more and call again), or the message and the number of bytes it
+/// used. Any error is final for that frame. This is the one decoder: the
+/// fuzz targets and property tests drive it from memory, and
+/// `io::FrameReader` (feature `tokio`) drives it from every stream.
 pub fn decode_frame<T: DeserializeOwned + Validate>(
     buf: &[u8],
 ) -> Result<Option<(T, usize)>, FrameError> {

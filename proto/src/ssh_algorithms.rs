@@ -99,10 +99,15 @@ pub const GEX_MAX_BITS: usize = 8192;
 /// the refusal message names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Key exchange methods (`kex_algorithms`).
     KeyExchange,
+    /// Server host key algorithms.
     HostKey,
+    /// Encryption algorithms.
     Cipher,
+    /// MAC algorithms.
     Mac,
+    /// Compression algorithms.
     Compression,
 }
 

@@ -14,6 +14,8 @@ use crate::limits::{MAX_ADDR_LEN, MAX_ID_LEN, MAX_TOKEN_LEN};
 
 const PREFIX: &str = "spt1.";
 
+/// What an enrolment token carries: everything a new connector needs to
+/// find the relay, trust it, and prove it was invited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrolmentToken {
     /// Where the connector dials the relay: `host:port` (UDP).
@@ -40,6 +42,8 @@ impl Validate for EnrolmentToken {
 }
 
 impl EnrolmentToken {
+    /// The token as an admin pastes it: `spt1.` then the JSON, base64url
+    /// without padding.
     pub fn encode(&self) -> String {
         let json = serde_json::to_vec(self).expect("a struct of strings always serializes");
         format!(
@@ -48,6 +52,9 @@ impl EnrolmentToken {
         )
     }
 
+    /// Parses [`EnrolmentToken::encode`]'s text (surrounding whitespace is
+    /// ignored). Errors: over [`MAX_TOKEN_LEN`], a wrong prefix, not base64url,
+    /// or a field over its limit.
     pub fn decode(text: &str) -> Result<Self, FrameError> {
         let text = text.trim();
         check_len("token", text, MAX_TOKEN_LEN)?;

@@ -26,42 +26,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// trust comes from the pinned relay CA, not from DNS.
 pub const TUNNEL_SERVER_NAME: &str = "tunnel.sallyport.invalid";
 
-/// QUIC application error codes used when closing a connection or stream.
-pub mod code {
-    /// Normal close (shutdown, drain finished).
-    pub const DONE: u32 = 0;
-    /// The peer broke the protocol (bad frame, unexpected message).
-    pub const PROTOCOL: u32 = 1;
-    /// The connector is unknown, revoked or its token was refused.
-    pub const UNAUTHORIZED: u32 = 2;
-    /// The connector was revoked while connected.
-    pub const REVOKED: u32 = 3;
-    /// The peer took too long to send what it had to.
-    pub const TIMEOUT: u32 = 4;
-    /// The connector already holds as many connections as the relay allows.
-    pub const TOO_MANY: u32 = 5;
-}
+pub mod code;
+pub mod transport;
 
-/// QUIC stream error codes (RESET_STREAM / STOP_SENDING, RFC 9000 §19.4-5)
-/// of a session stream: why one side abandoned it.
-pub mod stream_code {
-    /// The client went away (relay → connector).
-    pub const CLIENT_GONE: u32 = 0x10;
-    /// The connection to the service failed: it reset the connection or
-    /// took no more bytes (connector → relay).
-    pub const SERVICE_FAILED: u32 = 0x11;
-
-    /// A person's words for `code`, for the message that ends the session.
-    pub fn describe(code: u64) -> Option<&'static str> {
-        match u32::try_from(code).ok()? {
-            CLIENT_GONE => Some("the client went away"),
-            SERVICE_FAILED => {
-                Some("the connection to the service failed (it reset or closed the connection)")
-            }
-            _ => None,
-        }
-    }
-}
+pub use code::Code;
 
 /// Messages on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,27 +40,45 @@ pub enum Control {
     /// Relay → connector, answer to hello.
     Welcome(Welcome),
     /// Either side: liveness probe, answered by `HeartbeatAck` with the same `seq`.
-    Heartbeat { seq: u64 },
+    Heartbeat {
+        /// The sender's counter, echoed by the answer.
+        seq: u64,
+    },
     /// Answer to `Heartbeat`.
-    HeartbeatAck { seq: u64 },
+    HeartbeatAck {
+        /// The `seq` of the heartbeat answered.
+        seq: u64,
+    },
     /// Either side: open no new sessions on this connection; it closes when
     /// the open ones finish.
-    Drain { reason: String },
+    Drain {
+        /// Why, for the other side's log (at most [`MAX_REASON_LEN`] bytes).
+        reason: String,
+    },
 }
 
 /// What a connector says about itself when it connects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The connector's [`PROTOCOL_VERSION`].
     pub protocol: u32,
+    /// The connector's name, which must be the one its certificate was
+    /// enrolled as.
     pub connector: String,
+    /// The connector's software version, for the relay's log and `connector
+    /// list` (at most [`MAX_NAME_LEN`] bytes).
     pub version: String,
+    /// What it serves: at most [`MAX_SERVICES`].
     pub services: Vec<ServiceInfo>,
 }
 
 /// One service a connector exposes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {
+    /// The service's name, as people ask for it (compared
+    /// case-insensitively, see [`crate::frame::service_name`]).
     pub name: String,
+    /// What speaks on it.
     pub kind: ServiceKind,
     /// For SSH services: the host's public keys in OpenSSH form
     /// (`ssh-ed25519 AAAA...`), as the connector found them.
@@ -100,17 +86,22 @@ pub struct ServiceInfo {
     pub host_keys: Vec<String>,
 }
 
+/// What speaks on a service's port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
+    /// An SSH server: the connector scans its host keys for the hello.
     Ssh,
+    /// Any other TCP service, carried as bytes.
     Tcp,
 }
 
 /// The relay's answer to hello.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
+    /// The relay's [`PROTOCOL_VERSION`].
     pub protocol: u32,
+    /// The relay's software version, for the connector's log.
     pub relay_version: String,
     /// How often the connector should send heartbeats.
     pub heartbeat_secs: u32,
@@ -124,7 +115,9 @@ pub struct Welcome {
 /// A service name the relay will not route to a connector, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedService {
+    /// The name as the hello gave it.
     pub service: String,
+    /// Why (at most [`MAX_REASON_LEN`] bytes), for the connector's log.
     pub reason: String,
 }
 
@@ -141,8 +134,13 @@ pub struct StreamHeader {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamReply {
+    /// The connector is connected to the service: bytes may flow.
     Accept,
-    Refuse { reason: String },
+    /// It is not, and the stream ends.
+    Refuse {
+        /// Why (at most [`MAX_REASON_LEN`] bytes), shown to the person.
+        reason: String,
+    },
 }
 
 /// First frame on an enrolment stream, connector → relay.
@@ -152,6 +150,7 @@ pub struct EnrolRequest {
     pub secret: String,
     /// A PKCS#10 certificate signing request for the connector's own key.
     pub csr_pem: String,
+    /// The connector's software version, for the relay's log.
     pub version: String,
 }
 
@@ -159,12 +158,18 @@ pub struct EnrolRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EnrolReply {
+    /// The connector is enrolled; it keeps these and connects with them.
     Enrolled {
+        /// The name it was enrolled as (the token's).
         connector: String,
+        /// Its client certificate, PEM.
         cert_pem: String,
+        /// The relay's CA certificate, PEM, which it pins from now on.
         ca_pem: String,
     },
+    /// It is not.
     Refused {
+        /// Why, for the person running the connector.
         reason: String,
     },
 }

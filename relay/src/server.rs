@@ -162,7 +162,7 @@ impl Relay {
         }
         let _ = tokio::time::timeout(drain, self.sessions.wait()).await;
         self.endpoint.close(
-            sallyport_proto::tunnel::code::DONE.into(),
+            sallyport_proto::tunnel::Code::Done.code().into(),
             b"relay shutting down",
         );
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;

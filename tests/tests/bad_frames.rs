@@ -9,7 +9,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::Stdio;
 use std::time::Duration;
 
-use sallyport_proto::io::read_frame;
+use sallyport_proto::io::FrameReader;
 use sallyport_proto::tunnel::{StreamHeader, StreamReply};
 use sallyport_relay::admin::{self, AdminCtx, Request};
 use sallyport_relay::config::ServeArgs;
@@ -28,7 +28,7 @@ async fn refusal_for(relay: &Relay, bytes: &[u8]) -> String {
     let _ = send.finish();
     let reply = tokio::time::timeout(
         Duration::from_secs(30),
-        read_frame::<StreamReply, _>(&mut recv),
+        FrameReader::new(&mut recv).read_frame::<StreamReply>(),
     )
     .await
     .expect("the connector answers within the header timeout")
@@ -198,7 +198,7 @@ async fn bad_frames_close_only_their_stream() {
         quinn::ConnectionError::ApplicationClosed(close) => {
             assert_eq!(
                 close.error_code,
-                sallyport_proto::tunnel::code::PROTOCOL.into()
+                sallyport_proto::tunnel::Code::Protocol.code().into()
             );
             let reason = String::from_utf8_lossy(&close.reason);
             assert!(reason.starts_with("bad hello: malformed frame"), "{reason}");

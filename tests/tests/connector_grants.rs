@@ -268,7 +268,10 @@ async fn idle_and_malformed_enrolments_neither_hold_the_slots_nor_spend_the_toke
         .await
         .unwrap();
     let reply: sallyport_proto::tunnel::EnrolReply =
-        sallyport_proto::io::read_frame(&mut recv).await.unwrap();
+        sallyport_proto::io::FrameReader::new(&mut recv)
+            .read_frame()
+            .await
+            .unwrap();
     assert!(
         matches!(&reply, sallyport_proto::tunnel::EnrolReply::Refused { .. }),
         "{reply:?}"

@@ -718,7 +718,7 @@ fn connector_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         .map(|r| {
             r.close_connector(
                 name,
-                sallyport_proto::tunnel::code::REVOKED,
+                sallyport_proto::tunnel::Code::Revoked,
                 &format!("connector {name} was revoked"),
             )
         })

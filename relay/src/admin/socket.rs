@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sallyport_proto::io::{read_frame, write_frame, ReadError, WriteError};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError, WriteError};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -139,8 +139,9 @@ async fn serve_one(
     ctx: Arc<AdminCtx>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let (mut r, mut w) = stream.into_split();
-    let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, read_frame::<Request, _>(&mut r));
+    let (r, mut w) = stream.into_split();
+    let mut r = FrameReader::new(r);
+    let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, r.read_frame::<Request>());
     let req = tokio::select! {
         read = read => match read {
             Ok(Ok(req)) => req,
@@ -213,10 +214,11 @@ pub async fn send_to_running(
     let stream = UnixStream::connect(socket_path(data_dir)).await.ok()?;
     Some(
         async {
-            let (mut r, mut w) = stream.into_split();
+            let (r, mut w) = stream.into_split();
+            let mut r = FrameReader::new(r);
             write_frame(&mut w, req).await?;
             loop {
-                let frame = tokio::time::timeout(ADMIN_REPLY_WAIT, read_frame(&mut r))
+                let frame = tokio::time::timeout(ADMIN_REPLY_WAIT, r.read_frame())
                     .await
                     .map_err(|_| AdminError::Timeout)??;
                 match frame {

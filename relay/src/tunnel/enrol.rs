@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sallyport_proto::io::{read_frame, write_frame};
-use sallyport_proto::tunnel::{code, EnrolReply, EnrolRequest};
+use sallyport_proto::io::{write_frame, FrameReader};
+use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest};
 
 use super::server::TunnelCtx;
 use super::HANDSHAKE_TIMEOUT;
@@ -75,8 +75,11 @@ impl EnrolSlots {
 pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
     let remote = conn.remote_address();
     let request = tokio::time::timeout(ENROL_REQUEST_TIMEOUT, async {
-        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let req: EnrolRequest = read_frame(&mut recv).await.map_err(|e| e.to_string())?;
+        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let req: EnrolRequest = FrameReader::new(recv)
+            .read_frame()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>((send, req))
     })
     .await;
@@ -84,12 +87,12 @@ pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "enrolment connection failed");
-            conn.close(code::PROTOCOL.into(), e.as_bytes());
+            conn.close(Code::Protocol.code().into(), e.as_bytes());
             return;
         }
         Err(_) => {
             tracing::info!(%remote, "no enrolment request in time; closing");
-            conn.close(code::TIMEOUT.into(), b"no enrolment request in time");
+            conn.close(Code::Timeout.code().into(), b"no enrolment request in time");
             return;
         }
     };
@@ -117,7 +120,7 @@ pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
         Ok(Err(e)) => tracing::warn!(%remote, error = %e, "enrolment failed"),
         Err(_) => tracing::warn!(%remote, "enrolment timed out"),
     }
-    conn.close(0u32.into(), b"enrolment done");
+    conn.close(Code::Done.code().into(), b"enrolment done");
 }
 
 fn enrol(
@@ -151,7 +154,7 @@ fn enrol(
         // The old certificate no longer opens connections; close the ones it has.
         let closed = ctx.registry.close_connector(
             &connector,
-            sallyport_proto::tunnel::code::REVOKED,
+            Code::Revoked,
             &format!("connector {connector} was replaced by a new enrolment"),
         );
         tracing::info!(%connector, closed, "enrolment replaced the connector's certificate");

@@ -7,7 +7,7 @@ pub mod server;
 
 use std::time::Duration;
 
-use sallyport_proto::io::{read_frame, write_frame, ReadError};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError};
 use sallyport_proto::tunnel::{StreamHeader, StreamReply};
 
 pub use registry::{LiveConn, Registry};
@@ -45,7 +45,7 @@ pub async fn open_session(
         detail,
     };
     let attempt = async {
-        let (mut send, mut recv) = live
+        let (mut send, recv) = live
             .conn
             .open_bi()
             .await
@@ -53,8 +53,11 @@ pub async fn open_session(
         write_frame(&mut send, header)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        match read_frame::<StreamReply, _>(&mut recv).await {
-            Ok(StreamReply::Accept) => Ok((send, recv)),
+        // The reader stops at the reply's last byte: the service's first
+        // bytes, right behind it, stay in the stream for the pipe.
+        let mut recv = FrameReader::new(recv);
+        match recv.read_frame::<StreamReply>().await {
+            Ok(StreamReply::Accept) => Ok((send, recv.into_inner())),
             Ok(StreamReply::Refuse { reason }) => Err(OpenError::Refused {
                 connector: live.connector.clone(),
                 reason,

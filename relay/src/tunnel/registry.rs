@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sallyport_proto::tunnel::ServiceInfo;
+use sallyport_proto::tunnel::{Code, ServiceInfo};
 
 /// One live QUIC connection from a connector.
 #[derive(Clone)]
@@ -129,7 +129,7 @@ impl Registry {
     }
 
     /// Closes every connection of `connector`; returns how many there were.
-    pub fn close_connector(&self, connector: &str, code: u32, reason: &str) -> usize {
+    pub fn close_connector(&self, connector: &str, code: Code, reason: &str) -> usize {
         let conns: Vec<LiveConn> = self
             .lock()
             .values()
@@ -137,7 +137,7 @@ impl Registry {
             .cloned()
             .collect();
         for c in &conns {
-            c.conn.close(code.into(), reason.as_bytes());
+            c.conn.close(code.code().into(), reason.as_bytes());
         }
         conns.len()
     }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use sallyport_common::quic;
-use sallyport_proto::io::{read_frame, write_frame, ReadError};
+use sallyport_proto::io::{write_frame, FrameReader, ReadError};
 use sallyport_proto::tunnel::{
-    code, Control, Hello, RefusedService, Welcome, ALPN, PROTOCOL_VERSION,
+    Code, Control, Hello, RefusedService, Welcome, ALPN, PROTOCOL_VERSION,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -59,7 +59,7 @@ pub fn server_config(ca: &RelayCa) -> anyhow::Result<quinn::ServerConfig> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(quic::transport_config(
-        quic::MAX_CONNECTOR_STREAMS,
+        sallyport_proto::tunnel::transport::MAX_CONNECTOR_STREAMS,
     )));
     Ok(config)
 }
@@ -109,7 +109,7 @@ async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: Cancella
             Ok(slot) => slot,
             Err(why) => {
                 tracing::debug!(remote = %conn.remote_address(), why, "enrolment refused");
-                conn.close(code::TIMEOUT.into(), why.as_bytes());
+                conn.close(Code::Busy.code().into(), why.as_bytes());
                 return;
             }
         };
@@ -121,7 +121,7 @@ async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: Cancella
         Ok(Some(r)) if r.state == ConnectorState::Revoked => {
             tracing::warn!(connector = %r.name, %remote, "revoked connector refused");
             conn.close(
-                code::REVOKED.into(),
+                Code::Revoked.code().into(),
                 format!("connector {} was revoked", r.name).as_bytes(),
             );
             return;
@@ -129,14 +129,14 @@ async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: Cancella
         Ok(_) => {
             tracing::warn!(%remote, "unknown connector certificate refused");
             conn.close(
-                code::UNAUTHORIZED.into(),
+                Code::Unauthorized.code().into(),
                 b"this connector certificate is not enrolled here",
             );
             return;
         }
         Err(e) => {
             tracing::error!(error = %e, "store failed");
-            conn.close(code::DONE.into(), b"relay store unavailable");
+            conn.close(Code::Done.code().into(), b"relay store unavailable");
             return;
         }
     };
@@ -155,12 +155,14 @@ async fn run_connection(
     let protocol_error = |conn: &quinn::Connection, reason: String| {
         tracing::warn!(%reason, "closing connection: protocol error");
         Metrics::add(&ctx.metrics.tunnel_protocol_errors, 1);
-        conn.close(code::PROTOCOL.into(), reason.as_bytes());
+        conn.close(Code::Protocol.code().into(), reason.as_bytes());
     };
     // The connector opens the control stream and speaks first.
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let hello: Control = read_frame(&mut recv)
+        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let mut recv = FrameReader::new(recv);
+        let hello: Control = recv
+            .read_frame()
             .await
             .map_err(|e| format!("bad hello: {e}"))?;
         Ok::<_, String>((send, recv, hello))
@@ -173,7 +175,7 @@ async fn run_connection(
         }
         Ok(Err(e)) => return protocol_error(&conn, e),
         Err(_) => {
-            conn.close(code::TIMEOUT.into(), b"no hello in time");
+            conn.close(Code::Timeout.code().into(), b"no hello in time");
             return;
         }
     };
@@ -217,7 +219,7 @@ async fn run_connection(
             ctx.max_connections_per_connector
         );
         tracing::warn!(%reason, "connection refused");
-        conn.close(code::TOO_MANY.into(), reason.as_bytes());
+        conn.close(Code::TooMany.code().into(), reason.as_bytes());
         return;
     }
     let services: Vec<&str> = live
@@ -240,7 +242,7 @@ async fn run_connection(
     if !matches!(ctx.store.connector(&name), Ok(Some(r)) if r.state == ConnectorState::Enrolled) {
         ctx.registry.remove(live.id);
         conn.close(
-            code::REVOKED.into(),
+            Code::Revoked.code().into(),
             format!("connector {name} was revoked").as_bytes(),
         );
         return;
@@ -248,7 +250,8 @@ async fn run_connection(
 
     loop {
         tokio::select! {
-            msg = read_frame::<Control, _>(&mut recv) => match msg {
+            // Cancel-safe: a frame half read when shutdown wins stays in `recv`.
+            msg = recv.read_frame::<Control>() => match msg {
                 Ok(Control::Heartbeat { seq }) => {
                     if write_frame(&mut send, &Control::HeartbeatAck { seq }).await.is_err() {
                         break;

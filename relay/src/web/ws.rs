@@ -16,7 +16,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use sallyport_proto::client::Control;
 use sallyport_proto::frame::service_name;
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
-use sallyport_proto::tunnel::stream_code::{self, CLIENT_GONE};
+use sallyport_proto::tunnel::Code;
 use sallyport_proto::tunnel::StreamHeader;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -421,7 +421,7 @@ async fn pipe(
             }
         }
         if abort.is_cancelled() {
-            let _ = send.reset(CLIENT_GONE.into());
+            let _ = send.reset(Code::ClientGone.code().into());
         }
         drop(events_tx);
         bytes
@@ -566,8 +566,8 @@ async fn pipe(
                 Err(e) => {
                     abort.cancel();
                     let why = match &e {
-                        quinn::ReadError::Reset(code) => stream_code::describe(code.into_inner())
-                            .map(str::to_owned)
+                        quinn::ReadError::Reset(code) => Code::from_code(code.into_inner())
+                            .map(|c| c.describe().to_owned())
                             .unwrap_or_else(|| e.to_string()),
                         _ => e.to_string(),
                     };
@@ -576,7 +576,7 @@ async fn pipe(
             }
         };
         if abort.is_cancelled() {
-            let _ = recv.stop(CLIENT_GONE.into());
+            let _ = recv.stop(Code::ClientGone.code().into());
         }
         if let Err(reason) = outcome {
             let _ = ws_tx
