@@ -8,6 +8,7 @@
 //! or signals, and does not depend on this crate.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod fs;
 pub mod hash;
