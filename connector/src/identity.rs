@@ -17,12 +17,18 @@ struct Meta {
     relay: String,
 }
 
+/// An enrolled connector's identity: what enrolment gave it, kept in its
+/// state directory (`connector.json`, `relay-ca.pem`, `cert.pem`, `key.pem`).
 pub struct Identity {
+    /// The name it was enrolled as.
     pub name: String,
     /// `host:port` of the relay's tunnel listener.
     pub relay: String,
+    /// The relay's CA certificate, PEM: the only one it trusts.
     pub ca_pem: String,
+    /// Its client certificate, PEM.
     pub cert_pem: String,
+    /// Its private key, PEM (never leaves the state directory).
     pub key_pem: String,
 }
 
@@ -48,10 +54,13 @@ fn read(path: &Path) -> Result<String, ConnectorError> {
 }
 
 impl Identity {
+    /// Whether `dir` holds an identity.
     pub fn exists(dir: &Path) -> bool {
         path(dir, "connector.json").exists()
     }
 
+    /// Reads the identity in `dir`. Errors: [`ConnectorError::NotEnrolled`],
+    /// an unreadable file, or a corrupt `connector.json`.
     pub fn load(dir: &Path) -> Result<Self, ConnectorError> {
         if !Self::exists(dir) {
             return Err(ConnectorError::NotEnrolled(dir.to_owned()));
@@ -67,6 +76,8 @@ impl Identity {
         })
     }
 
+    /// Writes the identity to `dir` (created 0700), each file 0600 and
+    /// replaced atomically, the key first.
     pub fn save(&self, dir: &Path) -> Result<(), ConnectorError> {
         sallyport_common::fs::create_private_dir(dir).map_err(|source| ConnectorError::State {
             path: dir.to_owned(),

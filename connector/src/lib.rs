@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 //! The Sallyport connector: enrols once with a relay, then keeps QUIC
 //! connections to it and bridges each session stream to one of the services
 //! named in its own configuration, and nothing else. It never listens.
@@ -46,25 +48,36 @@ mod tests {
     }
 }
 
+/// Why the connector cannot run; each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
+    /// A setting is wrong (the text names it).
     #[error("{0}")]
     Config(String),
+    /// A file in the state directory cannot be read or written.
     #[error("cannot use state file {path}: {source}")]
     State {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// The state directory has no identity and no token was given.
     #[error("{0} holds no enrolled connector: run once with --token")]
     NotEnrolled(PathBuf),
+    /// A state file does not parse.
     #[error("connector state is corrupt: {0}")]
     Corrupt(String),
+    /// The certificate, key or CA cannot be used for TLS.
     #[error("TLS set-up failed: {0}")]
     Tls(String),
+    /// The relay (address, then why) cannot be reached.
     #[error("cannot connect to the relay at {0}: {1}")]
     Connect(String, String),
+    /// The relay refused the enrolment token (its reason).
     #[error("enrolment refused: {0}")]
     Enrolment(String),
+    /// The relay closed the tunnel for good (revoked, unauthorized).
     #[error("the relay refused this connector: {0}")]
     Refused(String),
 }
@@ -72,11 +85,15 @@ pub enum ConnectorError {
 /// Settings of `sallyport-connector run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    /// An enrolment token, for the first run (ignored once enrolled).
     pub token: Option<String>,
+    /// Where the identity lives (0700; its files 0600).
     pub state_dir: PathBuf,
     /// `NAME=HOST:PORT` specs, already split.
     pub services: Vec<(String, String)>,
+    /// How many QUIC connections to keep to the relay, for failover.
     pub ha_connections: usize,
+    /// How long open streams may take to finish at shutdown.
     pub drain_timeout: Duration,
 }
 

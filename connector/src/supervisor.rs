@@ -18,11 +18,13 @@ use crate::ConnectorError;
 
 /// First reconnect delay, doubled after each failure up to [`BACKOFF_MAX`].
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// For this long after a working tunnel is lost, the delay stops growing at
 /// [`FAST_BACKOFF_MAX`]: a relay that restarts or fails over is back in
 /// seconds, and the connector should be serving again within two of them.
 pub const FAST_RECONNECT_WINDOW: Duration = Duration::from_secs(300);
+/// Longest reconnect delay within [`FAST_RECONNECT_WINDOW`].
 pub const FAST_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How long one connection attempt (QUIC handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,13 +35,19 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Everything the connection workers share.
 pub struct Shared {
+    /// The connector's name.
     pub name: String,
+    /// `host:port` of the relay's tunnel listener.
     pub relay: String,
+    /// TLS with the connector's certificate, trusting the relay's CA only.
     pub client_config: quinn::ClientConfig,
+    /// The one UDP socket all connections use.
     pub endpoint: quinn::Endpoint,
+    /// What it may connect streams to.
     pub services: Services,
     /// The service list sent in hello, host keys included.
     pub announced: Vec<ServiceInfo>,
+    /// How long open streams may take to finish at shutdown.
     pub drain_timeout: Duration,
 }
 
