@@ -325,6 +325,44 @@ impl EchoSession {
         }
     }
 
+    /// Sends one control message as text (a client event, as the browser
+    /// client reports them).
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send a control message");
+    }
+
+    /// Reads until the relay acknowledges event `seq` of `session` (or a
+    /// later one); returns every acknowledgement on the way, in order, as
+    /// `(session, seq)`. Session bytes are skipped.
+    pub async fn acks_until(&mut self, session: &str, seq: u64) -> Vec<(String, u64)> {
+        let mut acks = Vec::new();
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("an acknowledgement within the patience");
+            match msg {
+                Some(Ok(Message::Text(t))) => match Control::parse(t.as_str()) {
+                    Ok(Control::Ack { session: s, seq: n }) => {
+                        let done = s == session && n >= seq;
+                        acks.push((s, n));
+                        if done {
+                            return acks;
+                        }
+                    }
+                    Ok(Control::Error { reason }) => {
+                        panic!("the relay ended the session: {reason}")
+                    }
+                    _ => {}
+                },
+                Some(Ok(_)) => {}
+                other => panic!("the session ended before the ack of {seq}: {other:?}"),
+            }
+        }
+    }
+
     /// Reads exactly `n` of the service's bytes.
     pub async fn read_exact(&mut self, n: usize) -> Vec<u8> {
         let mut got = Vec::new();

@@ -166,3 +166,103 @@ async fn a_session_outliving_the_drain_timeout_ends_with_a_reason() {
         .expect("the relay stops")
         .expect("shutdown task");
 }
+
+/// The stored client events of `session` in the relay's audit log, as
+/// their numbers in the order they were stored.
+fn stored_events(env: &InProc, session: &str) -> Vec<u64> {
+    let records = env
+        .relay()
+        .audit
+        .list(&Default::default(), 100_000)
+        .expect("audit list");
+    records
+        .iter()
+        .filter(|r| r.event["type"] == "client" && r.event["session"] == session)
+        .map(|r| r.event["seq"].as_u64().expect("a seq"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_events_reach_the_relay_once_across_a_reconnect() {
+    use sallyport_client::reporter::{Gathered, Outbox, Reporter};
+    use sallyport_proto::client::SessionEvent;
+
+    let env = InProc::start(&["c1"], DRAIN).await;
+    let mut outbox = Outbox::default();
+    let mut reporter = Reporter::new("inproc-events".into());
+    let id = reporter.session().to_owned();
+    let start = SessionEvent::Start {
+        service: sallyport_tests::inproc::SERVICE.into(),
+        principal: "alice".into(),
+        auth: "password".into(),
+        host_key: "SHA256:none".into(),
+        cols: 80,
+        rows: 24,
+    };
+
+    // The first socket carries three events and hears them acknowledged.
+    let mut first = env.open().await.expect("session opens");
+    let mut texts = reporter.report(&mut outbox, start, 0.0);
+    first.send(b"$ ").await;
+    let echoed = first.read_exact(2).await;
+    assert_eq!(
+        reporter.gather_output(&mut outbox, &echoed, 1.0),
+        Gathered::StartTimer
+    );
+    texts.extend(reporter.report(
+        &mut outbox,
+        SessionEvent::Resize {
+            cols: 100,
+            rows: 30,
+        },
+        2.0,
+    ));
+    for text in &texts {
+        first.send_text(text).await;
+    }
+    for (session, seq) in first.acks_until(&id, 3).await {
+        outbox
+            .ack(&session, seq)
+            .expect("the relay acks what was sent");
+    }
+    assert!(!outbox.pending(&id));
+
+    // Two more go out on it, and the socket drops before their acks (or
+    // before they are even sent: the third waits in the outbox).
+    let mut texts = reporter.report(
+        &mut outbox,
+        SessionEvent::Resize { cols: 90, rows: 30 },
+        3.0,
+    );
+    texts.extend(reporter.report(
+        &mut outbox,
+        SessionEvent::Resize { cols: 91, rows: 30 },
+        4.0,
+    ));
+    for text in &texts {
+        first.send_text(text).await;
+    }
+    drop(first);
+    reporter.report(
+        &mut outbox,
+        SessionEvent::Resize { cols: 92, rows: 30 },
+        5.0,
+    );
+    assert!(outbox.pending(&id));
+
+    // The next socket sends again everything not acknowledged; the relay
+    // stores each event once and acknowledges them all.
+    let mut second = env.open().await.expect("second session opens");
+    let again: Vec<String> = outbox.resend().map(str::to_owned).collect();
+    assert_eq!(again.len(), 3, "events 4, 5 and 6 are held");
+    for text in &again {
+        second.send_text(text).await;
+    }
+    for (session, seq) in second.acks_until(&id, 6).await {
+        outbox
+            .ack(&session, seq)
+            .expect("the relay acks what was sent");
+    }
+    assert!(!outbox.pending(&id), "nothing left to send");
+    assert_eq!(stored_events(&env, &id), [1, 2, 3, 4, 5, 6]);
+}
