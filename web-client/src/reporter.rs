@@ -15,7 +15,7 @@
 //! (`cargo test -p sallyport-client`), the way quinn-proto tests its
 //! connection state machine without sockets.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use base64::Engine as _;
 use sallyport_proto::client::{Control, SessionEvent};
@@ -71,15 +71,34 @@ pub enum AckError {
 #[derive(Debug, Default)]
 pub struct Outbox {
     held: VecDeque<Held>,
-    /// One small entry per terminal session this page ran.
-    sessions: HashMap<String, SessionState>,
+    /// One small entry per terminal session this page ran (a handful: a
+    /// list is smaller in the page's code than a hash map).
+    sessions: Vec<(String, SessionState)>,
 }
 
 impl Outbox {
     /// Holds `text`, event `seq` of `session`, until it is acknowledged.
     /// Numbers of one session must go up by one ([`Reporter`] does that).
+    fn state(&self, session: &str) -> Option<&SessionState> {
+        self.sessions
+            .iter()
+            .find_map(|(s, state)| (s == session).then_some(state))
+    }
+
+    fn state_mut(&mut self, session: &str) -> Option<&mut SessionState> {
+        self.sessions
+            .iter_mut()
+            .find_map(|(s, state)| (s == session).then_some(state))
+    }
+
     fn hold(&mut self, session: &str, seq: u64, text: String) {
-        let state = self.sessions.entry(session.to_owned()).or_default();
+        if self.state(session).is_none() {
+            self.sessions
+                .push((session.to_owned(), SessionState::default()));
+        }
+        let Some(state) = self.state_mut(session) else {
+            return;
+        };
         debug_assert_eq!(seq, state.last_seq + 1, "events are numbered in order");
         state.last_seq = seq;
         state.unacked_bytes += text.len();
@@ -103,7 +122,7 @@ impl Outbox {
             session: session.to_owned(),
             seq,
         };
-        let state = self.sessions.get_mut(session).ok_or_else(never_sent)?;
+        let state = self.state_mut(session).ok_or_else(never_sent)?;
         if seq > state.last_seq {
             return Err(never_sent());
         }
@@ -121,7 +140,9 @@ impl Outbox {
             }
             keep
         });
-        state.unacked_bytes -= freed;
+        if let Some(state) = self.state_mut(session) {
+            state.unacked_bytes -= freed;
+        }
         Ok(forgotten)
     }
 
@@ -132,7 +153,7 @@ impl Outbox {
 
     /// Bytes of `session`'s events the relay has not acknowledged.
     pub fn unacked_bytes(&self, session: &str) -> usize {
-        self.sessions.get(session).map_or(0, |s| s.unacked_bytes)
+        self.state(session).map_or(0, |s| s.unacked_bytes)
     }
 
     /// Whether any of `session`'s events wait for an acknowledgement.
