@@ -4,6 +4,7 @@
 //! tail of each process's log is printed so CI output shows what happened.
 
 pub mod compat;
+pub mod inproc;
 pub mod raw_session;
 pub mod screen;
 

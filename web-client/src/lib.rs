@@ -10,6 +10,7 @@ pub mod certs;
 pub mod credentials;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;
+pub mod reporter;
 pub mod ssh;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -31,8 +31,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use sallyport_proto::client::SessionEvent;
-use sallyport_proto::limits::MAX_EVENT_DATA;
 
+use crate::reporter::{self, Gathered, Outbox};
 use crate::ssh::{self, Ended, Frontend, Input, Options, State};
 
 /// Bytes between the SSH session and the WebSocket pump.
@@ -70,7 +70,7 @@ struct JsFrontend {
     /// Optional: `fetchCertificate(publicKey, principal)`, for services
     /// whose sshd trusts the relay's SSH CA.
     fetch_certificate: Option<Function>,
-    reporter: Rc<Reporter>,
+    reporter: Rc<JsReporter>,
 }
 
 /// Most accounts offered at `login as:` for a certificate login
@@ -81,62 +81,19 @@ const MAX_PRINCIPALS: usize = 64;
 /// last events before the page is told the session is over.
 const END_ACK_WAIT_MS: u32 = 3000;
 
-/// Above this many bytes of events the relay has not acknowledged, the
-/// session stops reading output until it catches up (nothing is dropped).
-const MAX_UNACKED_BYTES: usize = 4 * 1024 * 1024;
-
 thread_local! {
     /// Events the relay has not acknowledged, of every session this page
     /// ran: they go again on the next WebSocket that opens (a reconnect),
     /// and the relay stores each once.
-    static UNACKED: RefCell<Unacked> = RefCell::new(Unacked::default());
+    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
 }
 
-#[derive(Default)]
-struct Unacked {
-    /// (session, seq, message text), oldest first.
-    events: std::collections::VecDeque<(String, u64, String)>,
-}
-
-impl Unacked {
-    fn push(&mut self, session: &str, seq: u64, text: String) {
-        self.events.push_back((session.to_owned(), seq, text));
-    }
-
-    fn ack(&mut self, session: &str, seq: u64) {
-        self.events.retain(|(s, n, _)| !(s == session && *n <= seq));
-    }
-
-    fn bytes_of(&self, session: &str) -> usize {
-        self.events
-            .iter()
-            .filter(|(s, _, _)| s == session)
-            .map(|(_, _, t)| t.len())
-            .sum()
-    }
-
-    fn resend(&self, ws: &WebSocket) {
-        for (_, _, text) in &self.events {
-            if ws.send_with_str(text).is_err() {
-                break;
-            }
-        }
-    }
-}
-
-/// Numbers and stamps one session's events and sends them.
-struct Reporter {
-    session: String,
-    seq: std::cell::Cell<u64>,
-    /// [`monotonic_ms`] of the first event (the shell's start).
-    started: std::cell::Cell<Option<f64>>,
+/// One session's [`reporter::Reporter`], with the clock and the socket
+/// its messages go out on.
+struct JsReporter {
+    state: RefCell<reporter::Reporter>,
     ws: WebSocket,
-    /// Output gathered into one event: the bytes, and the time of the first.
-    output: RefCell<(Vec<u8>, f64)>,
 }
-
-/// Output is reported at most this long after it was shown.
-const OUTPUT_GATHER_MS: i32 = 40;
 
 /// A new session id: 16 letters and digits.
 fn session_id() -> String {
@@ -158,68 +115,47 @@ fn monotonic_ms() -> f64 {
         .unwrap_or_else(js_sys::Date::now)
 }
 
-impl Reporter {
+impl JsReporter {
+    fn session(&self) -> String {
+        self.state.borrow().session().to_owned()
+    }
+
     fn report(&self, event: SessionEvent) {
-        // Gathered output goes first: events stay in the order they happened.
-        self.flush_output();
-        self.report_at(event, monotonic_ms());
+        let texts = OUTBOX.with(|o| {
+            self.state
+                .borrow_mut()
+                .report(&mut o.borrow_mut(), event, monotonic_ms())
+        });
+        self.send(&texts);
     }
 
-    /// Output is gathered for up to [`OUTPUT_GATHER_MS`] or
-    /// [`MAX_EVENT_DATA`] bytes: one event per burst instead of one per SSH
-    /// packet, which keeps a flood of output from doubling the page's work.
     fn gather_output(self: &Rc<Self>, bytes: &[u8]) {
-        let first = {
-            let mut out = self.output.borrow_mut();
-            let first = out.0.is_empty();
-            if first {
-                out.1 = monotonic_ms();
+        let gathered = OUTBOX.with(|o| {
+            self.state
+                .borrow_mut()
+                .gather_output(&mut o.borrow_mut(), bytes, monotonic_ms())
+        });
+        match gathered {
+            Gathered::Waiting => {}
+            Gathered::Send(texts) => self.send(&texts),
+            Gathered::StartTimer => {
+                let me = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    sleep(reporter::OUTPUT_GATHER_MS as i32).await;
+                    let texts =
+                        OUTBOX.with(|o| me.state.borrow_mut().flush_output(&mut o.borrow_mut()));
+                    me.send(&texts);
+                });
             }
-            out.0.extend_from_slice(bytes);
-            first
-        };
-        if self.output.borrow().0.len() >= MAX_EVENT_DATA {
-            self.flush_output();
-        } else if first {
-            let me = self.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                sleep(OUTPUT_GATHER_MS).await;
-                me.flush_output();
-            });
         }
     }
 
-    fn flush_output(&self) {
-        let (bytes, at) = {
-            let mut out = self.output.borrow_mut();
-            (std::mem::take(&mut out.0), out.1)
-        };
-        use base64::Engine as _;
-        for chunk in bytes.chunks(MAX_EVENT_DATA) {
-            let data = base64::engine::general_purpose::STANDARD.encode(chunk);
-            self.report_at(SessionEvent::Output { data }, at);
+    /// Sends what the reporter produced. It is held in the outbox already:
+    /// if the socket is gone, it waits for the next one.
+    fn send(&self, texts: &[String]) {
+        for text in texts {
+            let _ = self.ws.send_with_str(text);
         }
-    }
-
-    fn report_at(&self, mut event: SessionEvent, now: f64) {
-        let start = *self.started.get().get_or_insert(now);
-        self.started.set(Some(start));
-        let t_ms = (now - start).max(0.0) as u64;
-        if let SessionEvent::End { duration_ms, .. } = &mut event {
-            *duration_ms = t_ms;
-        }
-        let seq = self.seq.get() + 1;
-        self.seq.set(seq);
-        let text = Control::Event {
-            session: self.session.clone(),
-            seq,
-            t_ms,
-            event,
-        }
-        .to_text();
-        // If the socket is gone, the event waits for the next one.
-        let _ = self.ws.send_with_str(&text);
-        UNACKED.with(|u| u.borrow_mut().push(&self.session, seq, text));
     }
 }
 
@@ -259,9 +195,8 @@ impl Frontend for JsFrontend {
     }
 
     async fn drained(&self) {
-        // Only this session's events count: another's that the relay will
-        // never take (signed out since) must not stall this one.
-        while UNACKED.with(|u| u.borrow().bytes_of(&self.reporter.session)) > MAX_UNACKED_BYTES
+        let session = self.reporter.session();
+        while OUTBOX.with(|o| o.borrow().held_back(&session))
             && self.reporter.ws.ready_state() == WebSocket::OPEN
         {
             sleep(20).await;
@@ -405,15 +340,12 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         on_status: function(&opts, "onStatus")?,
         output_drained: function(&opts, "outputDrained").ok(),
         fetch_certificate: fetch_certificate.clone(),
-        reporter: Rc::new(Reporter {
-            session: session_id(),
-            seq: std::cell::Cell::new(0),
-            started: std::cell::Cell::new(None),
+        reporter: Rc::new(JsReporter {
+            state: RefCell::new(reporter::Reporter::new(session_id())),
             ws: ws.clone(),
-            output: RefCell::new((Vec::new(), 0.0)),
         }),
     };
-    let id = ui.reporter.session.clone();
+    let id = ui.reporter.session();
     // The browser's WebSocket cannot push back on what it receives, so this
     // queue is not bounded by itself; SSH's channel window bounds it: the
     // server sends no more than the window until the session has read it.
@@ -463,9 +395,9 @@ pub fn start_session(opts: JsValue) -> Result<Session, JsValue> {
         // The end was just reported: give the relay a moment to confirm it
         // has it, so closing the page right away loses nothing. On a
         // socket that is gone, the events wait for the next one instead.
-        let session = ui.reporter.session.clone();
+        let session = ui.reporter.session();
         for _ in 0..END_ACK_WAIT_MS / 20 {
-            let pending = UNACKED.with(|u| u.borrow().events.iter().any(|(s, _, _)| *s == session));
+            let pending = OUTBOX.with(|o| o.borrow().pending(&session));
             if !pending || ui.reporter.ws.ready_state() != WebSocket::OPEN {
                 break;
             }
@@ -537,7 +469,9 @@ fn install_handlers(ws: &WebSocket, tx: fmpsc::UnboundedSender<WsEvent>) -> Hand
                 Ok(Control::Eof) => WsEvent::Eof,
                 Ok(Control::Error { reason }) => WsEvent::Closed(Some(reason)),
                 Ok(Control::Ack { session, seq }) => {
-                    UNACKED.with(|u| u.borrow_mut().ack(&session, seq));
+                    // An ack for an event never sent forgets nothing; the
+                    // events go again on the next socket.
+                    let _ = OUTBOX.with(|o| o.borrow_mut().ack(&session, seq));
                     return;
                 }
                 Ok(Control::Event { .. }) => return,
@@ -587,7 +521,13 @@ async fn pump(
             Some(WsEvent::Open) => {
                 // What earlier sessions of this page reported and the relay
                 // did not acknowledge (their socket dropped): again.
-                UNACKED.with(|u| u.borrow().resend(&ws));
+                OUTBOX.with(|o| {
+                    for text in o.borrow().resend() {
+                        if ws.send_with_str(text).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
             Some(WsEvent::Opened(carrier)) => {
                 if let Some(tx) = opened.take() {
