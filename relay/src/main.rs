@@ -80,8 +80,14 @@ struct AuditFilter {
     user: Option<String>,
     #[arg(long)]
     service: Option<String>,
+    /// One terminal session (its id, as in `client` events): its events and
+    /// the stream events of every stream it came on. A stream id also works.
     #[arg(long)]
     session: Option<String>,
+    /// One stream (the relay's id, as in `stream_opened`): its stream events
+    /// and the client events it carried.
+    #[arg(long)]
+    stream: Option<String>,
     /// Events of one type: sign_in, decision, cert_issued, connector_connected,
     /// connector_disconnected, connector_revoked, connector_enrolled,
     /// connector_grants, connector_service_refused, stream_opened, stream_closed,
@@ -104,6 +110,7 @@ impl AuditFilter {
             user: self.user,
             service: self.service,
             session: self.session,
+            stream: self.stream,
             kind: self.kind,
             after_seq: None,
         })

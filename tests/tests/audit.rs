@@ -66,7 +66,7 @@ fn a_session_is_in_the_audit_log_and_verify_finds_one_altered_event() {
     }
 
     // Filters: one session, by its id.
-    let session = closed["event"]["session"].as_str().unwrap();
+    let session = closed["event"]["stream"].as_str().unwrap();
     let list = env
         .relay
         .admin(&["audit", "list", "--session", session], "");

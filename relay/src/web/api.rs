@@ -148,7 +148,10 @@ pub struct AuditQuery {
     since: Option<u64>,
     user: Option<String>,
     service: Option<String>,
+    /// A terminal session (or a stream id), as `audit list --session`.
     session: Option<String>,
+    /// A stream, as `audit list --stream`.
+    stream: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
     /// Only events after this sequence number (paging).
@@ -172,6 +175,7 @@ pub async fn audit(
         user: q.user,
         service: q.service,
         session: q.session,
+        stream: q.stream,
         kind: q.kind,
         after_seq: q.after,
     };
