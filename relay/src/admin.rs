@@ -1,4 +1,4 @@
-//! Admin commands (`user add|totp|sessions|sign-out`, `connector add|list|revoke`,
+//! Admin commands (`user add|totp|sign-ins|sign-out`, `connector add|list|revoke`,
 //! `device add|list|revoke`, `policy test|log`).
 //!
 //! The same [`execute_to`] runs whether the relay is up or not: a running
@@ -499,7 +499,7 @@ fn user_sessions(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         "{:<13} {:<21} {:<21} {:<40} {:<14} LIVE SESSIONS\n",
         "SIGN-IN", "CREATED", "EXPIRES", "ADDRESS", "SECOND FACTOR"
     );
-    let sign_ins = ctx.store.sessions_of(name).map_err(store_err)?;
+    let sign_ins = ctx.store.sign_ins_of(name).map_err(store_err)?;
     ctx.audit
         .append(&crate::audit::Event::SignInsListed {
             user: name.to_owned(),
@@ -529,9 +529,9 @@ fn user_sign_out(ctx: &AdminCtx, name: &str) -> Result<String, String> {
     }
     let mut sign_ins = 0;
     let mut sessions = 0;
-    for (id, _) in ctx.store.sessions_of(name).map_err(store_err)? {
+    for (id, _) in ctx.store.sign_ins_of(name).map_err(store_err)? {
         // The records first: a session opening meanwhile fails its check.
-        if ctx.store.remove_session_by_id(&id).map_err(store_err)? {
+        if ctx.store.remove_sign_in_by_id(&id).map_err(store_err)? {
             sign_ins += 1;
         }
     }

@@ -275,6 +275,7 @@ enum UserCmd {
     /// List a user's sign-ins: when they started and expire, the address,
     /// whether a one-time code was used, and their live sessions (never
     /// the token).
+    #[command(name = "sign-ins", visible_alias = "sessions")]
     Sessions {
         name: String,
         #[command(flatten)]

@@ -48,7 +48,7 @@ pub enum Event {
         sessions: usize,
         by_admin: bool,
     },
-    /// An admin listed a user's sign-ins (`user sessions`): their
+    /// An admin listed a user's sign-ins (`user sign-ins`): their
     /// addresses and times are personal data.
     SignInsListed {
         user: String,

@@ -5,7 +5,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 
-use super::auth::{require_session, sign_in_id};
+use super::auth::{require_sign_in, sign_in_id};
 use super::{ApiErr, AppState};
 use crate::live::SessionSlot;
 use crate::metrics::Metrics;
@@ -41,7 +41,7 @@ pub fn acquire(
         })?;
     // Signed out between the first check and the slot: the sign-out did
     // not see this slot, so refuse here.
-    require_session(state, headers)?;
+    require_sign_in(state, headers)?;
     Ok(slot)
 }
 

@@ -18,7 +18,7 @@ use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
 use sallyport_proto::tunnel::StreamHeader;
 use tracing::Instrument as _;
 
-use super::auth::require_session;
+use super::auth::require_sign_in;
 use super::{access, session_limits, ApiErr, AppState};
 use crate::audit::recorder::Recorder;
 use crate::audit::Event;
@@ -55,10 +55,10 @@ pub async fn session(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiErr> {
-    let session = require_session(&state, &headers)?;
+    let sign_in = require_sign_in(&state, &headers)?;
     let explain = query.opened == Some(1);
     let mut ws = Some(ws);
-    match open(state, peer, service, query, tls, &headers, &mut ws, session).await {
+    match open(state, peer, service, query, tls, &headers, &mut ws, sign_in).await {
         Ok(r) => Ok(r),
         Err(e) => match ws.take() {
             Some(ws) if explain => Ok(refuse_over_socket(ws, e)),
@@ -92,7 +92,7 @@ async fn open(
     tls: access::Tls,
     headers: &HeaderMap,
     ws: &mut Option<WebSocketUpgrade>,
-    session: crate::store::SessionRecord,
+    sign_in: crate::store::SignInRecord,
 ) -> Result<Response, ApiErr> {
     let service = service_name("service name", &service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -100,13 +100,13 @@ async fn open(
     // opens no stream.
     let (policy, _) = access::check(
         &state,
-        &session,
+        &sign_in,
         peer.ip(),
         &tls,
         &service,
         Stage::Websocket,
     )?;
-    let user = session.user;
+    let user = sign_in.user;
     // Counted before the stream opens, until the pipe ends.
     let slot = session_limits::acquire(&state, headers, &policy, &user, &service)?;
     let header = StreamHeader {
