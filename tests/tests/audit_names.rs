@@ -281,9 +281,10 @@ fn a_terminal_sessions_streams_and_client_events_are_listed_together() {
     streams.sort();
     assert_eq!(streams, expected);
     // `audit list` prints the same events; `--stream` one stream's.
+    // (Stream ids are random and may begin with `-`: hence `--stream=ID`.)
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(listed(&env.relay, &["--session", TERM]), seqs);
-    let one: Vec<String> = export(&env.relay, &["--stream", &first])
+    let one: Vec<String> = export(&env.relay, &[&format!("--stream={first}")])
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap().to_owned())
         .collect();

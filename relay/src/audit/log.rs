@@ -933,4 +933,91 @@ mod tests {
             1
         );
     }
+
+    #[test]
+    fn a_session_filter_finds_its_streams_also_in_records_from_before_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        // A stream event as relays before the rename stored it.
+        log.append(&Event::ConnectorRevoked {
+            connector: "x".into(),
+        })
+        .unwrap();
+        let old = serde_json::json!({"type": "stream_opened", "session": "old",
+            "service": "web1", "user": "alice", "connector": "c1", "client": "a"});
+        log.tamper(1, old.clone()).unwrap();
+        // The tampered record no longer verifies: re-chain it as written.
+        let mut r = log.get(1).unwrap().unwrap();
+        r.hash = hash_of(&r.prev, r.seq, r.at_ms, &r.event);
+        log.tree
+            .insert(1u64.to_be_bytes(), serde_json::to_vec(&r).unwrap())
+            .unwrap();
+        let with_stream = |stream: &str, seq: u64| match client("t1", seq) {
+            Event::Client {
+                session,
+                seq,
+                t_ms,
+                user,
+                service,
+                event,
+                ..
+            } => Event::Client {
+                session,
+                seq,
+                t_ms,
+                user,
+                service,
+                stream: stream.into(),
+                event,
+            },
+            other => other,
+        };
+        log.append_client_events("alice", &[with_stream("old", 1)], 0)
+            .unwrap();
+        log.append(&Event::StreamOpened {
+            stream: "new".into(),
+            service: "web1".into(),
+            user: "alice".into(),
+            connector: "c1".into(),
+            client: "a".into(),
+        })
+        .unwrap();
+        log.append(&Event::StreamOpened {
+            stream: "unrelated".into(),
+            service: "web1".into(),
+            user: "alice".into(),
+            connector: "c1".into(),
+            client: "a".into(),
+        })
+        .unwrap();
+        log.append_client_events("alice", &[with_stream("new", 2)], 0)
+            .unwrap();
+        assert_eq!(log.verify().unwrap(), 5);
+        let seqs =
+            |f: Filter| -> Vec<u64> { log.list(&f, 100).unwrap().iter().map(|r| r.seq).collect() };
+        let session = |s: &str| Filter {
+            session: Some(s.into()),
+            ..Default::default()
+        };
+        assert_eq!(seqs(session("t1")), [1, 2, 3, 5]);
+        assert_eq!(seqs(session("old")), [1]);
+        assert_eq!(seqs(session("new")), [3]);
+        assert_eq!(
+            seqs(Filter {
+                stream: Some("old".into()),
+                ..Default::default()
+            }),
+            [1, 2]
+        );
+        assert_eq!(
+            seqs(Filter {
+                kind: Some("client".into()),
+                ..session("t1")
+            }),
+            [2, 5]
+        );
+        assert_eq!(log.list_last(&session("t1"), 2).unwrap().len(), 2);
+        assert_eq!(log.start_of_last(&session("t1"), 3).unwrap(), Some(2));
+    }
 }
