@@ -59,6 +59,7 @@ pub struct EventMessage {
     pub seq: u64,
     /// Milliseconds since the session started, by the client's clock.
     pub t_ms: u64,
+    /// What happened.
     pub event: SessionEvent,
 }
 
@@ -66,7 +67,9 @@ pub struct EventMessage {
 /// `seq` is kept, so the client may forget them ([`Control::Ack`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
+    /// The client's terminal session id.
     pub session: String,
+    /// The last event of `session` kept.
     pub seq: u64,
 }
 
@@ -127,6 +130,7 @@ pub struct ClientEvents<A, C> {
     /// Looks at each message as it arrives, before it is queued (a
     /// per-socket budget): `Err(reason)` ends the session with that reason.
     pub admit: A,
+    /// Runs beside the pipe and consumes the queued messages.
     pub consumer: C,
 }
 

@@ -39,9 +39,14 @@ fn terminal_bytes(event: &Event) -> u64 {
 
 /// Who and what a session's client events are recorded as.
 pub struct Recorder {
+    /// Where the events go.
     pub audit: Arc<AuditLog>,
+    /// Counts the keystroke events dropped unrecorded.
     pub metrics: Arc<Metrics>,
+    /// The signed-in user whose socket it is (a client session id belongs
+    /// to the first user who reported under it).
     pub user: String,
+    /// The service the stream goes to.
     pub service: String,
     /// The relay's id of the stream (the client names its own session).
     pub stream: String,

@@ -29,8 +29,11 @@ pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Why a stream did not open on a connection.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The connector answered [`StreamReply::Refuse`] (say, its service is
+    /// down): final, no other connection is tried.
     #[error("connector {connector} refused the session: {reason}")]
     Refused { connector: String, reason: String },
+    /// The connection failed or gave no answer in time: the next one may.
     #[error("connector {connector} did not answer: {detail}")]
     Failed { connector: String, detail: String },
 }
