@@ -42,7 +42,7 @@ pub async fn serve(
         Ok(Err(e)) => return refuse(&mut send, &mut recv, format!("bad stream header: {e}")).await,
         Err(_) => return refuse(&mut send, &mut recv, "no stream header in time".into()).await,
     };
-    let span = tracing::info_span!("session", session = %header.session, service = %header.service, user = %header.user);
+    let span = tracing::info_span!("stream", stream = %header.stream, service = %header.service, user = %header.user);
     connect_and_copy(connector, services, header, send, recv)
         .instrument(span)
         .await

@@ -15,10 +15,11 @@ use crate::limits::{MAX_CLIENT_CONTROL_LEN, MAX_REASON_LEN};
 /// WebSocket path prefix of session endpoints: `/ws/{service}`.
 pub const WS_PATH: &str = "/ws";
 
-/// Name of the relay's session cookie. The `__Host-` prefix makes browsers
-/// accept it only with `Secure`, `Path=/` and no `Domain`: no subdomain or
+/// Name of the relay's sign-in cookie (its bearer token); it keeps the
+/// `_session` ending it always had, since browsers hold cookies by name.
+/// The `__Host-` prefix makes browsers accept it only with `Secure`, `Path=/` and no `Domain`: no subdomain or
 /// plain-HTTP page can set or shadow it.
-pub const SESSION_COOKIE: &str = "__Host-sallyport_session";
+pub const SIGN_IN_COOKIE: &str = "__Host-sallyport_session";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

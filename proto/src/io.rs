@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn a_frame_split_across_reads_is_whole() {
         let msg = StreamHeader {
-            session: "s1".into(),
+            stream: "s1".into(),
             service: "db".into(),
             user: "alice".into(),
             client_addr: "192.0.2.1:4000".into(),

@@ -121,10 +121,14 @@ pub struct RefusedService {
     pub reason: String,
 }
 
-/// First frame on a session stream, relay → connector.
+/// First frame on a stream, relay → connector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamHeader {
-    pub session: String,
+    /// The relay's id of this stream (in its logs and audit events). On
+    /// the wire as `session`, the name connectors already deployed read;
+    /// `stream` is accepted too.
+    #[serde(rename = "session", alias = "stream")]
+    pub stream: String,
     pub service: String,
     pub user: String,
     pub client_addr: String,
@@ -227,7 +231,7 @@ impl Validate for Hello {
 
 impl Validate for StreamHeader {
     fn validate(&self) -> Result<(), FrameError> {
-        check_len("session id", &self.session, MAX_ID_LEN)?;
+        check_len("stream id", &self.stream, MAX_ID_LEN)?;
         check_name("service name", &self.service)?;
         check_name("user name", &self.user)?;
         check_len("client address", &self.client_addr, MAX_ADDR_LEN)

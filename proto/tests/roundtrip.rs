@@ -92,8 +92,8 @@ proptest! {
     }
 
     #[test]
-    fn stream_header_roundtrips(session in text(MAX_ID_LEN), service in name(), user in name(), client_addr in text(MAX_ADDR_LEN)) {
-        roundtrip(&StreamHeader { session, service, user, client_addr });
+    fn stream_header_roundtrips(stream in text(MAX_ID_LEN), service in name(), user in name(), client_addr in text(MAX_ADDR_LEN)) {
+        roundtrip(&StreamHeader { stream, service, user, client_addr });
     }
 
     #[test]
@@ -145,7 +145,7 @@ fn oversize_length_is_refused_before_reading_the_body() {
 fn bad_names_are_refused() {
     for bad in ["", "-x", "a b", "ü", &"x".repeat(MAX_NAME_LEN + 1)] {
         let h = StreamHeader {
-            session: "s".into(),
+            stream: "s".into(),
             service: bad.into(),
             user: "u".into(),
             client_addr: "a".into(),
@@ -200,4 +200,29 @@ fn client_control_parses() {
         record_input: false,
     };
     assert!(client::Control::parse(&flood.to_text()).is_err());
+}
+
+/// Connectors already deployed read the stream id as `session`: the
+/// header keeps that name on the wire, and reads `stream` as well.
+#[test]
+fn stream_header_keeps_its_wire_name() {
+    let h = StreamHeader {
+        stream: "s1".into(),
+        service: "web1".into(),
+        user: "u".into(),
+        client_addr: "127.0.0.1:1".into(),
+    };
+    let json = serde_json::to_value(&h).unwrap();
+    assert_eq!(json["session"], "s1", "{json}");
+    assert!(json.get("stream").is_none(), "{json}");
+    let old: StreamHeader = serde_json::from_str(
+        r#"{"session":"s1","service":"web1","user":"u","client_addr":"127.0.0.1:1"}"#,
+    )
+    .unwrap();
+    assert_eq!(old, h);
+    let new: StreamHeader = serde_json::from_str(
+        r#"{"stream":"s1","service":"web1","user":"u","client_addr":"127.0.0.1:1"}"#,
+    )
+    .unwrap();
+    assert_eq!(new, h);
 }

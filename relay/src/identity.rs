@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use sallyport_proto::frame::check_name;
 
-use crate::store::{Failure, SessionRecord, Store, StoreError, UserRecord};
+use crate::store::{Failure, SignInRecord, Store, StoreError, UserRecord};
 use sallyport_common::secret::random_secret;
 use sallyport_common::time::now_secs;
 
 /// Members of this group are admins: they may read the audit log.
 pub const ADMIN_GROUP: &str = "admin";
 
-/// How long a sign-in session lasts.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// How long a sign-in lasts.
+pub const SIGN_IN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Longest password accepted (argon2 cost does not depend on it, but the request size does).
 pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Failed sign-ins allowed per client address, and per user name, in one window.
@@ -191,14 +191,14 @@ impl Identity {
         }
     }
 
-    /// Checks a password and opens a session; returns its bearer token.
+    /// Checks a password and signs the user in; returns the bearer token.
     pub async fn sign_in(
         self: &std::sync::Arc<Self>,
         user: &str,
         password: &str,
         code: Option<&str>,
         from: IpAddr,
-    ) -> Result<(String, SessionRecord), IdentityError> {
+    ) -> Result<(String, SignInRecord), IdentityError> {
         // Only well-formed names get a budget of their own, so junk names
         // cannot fill the limiter with large keys.
         let valid = password.len() <= MAX_PASSWORD_LEN && check_name("user", user).is_ok();
@@ -239,15 +239,15 @@ impl Identity {
         };
         self.refund_attempt(&keys);
         let token = random_secret(32);
-        let session = SessionRecord {
+        let sign_in = SignInRecord {
             user: user.to_owned(),
             created: now,
-            expires: now + SESSION_TTL.as_secs(),
+            expires: now + SIGN_IN_TTL.as_secs(),
             second_factor,
             ip: Some(from),
         };
-        self.store.put_session(&token, &session)?;
-        Ok((token, session))
+        self.store.put_sign_in(&token, &sign_in)?;
+        Ok((token, sign_in))
     }
 
     /// Whether `password` matches the argon2 `hash`. argon2 is deliberately
@@ -399,20 +399,20 @@ impl Identity {
         Ok(())
     }
 
-    /// Ends the session of a bearer token or cookie value; returns its user.
+    /// Ends the sign-in of a bearer token or cookie value; returns its user.
     pub fn sign_out(&self, token: &str) -> Result<Option<String>, IdentityError> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
-        Ok(self.store.remove_session(token)?.map(|s| s.user))
+        Ok(self.store.remove_sign_in(token)?.map(|s| s.user))
     }
 
-    /// The session a bearer token or cookie value belongs to.
-    pub fn session(&self, token: &str) -> Result<Option<SessionRecord>, IdentityError> {
+    /// The sign-in a bearer token or cookie value belongs to.
+    pub fn sign_in_of(&self, token: &str) -> Result<Option<SignInRecord>, IdentityError> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
-        Ok(self.store.session(token)?)
+        Ok(self.store.sign_in(token)?)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod identity;
 pub mod live;
 pub mod metrics;
+pub mod pipe;
 pub mod pki;
 pub mod policy;
 pub mod server;

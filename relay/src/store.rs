@@ -38,8 +38,10 @@ pub struct UserRecord {
     pub totp_pending: Option<String>,
 }
 
+/// A sign-in (a login session): who, since and until when, how. Not a
+/// terminal session: one sign-in may open many.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionRecord {
+pub struct SignInRecord {
     pub user: String,
     pub created: u64,
     pub expires: u64,
@@ -137,7 +139,9 @@ impl ConnectorRecord {
 pub struct Store {
     db: sled::Db,
     users: sled::Tree,
-    sessions: sled::Tree,
+    /// Sign-ins (tree `sessions`, its name from before sign-ins were
+    /// told apart from terminal sessions).
+    sign_ins: sled::Tree,
     tokens: sled::Tree,
     connectors: sled::Tree,
     certs: sled::Tree,
@@ -220,7 +224,7 @@ impl Store {
         };
         let store = Self {
             users: db.open_tree("users")?,
-            sessions: db.open_tree("sessions")?,
+            sign_ins: db.open_tree("sessions")?,
             tokens: db.open_tree("tokens")?,
             connectors: db.open_tree("connectors")?,
             certs: db.open_tree("certs")?,
@@ -309,30 +313,30 @@ impl Store {
         self.flush()
     }
 
-    // ---- sign-in sessions (keyed by the SHA-256 of the bearer token)
+    // ---- sign-ins (keyed by the SHA-256 of the bearer token)
 
-    pub fn put_session(&self, token: &str, session: &SessionRecord) -> Result<(), StoreError> {
-        put(&self.sessions, &sha256_hex(token.as_bytes()), session)?;
+    pub fn put_sign_in(&self, token: &str, sign_in: &SignInRecord) -> Result<(), StoreError> {
+        put(&self.sign_ins, &sha256_hex(token.as_bytes()), sign_in)?;
         self.flush()
     }
 
-    /// The live session for `token`, if any; expired ones are removed.
-    pub fn session(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+    /// The live sign-in of `token`, if any; expired ones are removed.
+    pub fn sign_in(&self, token: &str) -> Result<Option<SignInRecord>, StoreError> {
         let key = sha256_hex(token.as_bytes());
-        let Some(s) = get::<SessionRecord>(&self.sessions, &key)? else {
+        let Some(s) = get::<SignInRecord>(&self.sign_ins, &key)? else {
             return Ok(None);
         };
         if s.expires <= now_secs() {
-            self.sessions.remove(key)?;
+            self.sign_ins.remove(key)?;
             return Ok(None);
         }
         Ok(Some(s))
     }
 
-    /// Removes the session for `token` (signing out); returns it if it existed.
-    pub fn remove_session(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+    /// Removes the sign-in of `token` (signing out); returns it if it existed.
+    pub fn remove_sign_in(&self, token: &str) -> Result<Option<SignInRecord>, StoreError> {
         let key = sha256_hex(token.as_bytes());
-        let old = self.sessions.remove(key)?;
+        let old = self.sign_ins.remove(key)?;
         self.flush()?;
         Ok(match old {
             Some(bytes) => Some(serde_json::from_slice(&bytes)?),
@@ -343,16 +347,16 @@ impl Store {
     /// The live sign-ins of `user`, oldest first, each with its id (the
     /// SHA-256 of its token, hex: the sign-in's key, never the token).
     /// Expired ones are removed on the way.
-    pub fn sessions_of(&self, user: &str) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+    pub fn sign_ins_of(&self, user: &str) -> Result<Vec<(String, SignInRecord)>, StoreError> {
         let now = now_secs();
         let mut out = Vec::new();
-        for entry in self.sessions.iter() {
+        for entry in self.sign_ins.iter() {
             let (k, v) = entry?;
-            let Ok(s) = serde_json::from_slice::<SessionRecord>(&v) else {
+            let Ok(s) = serde_json::from_slice::<SignInRecord>(&v) else {
                 continue;
             };
             if s.expires <= now {
-                self.sessions.remove(&k)?;
+                self.sign_ins.remove(&k)?;
                 continue;
             }
             if s.user == user {
@@ -363,10 +367,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes the sign-in with id `id` (see [`Store::sessions_of`]);
+    /// Removes the sign-in with id `id` (see [`Store::sign_ins_of`]);
     /// flushed by the caller's last write or [`Store::flush`].
-    pub fn remove_session_by_id(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.sessions.remove(id)?.is_some())
+    pub fn remove_sign_in_by_id(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.sign_ins.remove(id)?.is_some())
     }
 
     // ---- enrolment tokens (keyed by the SHA-256 of the secret)

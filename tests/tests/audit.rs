@@ -64,11 +64,11 @@ fn a_session_is_in_the_audit_log_and_verify_finds_one_altered_event() {
         assert_eq!(pair[1]["prev"], pair[0]["hash"]);
     }
 
-    // Filters: one session, by its id.
-    let session = closed["event"]["session"].as_str().unwrap();
+    // Filters: one stream, by its id (random, so it may begin with `-`).
+    let session = closed["event"]["stream"].as_str().unwrap();
     let list = env
         .relay
-        .admin(&["audit", "list", "--session", session], "");
+        .admin(&["audit", "list", &format!("--session={session}")], "");
     let lines = stdout(&list);
     assert_eq!(lines.lines().count(), 2, "{lines}");
     assert!(

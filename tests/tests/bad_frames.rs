@@ -150,7 +150,7 @@ async fn bad_frames_close_only_their_stream() {
     let mut frame = Vec::new();
     sallyport_proto::encode_frame(
         &StreamHeader {
-            session: "s1".into(),
+            stream: "s1".into(),
             service: "database".into(),
             user: "u".into(),
             client_addr: "127.0.0.1:1".into(),

@@ -220,7 +220,16 @@ fn exports_of_several_mib_go_through_the_running_relay_in_bounded_messages() {
 
     // `audit list`: one line per event, the output of each in it.
     let out = env.relay.admin(
-        &["audit", "list", "--session", SESSION, "--limit", "100000"],
+        &[
+            "audit",
+            "list",
+            "--session",
+            SESSION,
+            "--type",
+            "client",
+            "--limit",
+            "100000",
+        ],
         "",
     );
     assert!(out.status.success(), "audit list: {}", stderr(&out));
@@ -230,9 +239,19 @@ fn exports_of_several_mib_go_through_the_running_relay_in_bounded_messages() {
         assert!(listed.contains(&b64(chunk)), "a chunk of output is missing");
     }
     // The last few only, oldest first.
-    let out = env
-        .relay
-        .admin(&["audit", "list", "--session", SESSION, "--limit", "3"], "");
+    let out = env.relay.admin(
+        &[
+            "audit",
+            "list",
+            "--session",
+            SESSION,
+            "--type",
+            "client",
+            "--limit",
+            "3",
+        ],
+        "",
+    );
     let tail: Vec<u64> = stdout(&out)
         .lines()
         .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())

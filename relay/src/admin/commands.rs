@@ -1,4 +1,4 @@
-//! What each admin command does (`user add|totp|sessions|sign-out`,
+//! What each admin command does (`user add|totp|sign-ins|sign-out`,
 //! `connector add|grant|ungrant|list|revoke`, `device add|list|revoke`,
 //! `policy test|log`, `audit list|export|verify`, `recording export`), on
 //! an [`AdminCtx`], writing what the CLI prints to a [`Sink`]. The same
@@ -270,7 +270,7 @@ fn user_sessions(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         "{:<13} {:<21} {:<21} {:<40} {:<14} LIVE SESSIONS\n",
         "SIGN-IN", "CREATED", "EXPIRES", "ADDRESS", "SECOND FACTOR"
     );
-    let sign_ins = ctx.store.sessions_of(name).map_err(store_err)?;
+    let sign_ins = ctx.store.sign_ins_of(name).map_err(store_err)?;
     ctx.audit
         .append(&crate::audit::Event::SignInsListed {
             user: name.to_owned(),
@@ -300,9 +300,9 @@ fn user_sign_out(ctx: &AdminCtx, name: &str) -> Result<String, String> {
     }
     let mut sign_ins = 0;
     let mut sessions = 0;
-    for (id, _) in ctx.store.sessions_of(name).map_err(store_err)? {
+    for (id, _) in ctx.store.sign_ins_of(name).map_err(store_err)? {
         // The records first: a session opening meanwhile fails its check.
-        if ctx.store.remove_session_by_id(&id).map_err(store_err)? {
+        if ctx.store.remove_sign_in_by_id(&id).map_err(store_err)? {
             sign_ins += 1;
         }
     }

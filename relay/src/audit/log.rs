@@ -6,6 +6,7 @@
 //! return. Retention drops the oldest records and remembers the last
 //! dropped one as the anchor the first kept record must chain to.
 
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -99,15 +100,56 @@ pub struct Filter {
     pub since_ms: Option<u64>,
     pub user: Option<String>,
     pub service: Option<String>,
+    /// One terminal session: the client's events of that session id, and
+    /// the stream events of every stream they came on (a session that
+    /// reconnected came on several). Also a stream id, as before streams
+    /// were told apart from sessions: that stream's events.
     pub session: Option<String>,
+    /// One stream (the relay's id, as in `stream_opened`): its stream
+    /// events and the client events that came on it.
+    #[serde(default)]
+    pub stream: Option<String>,
     /// Only events after this sequence number (paging).
     pub after_seq: Option<u64>,
     /// Only events of this type (`sign_in`, `decision`, ...).
     pub kind: Option<String>,
 }
 
+/// The client's terminal session id a stored event names: only client
+/// events have one.
+fn session_of(event: &serde_json::Value) -> Option<&str> {
+    if event.get("type")?.as_str()? != "client" {
+        return None;
+    }
+    event.get("session")?.as_str()
+}
+
+/// The relay's stream id a stored event names: `stream` in client events
+/// and in stream events written since streams were named so; `session` in
+/// stream events written before (stored records are never rewritten: the
+/// hash chain covers their bytes).
+fn stream_of(event: &serde_json::Value) -> Option<&str> {
+    let id = match event.get("type")?.as_str()? {
+        "stream_opened" | "stream_closed" => {
+            event.get("stream").or_else(|| event.get("session"))?
+        }
+        "client" => event.get("stream")?,
+        _ => return None,
+    };
+    id.as_str()
+}
+
+fn is_stream_event(event: &serde_json::Value) -> bool {
+    matches!(
+        event.get("type").and_then(|t| t.as_str()),
+        Some("stream_opened" | "stream_closed")
+    )
+}
+
 impl Filter {
-    fn matches(&self, r: &Record) -> bool {
+    /// `streams`: the streams the client events of `self.session` came on
+    /// (see [`AuditLog::streams_of_session`]).
+    fn matches(&self, r: &Record, streams: &BTreeSet<String>) -> bool {
         let field = |name: &str| {
             r.event
                 .get(name)
@@ -128,10 +170,25 @@ impl Filter {
                 .service
                 .as_deref()
                 .is_none_or(|s| field("service") == Some(s))
+            && self.session.as_deref().is_none_or(|s| {
+                session_of(&r.event) == Some(s)
+                    || is_stream_event(&r.event)
+                        && stream_of(&r.event).is_some_and(|id| id == s || streams.contains(id))
+            })
             && self
-                .session
+                .stream
                 .as_deref()
-                .is_none_or(|s| field("session") == Some(s))
+                .is_none_or(|s| stream_of(&r.event) == Some(s))
+    }
+
+    /// Whether matching needs the streams of `self.session`: only when
+    /// stream events may match at all.
+    fn joins_streams(&self) -> bool {
+        self.session.is_some()
+            && self
+                .kind
+                .as_deref()
+                .is_none_or(|k| k == "stream_opened" || k == "stream_closed")
     }
 }
 
@@ -324,8 +381,33 @@ impl AuditLog {
         Ok(out)
     }
 
+    /// The streams the client events of terminal session `filter.session`
+    /// came on, which [`Filter`] joins to it (empty when it need not). One
+    /// pass over the log; as many ids as the session had sockets.
+    fn streams_of_session(&self, filter: &Filter) -> Result<BTreeSet<String>, StoreError> {
+        let mut streams = BTreeSet::new();
+        let Some(session) = filter.session.as_deref().filter(|_| filter.joins_streams()) else {
+            return Ok(streams);
+        };
+        for entry in self.tree.iter() {
+            let (k, v) = entry?;
+            let Ok(r) = Self::decode(&k, &v) else {
+                continue;
+            };
+            if session_of(&r.event) == Some(session) {
+                if let Some(stream) = stream_of(&r.event) {
+                    if !streams.contains(stream) {
+                        streams.insert(stream.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(streams)
+    }
+
     /// Up to `limit` records that `filter` matches, oldest first.
     pub fn list(&self, filter: &Filter, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let streams = self.streams_of_session(filter)?;
         let start = filter.after_seq.map(|s| s + 1).unwrap_or(0);
         let mut out = Vec::new();
         for entry in self.tree.range(start.to_be_bytes()..) {
@@ -333,7 +415,7 @@ impl AuditLog {
             let Ok(r) = Self::decode(&k, &v) else {
                 continue;
             };
-            if filter.matches(&r) {
+            if filter.matches(&r, &streams) {
                 out.push(r);
                 if out.len() >= limit {
                     break;
@@ -345,13 +427,14 @@ impl AuditLog {
 
     /// The last `limit` records that `filter` matches, oldest first.
     pub fn list_last(&self, filter: &Filter, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let streams = self.streams_of_session(filter)?;
         let mut out = Vec::new();
         for entry in self.tree.iter().rev() {
             let (k, v) = entry?;
             let Ok(r) = Self::decode(&k, &v) else {
                 continue;
             };
-            if filter.matches(&r) {
+            if filter.matches(&r, &streams) {
                 out.push(r);
                 if out.len() >= limit {
                     break;
@@ -370,13 +453,14 @@ impl AuditLog {
         filter: &Filter,
         mut each: impl FnMut(Record) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
+        let streams = self.streams_of_session(filter)?;
         let start = filter.after_seq.map(|s| s + 1).unwrap_or(0);
         for entry in self.tree.range(start.to_be_bytes()..) {
             let (k, v) = entry?;
             let Ok(r) = Self::decode(&k, &v) else {
                 continue;
             };
-            if filter.matches(&r) && each(r).is_break() {
+            if filter.matches(&r, &streams) && each(r).is_break() {
                 break;
             }
         }
@@ -390,13 +474,14 @@ impl AuditLog {
         if n == 0 {
             return Ok(None);
         }
+        let streams = self.streams_of_session(filter)?;
         let (mut found, mut start) = (0, None);
         for entry in self.tree.iter().rev() {
             let (k, v) = entry?;
             let Ok(r) = Self::decode(&k, &v) else {
                 continue;
             };
-            if filter.matches(&r) {
+            if filter.matches(&r, &streams) {
                 start = Some(r.seq);
                 found += 1;
                 if found >= n {
@@ -801,7 +886,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let log = AuditLog::open(&store).unwrap();
         log.append(&Event::StreamOpened {
-            session: "s1".into(),
+            stream: "s1".into(),
             service: "web1".into(),
             user: "alice".into(),
             connector: "c1".into(),
@@ -839,5 +924,93 @@ mod tests {
             }),
             1
         );
+    }
+
+    #[test]
+    fn a_session_filter_finds_its_streams_also_in_records_from_before_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        // A stream event as relays before the rename stored it.
+        log.append(&Event::ConnectorRevoked {
+            connector: "x".into(),
+        })
+        .unwrap();
+        let old = serde_json::json!({"type": "stream_opened", "session": "old",
+            "service": "web1", "user": "alice", "connector": "c1", "client": "a"});
+        // The record rewritten with the old event and its hash made again,
+        // as an old relay would have chained it.
+        let mut r = log.get(1).unwrap().unwrap();
+        r.event = old.clone();
+        r.hash = hash_of(&r.prev, r.seq, r.at_ms, &r.event);
+        log.tree
+            .insert(1u64.to_be_bytes(), serde_json::to_vec(&r).unwrap())
+            .unwrap();
+        let with_stream = |stream: &str, seq: u64| match client("t1", seq) {
+            Event::Client {
+                session,
+                seq,
+                t_ms,
+                user,
+                service,
+                event,
+                ..
+            } => Event::Client {
+                session,
+                seq,
+                t_ms,
+                user,
+                service,
+                stream: stream.into(),
+                event,
+            },
+            other => other,
+        };
+        log.append_client_events("alice", &[with_stream("old", 1)], 0)
+            .unwrap();
+        log.append(&Event::StreamOpened {
+            stream: "new".into(),
+            service: "web1".into(),
+            user: "alice".into(),
+            connector: "c1".into(),
+            client: "a".into(),
+        })
+        .unwrap();
+        log.append(&Event::StreamOpened {
+            stream: "unrelated".into(),
+            service: "web1".into(),
+            user: "alice".into(),
+            connector: "c1".into(),
+            client: "a".into(),
+        })
+        .unwrap();
+        log.append_client_events("alice", &[with_stream("new", 2)], 0)
+            .unwrap();
+        assert_eq!(log.verify().unwrap(), 5);
+        let seqs =
+            |f: Filter| -> Vec<u64> { log.list(&f, 100).unwrap().iter().map(|r| r.seq).collect() };
+        let session = |s: &str| Filter {
+            session: Some(s.into()),
+            ..Default::default()
+        };
+        assert_eq!(seqs(session("t1")), [1, 2, 3, 5]);
+        assert_eq!(seqs(session("old")), [1]);
+        assert_eq!(seqs(session("new")), [3]);
+        assert_eq!(
+            seqs(Filter {
+                stream: Some("old".into()),
+                ..Default::default()
+            }),
+            [1, 2]
+        );
+        assert_eq!(
+            seqs(Filter {
+                kind: Some("client".into()),
+                ..session("t1")
+            }),
+            [2, 5]
+        );
+        assert_eq!(log.list_last(&session("t1"), 2).unwrap().len(), 2);
+        assert_eq!(log.start_of_last(&session("t1"), 3).unwrap(), Some(2));
     }
 }

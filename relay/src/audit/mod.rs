@@ -4,10 +4,12 @@
 //! each carries the hash of the one before it, so a changed, removed or
 //! reordered event breaks the chain (`sallyport-relay audit verify`).
 //!
-//! `log.rs` is the chain in sled; this file names the events.
+//! `log.rs` is the chain in sled; `recorder.rs` stores what a session's
+//! client reports; this file names the events.
 
 pub mod budget;
 mod log;
+pub mod recorder;
 pub mod recording;
 
 use std::net::IpAddr;
@@ -46,7 +48,7 @@ pub enum Event {
         sessions: usize,
         by_admin: bool,
     },
-    /// An admin listed a user's sign-ins (`user sessions`): their
+    /// An admin listed a user's sign-ins (`user sign-ins`): their
     /// addresses and times are personal data.
     SignInsListed {
         user: String,
@@ -101,15 +103,22 @@ pub enum Event {
         service: String,
         reason: String,
     },
+    /// The relay opened a stream to a connector for a client's socket (one
+    /// terminal session has one per socket it came on).
     StreamOpened {
-        session: String,
+        /// The relay's id of the stream (`session` in records written
+        /// before streams were named so).
+        #[serde(alias = "session")]
+        stream: String,
         service: String,
         user: String,
         connector: String,
         client: String,
     },
     StreamClosed {
-        session: String,
+        /// As in [`Event::StreamOpened`].
+        #[serde(alias = "session")]
+        stream: String,
         service: String,
         user: String,
         bytes_up: u64,

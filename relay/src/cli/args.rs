@@ -30,8 +30,14 @@ pub struct AuditFilter {
     user: Option<String>,
     #[arg(long)]
     service: Option<String>,
+    /// One terminal session (its id, as in `client` events): its events and
+    /// the stream events of every stream it came on. A stream id also works.
     #[arg(long)]
     session: Option<String>,
+    /// One stream (the relay's id, as in `stream_opened`): its stream events
+    /// and the client events it carried.
+    #[arg(long)]
+    stream: Option<String>,
     /// Events of one type: sign_in, decision, cert_issued, connector_connected,
     /// connector_disconnected, connector_revoked, connector_enrolled,
     /// connector_grants, connector_service_refused, stream_opened, stream_closed,
@@ -54,6 +60,7 @@ impl AuditFilter {
             user: self.user,
             service: self.service,
             session: self.session,
+            stream: self.stream,
             kind: self.kind,
             after_seq: None,
         })
@@ -211,6 +218,7 @@ pub enum UserCmd {
     /// List a user's sign-ins: when they started and expire, the address,
     /// whether a one-time code was used, and their live sessions (never
     /// the token).
+    #[command(name = "sign-ins", visible_alias = "sessions")]
     Sessions {
         name: String,
         #[command(flatten)]

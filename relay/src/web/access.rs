@@ -13,7 +13,7 @@ use super::{ApiErr, AppState};
 use crate::metrics::Metrics;
 use crate::policy::decide::{decide, gather, DecideError, DeviceRef, Request};
 use crate::policy::{Inputs, Policy, Stage};
-use crate::store::SessionRecord;
+use crate::store::SignInRecord;
 use sallyport_common::hash::sha256_hex;
 use sallyport_common::time::now_secs;
 
@@ -30,15 +30,15 @@ pub fn device_ref(tls: &Tls) -> DeviceRef {
 }
 
 fn request<'a>(
-    session: &'a SessionRecord,
+    sign_in: &'a SignInRecord,
     ip: IpAddr,
     tls: &Tls,
     service: &'a str,
     stage: Stage,
 ) -> Request<'a> {
     Request {
-        user: &session.user,
-        second_factor: session.second_factor,
+        user: &sign_in.user,
+        second_factor: sign_in.second_factor,
         ip,
         device: device_ref(tls),
         service,
@@ -60,7 +60,7 @@ fn decide_err(e: DecideError) -> ApiErr {
 /// deciding anything.
 pub fn inputs(
     state: &AppState,
-    session: &SessionRecord,
+    sign_in: &SignInRecord,
     ip: IpAddr,
     tls: &Tls,
     policy: &Policy,
@@ -68,7 +68,7 @@ pub fn inputs(
     gather(
         &state.store,
         policy,
-        &request(session, ip, tls, "", Stage::Page),
+        &request(sign_in, ip, tls, "", Stage::Page),
     )
     .map_err(decide_err)
 }
@@ -78,24 +78,24 @@ pub fn inputs(
 /// caller's later questions (principals) get answers from the same version.
 pub fn check(
     state: &AppState,
-    session: &SessionRecord,
+    sign_in: &SignInRecord,
     ip: IpAddr,
     tls: &Tls,
     service: &str,
     stage: Stage,
 ) -> Result<(Arc<Policy>, Inputs), ApiErr> {
     let policy = state.policy.current();
-    let req = request(session, ip, tls, service, stage);
+    let req = request(sign_in, ip, tls, service, stage);
     let (inputs, decision) =
         decide(&state.store, &state.audit, &policy, &req).map_err(decide_err)?;
     let device = inputs.device.as_ref().map(|d| d.name.as_str());
     if decision.allowed {
         Metrics::add(&state.metrics.policy_allowed, 1);
-        tracing::info!(user = %session.user, %service, %ip, ?stage, ?device, risk = inputs.risk.score, rule = ?decision.rule, "policy allows");
+        tracing::info!(user = %sign_in.user, %service, %ip, ?stage, ?device, risk = inputs.risk.score, rule = ?decision.rule, "policy allows");
         Ok((policy, inputs))
     } else {
         Metrics::add(&state.metrics.policy_denied, 1);
-        tracing::warn!(user = %session.user, %service, %ip, ?stage, ?device, risk = %inputs.risk, reason = %decision.reason, "policy denies");
+        tracing::warn!(user = %sign_in.user, %service, %ip, ?stage, ?device, risk = %inputs.risk, reason = %decision.reason, "policy denies");
         Err(ApiErr(StatusCode::FORBIDDEN, decision.reason))
     }
 }

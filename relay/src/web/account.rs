@@ -14,7 +14,7 @@ use axum::Json;
 use base64::Engine as _;
 use sallyport_proto::client::{TotpConfirmRequest, TotpSetupRequest, TotpSetupResponse};
 
-use super::auth::require_session;
+use super::auth::require_sign_in;
 use super::{ApiErr, AppState};
 use crate::admin::META_PUBLIC_URL;
 use crate::identity::IdentityError;
@@ -41,7 +41,7 @@ pub async fn setup(
     headers: HeaderMap,
     Json(req): Json<TotpSetupRequest>,
 ) -> Result<Json<TotpSetupResponse>, ApiErr> {
-    let user = require_session(&state, &headers)?.user;
+    let user = require_sign_in(&state, &headers)?.user;
     // Who holds the session must also know the password (see TotpSetupRequest).
     state
         .identity
@@ -74,7 +74,7 @@ pub async fn confirm(
     headers: HeaderMap,
     Json(req): Json<TotpConfirmRequest>,
 ) -> Result<Response, ApiErr> {
-    let user = require_session(&state, &headers)?.user;
+    let user = require_sign_in(&state, &headers)?.user;
     state
         .identity
         .confirm_totp_setup(&user, &req.code)

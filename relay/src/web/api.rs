@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use super::auth::{require_admin, require_session};
+use super::auth::{require_admin, require_sign_in};
 use super::{access, ApiErr, AppState};
 
 pub async fn healthz() -> &'static str {
@@ -32,15 +32,15 @@ pub async fn me(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Me>, ApiErr> {
-    let session = require_session(&state, &headers)?;
+    let sign_in = require_sign_in(&state, &headers)?;
     let enrolled = state
         .store
-        .user(&session.user)?
+        .user(&sign_in.user)?
         .is_some_and(|u| u.totp_secret.is_some());
     Ok(Json(Me {
-        user: session.user,
+        user: sign_in.user,
         second_factor_enrolled: enrolled,
-        second_factor: session.second_factor,
+        second_factor: sign_in.second_factor,
     }))
 }
 
@@ -79,13 +79,13 @@ pub async fn services(
     tls: access::Tls,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ServiceView>>, ApiErr> {
-    let session = require_session(&state, &headers)?;
+    let sign_in = require_sign_in(&state, &headers)?;
     let policy = state.policy.current();
-    let mut inputs = access::inputs(&state, &session, peer.ip(), &tls, &policy)?;
+    let mut inputs = access::inputs(&state, &sign_in, peer.ip(), &tls, &policy)?;
     let groups = inputs.groups.clone();
     let principals = |service: &str| {
         if policy.certificates(service) {
-            policy.principals(&session.user, &groups, service)
+            policy.principals(&sign_in.user, &groups, service)
         } else {
             Vec::new()
         }
@@ -148,7 +148,10 @@ pub struct AuditQuery {
     since: Option<u64>,
     user: Option<String>,
     service: Option<String>,
+    /// A terminal session (or a stream id), as `audit list --session`.
     session: Option<String>,
+    /// A stream, as `audit list --stream`.
+    stream: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
     /// Only events after this sequence number (paging).
@@ -172,6 +175,7 @@ pub async fn audit(
         user: q.user,
         service: q.service,
         session: q.session,
+        stream: q.stream,
         kind: q.kind,
         after_seq: q.after,
     };

@@ -7,13 +7,13 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sallyport_proto::client::{LoginRequest, LoginResponse, SESSION_COOKIE};
+use sallyport_proto::client::{LoginRequest, LoginResponse, SIGN_IN_COOKIE};
 
 use super::{ApiErr, AppState};
 use crate::audit::Event;
-use crate::identity::{IdentityError, SESSION_TTL};
+use crate::identity::{IdentityError, SIGN_IN_TTL};
 use crate::metrics::Metrics;
-use crate::store::SessionRecord;
+use crate::store::SignInRecord;
 
 pub async fn login(
     State(state): State<Arc<AppState>>,
@@ -42,17 +42,17 @@ pub async fn login(
         })?;
     }
     match outcome {
-        Ok((token, session)) => {
+        Ok((token, sign_in)) => {
             Metrics::add(&state.metrics.sign_ins_ok, 1);
-            tracing::info!(user = %session.user, %peer, second_factor = session.second_factor, "signed in");
+            tracing::info!(user = %sign_in.user, %peer, second_factor = sign_in.second_factor, "signed in");
             let cookie = format!(
-                "{SESSION_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-                SESSION_TTL.as_secs()
+                "{SIGN_IN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+                SIGN_IN_TTL.as_secs()
             );
             let mut resp = Json(LoginResponse {
-                user: session.user,
+                user: sign_in.user,
                 token,
-                expires: session.expires,
+                expires: sign_in.expires,
             })
             .into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -120,14 +120,14 @@ pub async fn logout(
         }
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    let cookie = format!("{SIGN_IN_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)
 }
 
-/// The bearer token (`Authorization: Bearer ...`) or session cookie of a request.
+/// The bearer token (`Authorization: Bearer ...`) or sign-in cookie of a request.
 pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
@@ -140,7 +140,7 @@ pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+        .find_map(|kv| kv.trim().strip_prefix(SIGN_IN_COOKIE)?.strip_prefix('='))
 }
 
 /// The sign-in of a request: the SHA-256 (hex) of its credential, which is
@@ -149,8 +149,8 @@ pub fn sign_in_id(headers: &HeaderMap) -> Option<crate::live::SignInId> {
     credential(headers).map(|t| sallyport_common::hash::sha256_hex(t.as_bytes()))
 }
 
-/// The signed-in session of a request, or 401.
-pub fn require_session(state: &AppState, headers: &HeaderMap) -> Result<SessionRecord, ApiErr> {
+/// The sign-in of a request, or 401.
+pub fn require_sign_in(state: &AppState, headers: &HeaderMap) -> Result<SignInRecord, ApiErr> {
     let unauthorized = || {
         ApiErr(
             StatusCode::UNAUTHORIZED,
@@ -158,7 +158,7 @@ pub fn require_session(state: &AppState, headers: &HeaderMap) -> Result<SessionR
         )
     };
     let token = credential(headers).ok_or_else(unauthorized)?;
-    match state.identity.session(token) {
+    match state.identity.sign_in_of(token) {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(unauthorized()),
         Err(IdentityError::Store(e)) => Err(e.into()),
@@ -166,19 +166,19 @@ pub fn require_session(state: &AppState, headers: &HeaderMap) -> Result<SessionR
     }
 }
 
-/// The signed-in session of an admin (a member of the `admin` group); 401
-/// without a session, 403 for anyone else.
+/// The sign-in of an admin (a member of the `admin` group); 401
+/// without a sign-in, 403 for anyone else.
 pub fn require_admin(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<crate::store::SessionRecord, ApiErr> {
-    let session = require_session(state, headers)?;
+) -> Result<crate::store::SignInRecord, ApiErr> {
+    let sign_in = require_sign_in(state, headers)?;
     let admin = state
         .store
-        .user(&session.user)?
+        .user(&sign_in.user)?
         .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
     if !admin {
-        tracing::warn!(user = %session.user, "audit log refused: not an admin");
+        tracing::warn!(user = %sign_in.user, "audit log refused: not an admin");
         return Err(ApiErr(
             StatusCode::FORBIDDEN,
             format!(
@@ -187,5 +187,5 @@ pub fn require_admin(
             ),
         ));
     }
-    Ok(session)
+    Ok(sign_in)
 }

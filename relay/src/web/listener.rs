@@ -17,7 +17,7 @@
 //! header timeout too, counted from the end of its head ([`BodyDeadline`]). A busy connection whose peer stops
 //! reading for the idle timeout is closed too. Once a response switches
 //! protocols (a session WebSocket), none of this applies: the WebSocket has
-//! its own ping and silence rules (`web::ws::PING_INTERVAL`,
+//! its own ping and silence rules (`pipe::PING_INTERVAL`,
 //! `CLIENT_IDLE_TIMEOUT`).
 
 use std::collections::HashMap;

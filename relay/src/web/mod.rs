@@ -10,7 +10,7 @@ mod api;
 mod auth;
 pub mod listener;
 mod pages;
-mod session_limits;
+pub(crate) mod session_limits;
 mod ssh_cert;
 mod ws;
 

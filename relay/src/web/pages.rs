@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use sallyport_proto::frame::service_name;
 
-use super::auth::{require_admin, require_session};
+use super::auth::{require_admin, require_sign_in};
 use super::{access, AppState, TERMINAL_CSP};
 use crate::policy::Stage;
 
@@ -158,7 +158,7 @@ fn serve(name: &str, headers: &HeaderMap) -> Response {
 }
 
 fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
-    require_session(state, headers).is_ok()
+    require_sign_in(state, headers).is_ok()
 }
 
 /// `/`: the sign-in page, or the services page for someone signed in.
@@ -217,13 +217,13 @@ pub async fn terminal(
     tls: access::Tls,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(session) = require_session(&state, &headers) else {
+    let Ok(sign_in) = require_sign_in(&state, &headers) else {
         return Redirect::to("/").into_response();
     };
     let Ok(service) = service_name("service name", &service) else {
         return (StatusCode::NOT_FOUND, "no such service\n").into_response();
     };
-    if let Err(e) = access::check(&state, &session, peer.ip(), &tls, &service, Stage::Page) {
+    if let Err(e) = access::check(&state, &sign_in, peer.ip(), &tls, &service, Stage::Page) {
         return denied_page(e.0, &e.1);
     }
     let mut resp = serve("terminal.html", &headers);

@@ -1,14 +1,12 @@
 //! The per-user and per-sign-in rules of the session WebSocket, kept out
-//! of `ws.rs`'s byte pumping: how many sessions a user may hold, ending a
-//! sign-in's sessions when it signs out, and which client events are
-//! recorded at all.
+//! of `ws.rs`: how many sessions a user may hold, and ending a sign-in's
+//! sessions when it signs out. (Which client events are recorded at all is
+//! the recorder's, `audit::recorder`.)
 
 use axum::http::{HeaderMap, StatusCode};
-use sallyport_proto::client::SessionEvent;
 
-use super::auth::{require_session, sign_in_id};
+use super::auth::{require_sign_in, sign_in_id};
 use super::{ApiErr, AppState};
-use crate::audit::Event;
 use crate::live::SessionSlot;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -43,88 +41,10 @@ pub fn acquire(
         })?;
     // Signed out between the first check and the slot: the sign-out did
     // not see this slot, so refuse here.
-    require_session(state, headers)?;
+    require_sign_in(state, headers)?;
     Ok(slot)
 }
 
 /// The reason a session ended on the relay's side, given to the client in
 /// a `Control::Error` before the socket closes.
 pub const SIGNED_OUT: &str = "signed out: this sign-in has ended; sign in again";
-
-/// Removes from `batch` the input events (keystrokes) of a service that does
-/// not record them, counting them; returns their `(session, seq)`, which
-/// are acknowledged like stored events (so the client forgets them) but
-/// never reach the disk.
-pub fn drop_unrecorded_input(
-    batch: &mut Vec<Event>,
-    record_input: bool,
-    metrics: &Metrics,
-) -> Vec<(String, u64)> {
-    if record_input {
-        return Vec::new();
-    }
-    let mut dropped = Vec::new();
-    batch.retain(|e| match e {
-        Event::Client {
-            session,
-            seq,
-            event: SessionEvent::Input { .. },
-            ..
-        } => {
-            dropped.push((session.clone(), *seq));
-            false
-        }
-        _ => true,
-    });
-    Metrics::add(&metrics.input_events_dropped, dropped.len() as u64);
-    dropped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn client(seq: u64, event: SessionEvent) -> Event {
-        Event::Client {
-            session: "s".into(),
-            seq,
-            t_ms: 0,
-            user: "alice".into(),
-            service: "box".into(),
-            stream: "x".into(),
-            event,
-        }
-    }
-
-    #[test]
-    fn keystrokes_are_dropped_unless_the_service_records_them() {
-        let metrics = Metrics::default();
-        let batch = || {
-            vec![
-                client(
-                    1,
-                    SessionEvent::Input {
-                        data: "YQ==".into(),
-                    },
-                ),
-                client(
-                    2,
-                    SessionEvent::Output {
-                        data: "YQ==".into(),
-                    },
-                ),
-            ]
-        };
-        let mut b = batch();
-        assert_eq!(
-            drop_unrecorded_input(&mut b, false, &metrics),
-            [("s".to_string(), 1)]
-        );
-        assert_eq!(b.len(), 1);
-        assert_eq!(metrics.input_events_dropped.into_inner(), 1);
-        let metrics = Metrics::default();
-        let mut b = batch();
-        assert!(drop_unrecorded_input(&mut b, true, &metrics).is_empty());
-        assert_eq!(b.len(), 2);
-    }
-}

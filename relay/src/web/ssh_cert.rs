@@ -11,7 +11,7 @@ use axum::Json;
 use sallyport_proto::client::{SshCertRequest, SshCertResponse};
 use sallyport_proto::frame::service_name;
 
-use super::auth::{credential, require_session};
+use super::auth::{credential, require_sign_in};
 use super::{access, ApiErr, AppState};
 use crate::policy::Stage;
 use crate::ssh_ca::{CertRequest, SshCa};
@@ -82,7 +82,7 @@ pub async fn issue(
     headers: HeaderMap,
     Json(mut req): Json<SshCertRequest>,
 ) -> Result<Json<SshCertResponse>, ApiErr> {
-    let session = require_session(&state, &headers)?;
+    let sign_in = require_sign_in(&state, &headers)?;
     req.service = service_name("service name", &req.service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     if !state.store.service_known(&req.service)? {
@@ -93,7 +93,7 @@ pub async fn issue(
     }
     let (policy, inputs) = access::check(
         &state,
-        &session,
+        &sign_in,
         peer.ip(),
         &tls,
         &req.service,
@@ -110,7 +110,7 @@ pub async fn issue(
             ),
         ));
     }
-    let allowed = policy.principals(&session.user, &inputs.groups, &req.service);
+    let allowed = policy.principals(&sign_in.user, &inputs.groups, &req.service);
     let principal = match &req.principal {
         Some(p) => p.clone(),
         None => allowed.first().cloned().ok_or_else(|| {
@@ -118,18 +118,18 @@ pub async fn issue(
                 StatusCode::FORBIDDEN,
                 format!(
                     "the policy maps user {} to no account on service {}",
-                    session.user, req.service
+                    sign_in.user, req.service
                 ),
             )
         })?,
     };
     if !allowed.contains(&principal) {
-        tracing::warn!(user = %session.user, %principal, service = %req.service, "certificate refused: principal not allowed");
+        tracing::warn!(user = %sign_in.user, %principal, service = %req.service, "certificate refused: principal not allowed");
         return Err(ApiErr(
             StatusCode::FORBIDDEN,
             format!(
                 "user {} may not log in to service {} as {principal:?}",
-                session.user, req.service
+                sign_in.user, req.service
             ),
         ));
     }
@@ -139,14 +139,15 @@ pub async fn issue(
             .min(std::time::Duration::from_secs(secs.max(1))),
         None => state.ssh_cert_ttl,
     };
-    // The session is named by a prefix of its token's hash: enough to find it
-    // in the relay's logs, useless to anyone reading sshd's.
-    let session_id = credential(&headers)
+    // The sign-in is named by a prefix of its token's hash: enough to find it
+    // in the relay's logs, useless to anyone reading sshd's. (Its key stays
+    // `session=`, as in certificates already issued and the logs that hold them.)
+    let sign_in_hash = credential(&headers)
         .map(|t| sha256_hex(t.as_bytes())[..12].to_owned())
         .unwrap_or_default();
     let key_id = format!(
-        "sallyport user={} service={} session={session_id}",
-        session.user, req.service
+        "sallyport user={} service={} session={sign_in_hash}",
+        sign_in.user, req.service
     );
     let signed = ca_for(&state, policy.separate_ca(&req.service), &req.service)?
         .sign(&CertRequest {
@@ -158,14 +159,14 @@ pub async fn issue(
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     let valid_before = now_secs() + ttl.as_secs();
     state.audit.append(&crate::audit::Event::CertIssued {
-        user: session.user.clone(),
+        user: sign_in.user.clone(),
         service: req.service.clone(),
         principal: principal.clone(),
         key_id,
         serial: signed.serial,
         valid_before,
     })?;
-    tracing::info!(user = %session.user, %principal, service = %req.service, ?ttl, serial = signed.serial, "SSH certificate issued");
+    tracing::info!(user = %sign_in.user, %principal, service = %req.service, ?ttl, serial = signed.serial, "SSH certificate issued");
     Ok(Json(SshCertResponse {
         certificate: signed.certificate,
         principal,
