@@ -21,6 +21,8 @@ pub const WS_PATH: &str = "/ws";
 /// plain-HTTP page can set or shadow it.
 pub const SIGN_IN_COOKIE: &str = "__Host-sallyport_session";
 
+/// A text message on the session WebSocket, either way (JSON, tagged by
+/// `type`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
@@ -32,29 +34,44 @@ pub enum Control {
     /// recording; when false the client should not send `input` events
     /// (the relay drops them).
     Opened {
+        /// The connector carrying the stream.
         connector: String,
+        /// The host keys its sshd may present.
         host_keys: Vec<String>,
+        /// Whether the relay keeps keystrokes.
         #[serde(default)]
         record_input: bool,
     },
     /// The sender will send no more bytes; the other direction stays open.
     Eof,
     /// The session failed; the socket closes after this.
-    Error { reason: String },
+    Error {
+        /// Why, for the person (at most [`MAX_REASON_LEN`] bytes).
+        reason: String,
+    },
     /// Client → relay: something that happened in the SSH session, which
     /// only the client sees in plaintext. `session` names the terminal
     /// session (and its recording) across reconnects; `seq` counts its
     /// events from 1; `t_ms` is milliseconds since the session started.
     Event {
+        /// The client's terminal session id ([`check_session_id`]).
         session: String,
+        /// The event's number in its session, from 1.
         seq: u64,
+        /// Milliseconds since the session's first event.
         t_ms: u64,
+        /// What happened.
         event: SessionEvent,
     },
     /// Relay → client: every event of `session` up to `seq` is on disk;
     /// the client may forget them. Until then it keeps them and sends them
     /// again after a reconnect (the relay stores each once).
-    Ack { session: String, seq: u64 },
+    Ack {
+        /// The client's terminal session id.
+        session: String,
+        /// The highest event number now on disk.
+        seq: u64,
+    },
 }
 
 /// What a client reports about its SSH session.
@@ -63,32 +80,49 @@ pub enum Control {
 pub enum SessionEvent {
     /// Logged in: as whom, how, to which host key (SHA-256 fingerprint).
     Start {
+        /// The service logged in to.
         service: String,
+        /// The Unix account.
         principal: String,
+        /// The SSH authentication method that succeeded (`certificate`,
+        /// `password`, `keyboard-interactive`, or `none` when the server
+        /// asked for nothing).
         auth: String,
+        /// The host key's SHA-256 fingerprint.
         host_key: String,
+        /// Terminal width, in columns.
         cols: u32,
+        /// Terminal height, in rows.
         rows: u32,
     },
+    /// The terminal was resized.
     Resize {
+        /// New width, in columns.
         cols: u32,
+        /// New height, in rows.
         rows: u32,
     },
     /// Terminal output, base64 (bytes as sent: UTF-8 may split across events).
     Output {
+        /// The bytes, base64 (at most [`crate::limits::MAX_EVENT_DATA`] decoded).
         data: String,
     },
     /// Keystrokes and pastes, base64.
     Input {
+        /// The bytes, base64 (at most [`crate::limits::MAX_EVENT_DATA`] decoded).
         data: String,
     },
+    /// The session ended.
     End {
         /// The exit status, when the shell exited with one.
         exit: Option<u32>,
         /// How it ended, in words ("exit status 0", "connection lost: ...").
         reason: String,
+        /// Bytes of terminal output received.
         bytes_in: u64,
+        /// Bytes of input sent.
         bytes_out: u64,
+        /// How long it lasted, in milliseconds.
         duration_ms: u64,
     },
 }

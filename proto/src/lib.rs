@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 //! Sallyport wire formats, sans-IO: bytes in, messages out.
 //!
 //! Nothing here touches a socket. The relay, the connector and the clients

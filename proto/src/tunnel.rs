@@ -129,8 +129,12 @@ pub struct StreamHeader {
     /// `stream` is accepted too.
     #[serde(rename = "session", alias = "stream")]
     pub stream: String,
+    /// The service to connect the stream to (its canonical, lowercase name).
     pub service: String,
+    /// The Sallyport user the stream is for, for the connector's log.
     pub user: String,
+    /// The person's address as the relay saw it (`ip:port`), for the
+    /// connector's log.
     pub client_addr: String,
 }
 
