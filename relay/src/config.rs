@@ -16,6 +16,8 @@ use sallyport_common::time::parse_duration;
 /// timeout do not lock a reconnecting connector out.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR: usize = 32;
 
+/// The settings of `sallyport-relay serve` as given: flags, environment
+/// and the config file, resolved by [`ServeArgs::resolve`].
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys in snake_case).
@@ -158,12 +160,20 @@ fn parse_timeout(flag: &str, text: Option<String>, default: Duration) -> Result<
 /// Resolved settings of a relay.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The data dir (0700): database, CAs, keys, admin socket.
     pub data_dir: PathBuf,
+    /// Where people's HTTPS is served.
     pub listen_https: SocketAddr,
+    /// Where connectors' QUIC is served (UDP).
     pub listen_tunnel: SocketAddr,
+    /// The URL people open; its origin is the only one the relay accepts.
     pub public_url: PublicUrl,
+    /// `host:port` that enrolment tokens tell connectors to dial.
     pub public_tunnel_addr: String,
+    /// The HTTPS certificate chain and key files; without them the relay
+    /// serves a certificate of its own CA.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long live sessions may take to finish at shutdown.
     pub drain_timeout: Duration,
     /// Validity of the SSH certificates the relay signs.
     pub ssh_cert_ttl: Duration,
@@ -171,7 +181,9 @@ pub struct ServeConfig {
     pub ssh_cert_services: Vec<String>,
     /// The config file, which also holds the access policy.
     pub config_file: Option<PathBuf>,
+    /// How long (and how many) audit events are kept.
     pub audit_retention: crate::audit::Retention,
+    /// Concurrent QUIC connections one connector may hold.
     pub max_connections_per_connector: usize,
     /// Concurrent sessions one user may hold, to all services together.
     pub max_sessions_per_user: usize,
@@ -189,6 +201,8 @@ pub struct ServeConfig {
 }
 
 impl ServeArgs {
+    /// The settings in force: a flag (or its environment variable) over the
+    /// config file over the default. Errors say which setting is wrong.
     pub fn resolve(self) -> Result<ServeConfig, String> {
         let file = match &self.config {
             Some(path) => read_file(path)?,

@@ -1,24 +1,60 @@
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 //! The Sallyport relay: the QUIC endpoint connectors dial, the HTTPS and
 //! WebSocket endpoint people use, local identity, and the admin commands.
 //! `main.rs` only parses arguments; everything here can be driven by tests.
 
-pub mod admin;
-pub mod audit;
+mod admin;
+mod audit;
 pub mod cli;
-pub mod config;
-pub mod data_dir;
-pub mod demo;
-pub mod identity;
-pub mod live;
-pub mod metrics;
-pub mod pipe;
-pub mod pki;
-pub mod policy;
-pub mod server;
-pub mod ssh_ca;
-pub mod store;
-pub mod totp;
-pub mod tunnel;
-pub mod web;
+mod config;
+mod data_dir;
+mod demo;
+mod identity;
+mod live;
+mod metrics;
+mod pipe;
+mod pki;
+mod policy;
+mod server;
+mod ssh_ca;
+mod store;
+mod totp;
+mod tunnel;
+mod web;
 
+pub use audit::{Filter as AuditFilter, Record as AuditRecord};
+pub use config::{ServeArgs, ServeConfig};
 pub use server::Relay;
+pub use store::Store;
+pub use web::PublicUrl;
+
+/// The admin commands as the CLI runs them, and the admin socket's messages,
+/// for programs (and tests) that drive a relay the way `sallyport-relay`'s
+/// subcommands do.
+pub mod admin_api {
+    pub use crate::admin::{execute, AdminCtx, ReplyFrame, Request, MAX_MESSAGE_LEN, OUTPUT_CHUNK};
+}
+
+/// The relay's limits and defaults that an admin (or a test) can observe
+/// from outside.
+pub mod limits {
+    pub use crate::audit::budget::{
+        MAX_CONTROL_EVENTS_PER_SESSION, MAX_SESSION_IDS_PER_SOCKET,
+        MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION,
+    };
+    pub use crate::config::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR;
+    pub use crate::live::{
+        DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE,
+    };
+    pub use crate::ssh_ca::DEFAULT_CERT_TTL;
+    pub use crate::tunnel::enrol::MAX_ENROLMENTS_PER_ADDRESS;
+    pub use crate::web::listener::{DEFAULT_MAX_PER_ADDRESS, FD_RESERVE};
+}
+
+/// Hooks for the end-to-end tests only (feature `test-hooks`, which the
+/// tests crate turns on): not in a relay built on its own.
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks {
+    pub use crate::totp::code_now;
+}

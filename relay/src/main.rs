@@ -11,7 +11,7 @@ use sallyport_relay::cli::{self, Cli};
 async fn main() -> ExitCode {
     let args = Cli::parse();
     logging::init(args.log_json);
-    match cli::run(args.command).await {
+    match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sallyport-relay: {e:#}");

@@ -26,16 +26,24 @@ pub const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// A relay that is up. Dropping it does not stop it; call [`Relay::shutdown`].
 pub struct Relay {
+    /// Its state.
     pub store: Store,
+    /// Its audit log.
     pub audit: Arc<AuditLog>,
+    /// The CA of the tunnel (connector certificates, the relay's QUIC and
+    /// HTTPS identity).
     pub ca: Arc<RelayCa>,
+    /// The connectors online now.
     pub registry: Arc<Registry>,
     /// Live sessions by user and sign-in.
     pub live: Arc<crate::live::LiveSessions>,
+    /// Where the HTTPS listener is bound.
     pub https_addr: SocketAddr,
+    /// Where the QUIC listener is bound.
     pub tunnel_addr: SocketAddr,
     /// The plain-HTTP `/metrics` listener's address, when there is one.
     pub metrics_addr: Option<SocketAddr>,
+    /// The settings it was started with.
     pub config: ServeConfig,
     shutdown: CancellationToken,
     tasks: TaskTracker,

@@ -135,6 +135,8 @@ impl ConnectorRecord {
     }
 }
 
+/// The relay's state: one sled database under the data dir, as typed trees
+/// (docs/PROTOCOL.md, "Relay state"). Cheap to clone: clones share it.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -200,6 +202,9 @@ pub enum TokenRefusal {
 }
 
 impl Store {
+    /// Opens (or creates) the database in `dir/db` and migrates old
+    /// records. Errors: the database is locked by another process for more
+    /// than a few seconds, or unreadable.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("db");
         // A relay that was just killed may still hold the lock for a moment
@@ -297,6 +302,7 @@ impl Store {
         Ok(self.db.open_tree(name)?)
     }
 
+    /// Writes everything to disk before returning.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
@@ -304,10 +310,12 @@ impl Store {
 
     // ---- users
 
+    /// The user `name`, if there is one.
     pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         get(&self.users, name)
     }
 
+    /// Adds or replaces a user.
     pub fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         put(&self.users, &user.name, user)?;
         self.flush()
@@ -315,6 +323,7 @@ impl Store {
 
     // ---- sign-ins (keyed by the SHA-256 of the bearer token)
 
+    /// Stores a sign-in under the SHA-256 of its `token`.
     pub fn put_sign_in(&self, token: &str, sign_in: &SignInRecord) -> Result<(), StoreError> {
         put(&self.sign_ins, &sha256_hex(token.as_bytes()), sign_in)?;
         self.flush()
@@ -375,6 +384,7 @@ impl Store {
 
     // ---- enrolment tokens (keyed by the SHA-256 of the secret)
 
+    /// Stores an enrolment token under the SHA-256 of its `secret`.
     pub fn put_token(&self, secret: &str, token: &TokenRecord) -> Result<(), StoreError> {
         put(&self.tokens, &sha256_hex(secret.as_bytes()), token)?;
         self.flush()
@@ -462,15 +472,18 @@ impl Store {
 
     // ---- connectors
 
+    /// The connector `name`, if there is one.
     pub fn connector(&self, name: &str) -> Result<Option<ConnectorRecord>, StoreError> {
         get(&self.connectors, name)
     }
 
+    /// Adds or replaces a connector.
     pub fn put_connector(&self, c: &ConnectorRecord) -> Result<(), StoreError> {
         put(&self.connectors, &c.name, c)?;
         self.flush()
     }
 
+    /// Every connector, by name.
     pub fn connectors(&self) -> Result<Vec<ConnectorRecord>, StoreError> {
         self.connectors
             .iter()
@@ -596,6 +609,7 @@ impl Store {
 
     // ---- risk facts
 
+    /// Counts a failed sign-in of `user` (for the risk score).
     pub fn record_failed_sign_in(&self, user: &str, failure: Failure) -> Result<(), StoreError> {
         self.failures.fetch_and_update(user, |old| {
             let mut list: Vec<Failure> = old
@@ -643,10 +657,12 @@ impl Store {
 
     // ---- devices
 
+    /// The device `name`, if there is one.
     pub fn device(&self, name: &str) -> Result<Option<DeviceRecord>, StoreError> {
         get(&self.devices, name)
     }
 
+    /// Adds or replaces a device.
     pub fn put_device(&self, d: &DeviceRecord) -> Result<(), StoreError> {
         put(&self.devices, &d.name, d)?;
         self.device_certs
@@ -654,6 +670,7 @@ impl Store {
         self.flush()
     }
 
+    /// Every device, by name.
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         self.devices
             .iter()
@@ -675,6 +692,7 @@ impl Store {
 
     // ---- meta
 
+    /// A setting the relay keeps for the CLI (`META_*`).
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .meta
@@ -682,6 +700,7 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Sets a `META_*` setting.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.meta.insert(key, value.as_bytes())?;
         self.flush()

@@ -64,7 +64,10 @@ pub fn code_at_step(secret: &[u8], step: u64) -> u32 {
     bin % 10u32.pow(DIGITS)
 }
 
-/// The current code, as six digits; for tests and for `user totp --show-code`.
+/// The code at Unix time `now` (seconds), as six digits, or `None` when
+/// `secret_b32` is not base32. For tests only: what a person's
+/// authenticator app would show.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn code_now(secret_b32: &str, now: u64) -> Option<String> {
     let secret = base32_decode(secret_b32)?;
     Some(format!(

@@ -16,10 +16,10 @@ use std::time::Duration;
 use futures::{SinkExt as _, StreamExt as _};
 use sallyport_client::api::{self, RelayUrl, Session};
 use sallyport_proto::client::Control;
-use sallyport_relay::admin::{self, AdminCtx, Request};
-use sallyport_relay::config::ServeConfig;
-use sallyport_relay::web::PublicUrl;
+use sallyport_relay::admin_api::{self as admin, AdminCtx, Request};
+use sallyport_relay::PublicUrl;
 use sallyport_relay::Relay;
+use sallyport_relay::ServeConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
@@ -160,15 +160,15 @@ impl InProc {
             public_tunnel_addr: listen_tunnel.to_string(),
             tls: None,
             drain_timeout,
-            ssh_cert_ttl: sallyport_relay::ssh_ca::DEFAULT_CERT_TTL,
+            ssh_cert_ttl: sallyport_relay::limits::DEFAULT_CERT_TTL,
             ssh_cert_services: Vec::new(),
             config_file: None,
             audit_retention: Default::default(),
             max_connections_per_connector:
-                sallyport_relay::config::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR,
-            max_sessions_per_user: sallyport_relay::live::DEFAULT_MAX_SESSIONS_PER_USER,
+                sallyport_relay::limits::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR,
+            max_sessions_per_user: sallyport_relay::limits::DEFAULT_MAX_SESSIONS_PER_USER,
             max_sessions_per_user_per_service:
-                sallyport_relay::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE,
+                sallyport_relay::limits::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE,
             metrics_listen: None,
             metrics_listen_is_default: false,
             https_limits: Default::default(),

@@ -1,7 +1,7 @@
 //! The audit log: what the relay saw is on disk before it is acknowledged,
 //! chained so that an altered event is found, and readable by admins only.
 
-use sallyport_relay::store::Store;
+use sallyport_relay::Store;
 use sallyport_tests::*;
 use serde_json::Value;
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use sallyport_proto::io::FrameReader;
 use sallyport_proto::tunnel::{StreamHeader, StreamReply};
-use sallyport_relay::admin::{self, AdminCtx, Request};
-use sallyport_relay::config::ServeArgs;
+use sallyport_relay::admin_api::{self as admin, AdminCtx, Request};
 use sallyport_relay::Relay;
+use sallyport_relay::ServeArgs;
 use sallyport_tests::*;
 
 /// Sends `bytes` on a fresh session stream and returns the connector's refusal reason.

@@ -333,7 +333,7 @@ async fn idle_and_malformed_enrolments_neither_hold_the_slots_nor_spend_the_toke
     }
     assert_eq!(
         timed_out,
-        sallyport_relay::tunnel::enrol::MAX_ENROLMENTS_PER_ADDRESS
+        sallyport_relay::limits::MAX_ENROLMENTS_PER_ADDRESS
     );
     assert_eq!(refused + timed_out, 20);
 }

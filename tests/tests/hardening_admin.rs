@@ -9,7 +9,7 @@ use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use sallyport_client::api::{self, RelayUrl, Session};
 use sallyport_proto::client::{Control, SessionEvent};
-use sallyport_relay::admin::{self, ReplyFrame, Request, MAX_MESSAGE_LEN};
+use sallyport_relay::admin_api::{self as admin, ReplyFrame, Request, MAX_MESSAGE_LEN};
 use sallyport_tests::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -261,7 +261,7 @@ fn exports_of_several_mib_go_through_the_running_relay_in_bounded_messages() {
 
     // On the socket itself: many frames, none over the limit, and the
     // same bytes the CLI printed.
-    let filter = sallyport_relay::audit::Filter {
+    let filter = sallyport_relay::AuditFilter {
         session: Some(SESSION.into()),
         ..Default::default()
     };

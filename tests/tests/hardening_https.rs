@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt as _, StreamExt as _};
-use sallyport_relay::web::listener;
+use sallyport_relay::limits;
 use sallyport_tests::https::{self, RelayAddrs, RelayOptions};
 use sallyport_tests::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -23,7 +23,7 @@ const IDLE: usize = 1100;
 /// TLS connections that drip a request head, one header line a second.
 const SLOW: usize = 200;
 /// The relay's default cap per address, kept by the flood test.
-const PER_ADDRESS: usize = listener::DEFAULT_MAX_PER_ADDRESS;
+const PER_ADDRESS: usize = limits::DEFAULT_MAX_PER_ADDRESS;
 /// The open-file limit (soft and hard) the relay runs under.
 const FD_LIMIT: u64 = 1024;
 /// The test's shortened timeouts.
@@ -403,7 +403,7 @@ fn a_full_listener_keeps_the_store_and_admin_commands_working() {
         None,
         flood_options(&["--max-https-connections-per-address", "100000"]),
     );
-    let total = (FD_LIMIT - listener::FD_RESERVE) as usize;
+    let total = (FD_LIMIT - limits::FD_RESERVE) as usize;
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let idle = open_idle(&env.relay, ATTACKER, IDLE).await;

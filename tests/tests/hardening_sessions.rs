@@ -14,12 +14,12 @@ use sallyport_tests::raw_session::*;
 use sallyport_tests::*;
 
 /// `sallyport-relay`'s default cap on one user's concurrent sessions.
-const DEFAULT_CAP: usize = sallyport_relay::live::DEFAULT_MAX_SESSIONS_PER_USER;
+const DEFAULT_CAP: usize = sallyport_relay::limits::DEFAULT_MAX_SESSIONS_PER_USER;
 /// Its default cap on one user's concurrent sessions to one service.
-const SERVICE_CAP: usize = sallyport_relay::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE;
+const SERVICE_CAP: usize = sallyport_relay::limits::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE;
 /// `start`, `resize` and `end` events one client session may report (the
 /// relay's `MAX_CONTROL_EVENTS_PER_SESSION`).
-const CONTROL_EVENTS: u64 = sallyport_relay::audit::budget::MAX_CONTROL_EVENTS_PER_SESSION;
+const CONTROL_EVENTS: u64 = sallyport_relay::limits::MAX_CONTROL_EVENTS_PER_SESSION;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("tokio runtime")
@@ -256,7 +256,7 @@ fn a_new_session_id_for_every_event_does_not_reset_the_budget() {
     let _c = env.connector("c1", "web1", &[]);
     env.relay.wait_online("c1", 2);
     let token = api_token(&env.relay, USER, PASSWORD);
-    let ids = sallyport_relay::audit::budget::MAX_SESSION_IDS_PER_SOCKET;
+    let ids = sallyport_relay::limits::MAX_SESSION_IDS_PER_SOCKET;
     rt().block_on(async {
         let ws = open(&env.relay, &token, "web1").await.expect("session");
         let (mut tx, mut rx) = ws.split();
@@ -386,7 +386,7 @@ fn made_up_terminal_output_is_bounded_per_session_id_across_sockets() {
     let token = api_token(&env.relay, USER, PASSWORD);
     const SESSION: &str = "made-up";
     const CHUNK: usize = 12 * 1024;
-    let unbacked = sallyport_relay::audit::budget::MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION;
+    let unbacked = sallyport_relay::limits::MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION;
     // Per socket this passes (the relay allows 8 MiB beyond what a socket
     // carried); two sockets' worth for one session id must not.
     let per_socket = (unbacked as usize * 3 / 4) / CHUNK;

@@ -481,7 +481,7 @@ fn totp_admits_the_right_code_once_and_refuses_wrong_and_replayed_codes() {
     assert!(body.contains("enter the one-time code"), "{body}");
     let valid: Vec<String> = [now() - 30, now(), now() + 30]
         .iter()
-        .map(|t| sallyport_relay::totp::code_now(secret, *t).unwrap())
+        .map(|t| sallyport_relay::test_hooks::code_now(secret, *t).unwrap())
         .collect();
     let wrong = ["000000", "111111", "222222", "333333"]
         .into_iter()
@@ -492,7 +492,7 @@ fn totp_admits_the_right_code_once_and_refuses_wrong_and_replayed_codes() {
     assert!(body.contains("wrong one-time code"), "{body}");
 
     // The right code signs in (with the native client); the same code again does not.
-    let right = sallyport_relay::totp::code_now(secret, now()).unwrap();
+    let right = sallyport_relay::test_hooks::code_now(secret, now()).unwrap();
     let tom = Client::new(env.path(), "tom");
     let out = tom.login_with_code(&env.relay, "tom", "pw-tom", &right);
     assert!(out.status.success(), "login with code: {}", stderr(&out));

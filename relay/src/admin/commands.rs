@@ -55,12 +55,15 @@ pub const META_PUBLIC_URL: &str = "public_url";
 
 /// What the commands act on.
 pub struct AdminCtx {
+    /// The relay's state.
     pub store: Store,
+    /// The tunnel CA (enrolment tokens carry its fingerprint).
     pub ca: Arc<RelayCa>,
     /// Present when the relay is running: revocation closes live connections.
     pub registry: Option<Arc<Registry>>,
     /// The live policy of a running relay, or the one of `--config`.
     pub policy: Option<Arc<PolicyHandle>>,
+    /// The audit log the commands write to and read.
     pub audit: Arc<AuditLog>,
     /// Present when the relay is running: `user sign-out` ends live sessions.
     pub live: Option<Arc<crate::live::LiveSessions>>,

@@ -1,4 +1,4 @@
-//! Admin commands (`user add|totp|sessions|sign-out`, `connector add|list|revoke`,
+//! Admin commands (`user add|totp|sign-ins|sign-out`, `connector add|list|revoke`,
 //! `device add|list|revoke`, `policy test|log`).
 //!
 //! The same [`execute_to`] runs whether the relay is up or not: a running
@@ -19,10 +19,5 @@ pub mod socket;
 pub use commands::{
     execute, execute_to, AdminCtx, Sink, WriteSink, META_PUBLIC_URL, META_TUNNEL_ADDR,
 };
-pub use protocol::{
-    DeviceIssued, PolicyTest, ReplyFrame, Request, MAX_ERROR_LEN, MAX_MESSAGE_LEN, OUTPUT_CHUNK,
-};
-pub use socket::{
-    send_to_running, serve_socket, socket_path, AdminError, ADMIN_IO_TIMEOUT, ADMIN_REPLY_WAIT,
-    MAX_ADMIN_COMMANDS, REPLY_QUEUE,
-};
+pub use protocol::{DeviceIssued, PolicyTest, ReplyFrame, Request, MAX_MESSAGE_LEN, OUTPUT_CHUNK};
+pub use socket::{send_to_running, serve_socket, socket_path, AdminError};

@@ -24,16 +24,25 @@ const _: () = assert!(OUTPUT_CHUNK * 6 + 1024 <= MAX_MESSAGE_LEN);
 /// Longest error text in [`ReplyFrame::Done`]; longer ones are cut.
 pub const MAX_ERROR_LEN: usize = 16 * 1024;
 
+/// One admin command, as the CLI sends it to a running relay (one frame,
+/// tagged by `cmd`). Each is a `sallyport-relay` subcommand.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
+    /// `user add`: a local user.
     UserAdd {
+        /// The user name.
         name: String,
+        /// The password (hashed before it is stored).
         password: String,
+        /// The groups policy rules can name.
         groups: Vec<String>,
     },
+    /// `connector add`: an enrolment token for a new connector.
     ConnectorAdd {
+        /// The connector's name.
         name: String,
+        /// How long the token may be used, in seconds.
         ttl_secs: u64,
         /// Service names the connector may serve.
         #[serde(default)]
@@ -44,54 +53,74 @@ pub enum Request {
     },
     /// `connector grant` (`grant = true`) and `connector ungrant`.
     ConnectorGrant {
+        /// The connector.
         name: String,
+        /// The service name.
         service: String,
+        /// Grant (true) or take back (false).
         grant: bool,
     },
+    /// `connector list`: every connector, its state and services.
     ConnectorList,
+    /// `connector revoke`: its certificate stops working, its connections close.
     ConnectorRevoke {
+        /// The connector.
         name: String,
     },
     /// Set up (or replace) a user's TOTP second factor.
     UserTotp {
+        /// The user.
         name: String,
     },
     /// A user's sign-ins: when, from where, with a second factor or not.
     UserSessions {
+        /// The user.
         name: String,
     },
     /// Ends all of a user's sign-ins and their live sessions.
     UserSignOut {
+        /// The user.
         name: String,
     },
     /// Issue a device certificate; the output is a [`DeviceIssued`] as JSON.
     DeviceAdd {
+        /// The device's name.
         name: String,
+        /// Attributes policy rules can check (`key=value`).
         attributes: BTreeMap<String, String>,
     },
+    /// `device list`: every device certificate and its attributes.
     DeviceList,
+    /// `device revoke`: the device's certificate stops counting.
     DeviceRevoke {
+        /// The device.
         name: String,
     },
     /// Explain the decision for the given inputs.
     PolicyTest(PolicyTest),
     /// The most recent recorded decisions.
     PolicyLog {
+        /// How many, newest last.
         limit: usize,
     },
     /// The last `limit` audit events, one human line each.
     AuditList {
+        /// Which events.
         filter: Filter,
+        /// How many, newest last.
         limit: usize,
     },
     /// Every audit event the filter picks (from `filter.after_seq` on), as
     /// JSON lines, oldest first.
     AuditExport {
+        /// Which events.
         filter: Filter,
     },
+    /// `audit verify`: walk the hash chain and say where it breaks.
     AuditVerify,
     /// A session's recording as asciicast v2.
     RecordingExport {
+        /// The client's terminal session id.
         session: String,
     },
 }
@@ -108,10 +137,16 @@ impl Validate for Request {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum ReplyFrame {
     /// The next piece of the command's output (at most [`OUTPUT_CHUNK`] bytes).
-    Output { text: String },
+    Output {
+        /// The text.
+        text: String,
+    },
     /// The command finished: `error` says why it failed, when it did. The
     /// last frame of every answer.
-    Done { error: Option<String> },
+    Done {
+        /// Why the command failed (at most [`MAX_ERROR_LEN`] bytes).
+        error: Option<String>,
+    },
 }
 
 impl Validate for ReplyFrame {

@@ -32,10 +32,14 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 /// One stored event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// Its place in the chain, from 1.
     pub seq: u64,
     /// Unix time in milliseconds.
     pub at_ms: u64,
+    /// The hash of the record before it (hex; 64 zeros for the very first).
     pub prev: String,
+    /// SHA-256 (hex) over `prev`, `seq`, `at_ms` and the event's canonical
+    /// JSON: what `audit verify` recomputes.
     pub hash: String,
     /// The [`Event`] as JSON: kept as a value, so records written by an
     /// older relay verify with a newer one.
@@ -98,7 +102,9 @@ pub enum VerifyError {
 pub struct Filter {
     /// Unix milliseconds.
     pub since_ms: Option<u64>,
+    /// Events of this user.
     pub user: Option<String>,
+    /// Events about this service.
     pub service: Option<String>,
     /// One terminal session: the client's events of that session id, and
     /// the stream events of every stream they came on (a session that

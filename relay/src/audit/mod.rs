@@ -17,8 +17,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use log::{
-    AuditLog, ClientAppend, Filter, Record, Retention, VerifyError, DEFAULT_MAX_AGE,
-    DEFAULT_MAX_EVENTS,
+    AuditLog, ClientAppend, Filter, Record, Retention, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS,
 };
 
 use sallyport_proto::client::SessionEvent;

@@ -16,7 +16,7 @@ use crate::admin::{self, Request};
 use crate::config::ServeArgs;
 use crate::demo::DemoArgs;
 use crate::Relay;
-pub use args::*;
+use args::*;
 
 /// Sallyport relay: connectors dial in over QUIC, people reach their services over HTTPS.
 #[derive(Parser)]
@@ -27,11 +27,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "SALLYPORT_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+enum Command {
     /// Run the relay.
     Serve(Box<ServeArgs>),
     /// Run a relay, a connector for the local sshd and a demo user in one process.
@@ -62,13 +62,13 @@ pub enum Command {
 }
 
 #[derive(clap::Args)]
-pub struct DataDir {
+struct DataDir {
     /// The relay's data dir (the same as `serve --data-dir`).
     #[arg(long, env = "SALLYPORT_DATA_DIR")]
     data_dir: PathBuf,
 }
 
-pub fn stop_on_signal() -> CancellationToken {
+fn stop_on_signal() -> CancellationToken {
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move {
@@ -78,7 +78,9 @@ pub fn stop_on_signal() -> CancellationToken {
     stop
 }
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs the command `cli` names. Errors are the command's, for `main` to print.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command;
     match command {
         Command::Serve(args) => {
             let config = args.resolve().map_err(anyhow::Error::msg)?;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use sallyport_proto::frame::{check_name, service_name};
 use serde::{Deserialize, Serialize};
 
-pub use handle::{PolicyHandle, POLL_INTERVAL};
+pub use handle::PolicyHandle;
 use net::{Cidr, GeoDb};
 use risk::{RiskModel, RiskScore, RiskWeights};
 use window::TimeWindow;

@@ -9,7 +9,7 @@ pub mod server;
 
 use std::time::Duration;
 
-pub use dial::{dial, open_stream, Dialed, OpenError, FAILOVER_TIMEOUT, STREAM_OPEN_TIMEOUT};
+pub use dial::{dial, Dialed};
 pub use registry::{LiveConn, Registry};
 pub use server::{server_config, TunnelServer};
 

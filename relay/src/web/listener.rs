@@ -193,11 +193,6 @@ impl Limiter {
         })
     }
 
-    /// The total cap.
-    pub fn max_total(&self) -> usize {
-        self.max_total
-    }
-
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         // Counting never panics halfway; a poisoned lock still holds good counts.
         self.counts.lock().unwrap_or_else(|e| e.into_inner())

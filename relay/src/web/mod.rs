@@ -60,6 +60,9 @@ pub struct PublicUrl {
 }
 
 impl PublicUrl {
+    /// Parses `https://host[:port][/...]`: the origin is kept (lowercase,
+    /// `:443` dropped), anything after it ignored. Errors: another scheme,
+    /// no host, or user info (`user@`).
     pub fn parse(url: &str) -> Result<Self, String> {
         let rest = url
             .strip_prefix("https://")
