@@ -4,11 +4,14 @@
 //! connections to it and bridges each session stream to one of the services
 //! named in its own configuration, and nothing else. It never listens.
 
-pub mod bridge;
-pub mod enrol;
-pub mod hostkeys;
-pub mod identity;
-pub mod supervisor;
+mod bridge;
+mod enrol;
+mod hostkeys;
+mod identity;
+mod supervisor;
+
+pub use hostkeys::scan as scan_host_keys;
+pub use identity::Identity;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +24,6 @@ use sallyport_proto::tunnel::{ServiceInfo, ServiceKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Services;
-use crate::identity::Identity;
 
 #[cfg(test)]
 mod tests {

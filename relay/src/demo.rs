@@ -93,7 +93,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         totp_pending: None,
     })?;
 
-    let token = if sallyport_connector::identity::Identity::exists(&connector_dir) {
+    let token = if sallyport_connector::Identity::exists(&connector_dir) {
         None
     } else {
         let ctx = AdminCtx {

@@ -175,8 +175,7 @@ async fn bad_frames_close_only_their_stream() {
     // The other direction: a connector (here, one holding c1's enrolled
     // identity) that sends garbage on its control stream loses that
     // connection, with the reason; the real connector's tunnel stays up.
-    let identity =
-        sallyport_connector::identity::Identity::load(&dir.path().join("connector-c1")).unwrap();
+    let identity = sallyport_connector::Identity::load(&dir.path().join("connector-c1")).unwrap();
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let conn = endpoint
         .connect_with(

@@ -60,7 +60,7 @@ fn report(title: &str, lines: Vec<(Row, Result<String, String>)>) {
 async fn native_row(row: &Row, sshd: &Sshd, scratch: std::path::PathBuf) -> Result<String, String> {
     let expected = fingerprint(&sshd.host_key_pub());
     let began = Instant::now();
-    let scanned = sallyport_connector::hostkeys::scan(&sshd.target()).await;
+    let scanned = sallyport_connector::scan_host_keys(&sshd.target()).await;
     let scan_ms = began.elapsed().as_millis();
     let scanned_fps: Vec<String> = scanned
         .iter()
@@ -296,7 +296,7 @@ async fn the_scan_reports_every_host_key_once() {
         &[],
         &[HostKey::Rsa, HostKey::Ecdsa384, HostKey::Ed25519],
     );
-    let scanned = sallyport_connector::hostkeys::scan(&sshd.target()).await;
+    let scanned = sallyport_connector::scan_host_keys(&sshd.target()).await;
     let scratch = dir.path().join("scanned.pub");
     let mut found: Vec<String> = scanned
         .iter()
