@@ -29,6 +29,10 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 echo "== format, lints"
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+# The library docs: every public item documented (missing_docs, in the
+# lints above) and every intra-doc link resolving.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet \
+    -p sallyport-proto -p sallyport-common -p sallyport-relay -p sallyport-connector
 
 echo "== one crypto provider (ring) in the build"
 if cargo tree --locked -e normal -i aws-lc-rs >/dev/null 2>&1; then

@@ -127,7 +127,7 @@ pub enum SessionEvent {
     },
 }
 
-/// A client session id: 1 to [`MAX_CLIENT_SESSION_LEN`] of `[A-Za-z0-9_-]`.
+/// A client session id: 1 to [`MAX_CLIENT_SESSION_LEN`](crate::limits::MAX_CLIENT_SESSION_LEN) of `[A-Za-z0-9_-]`.
 pub fn check_session_id(id: &str) -> Result<(), FrameError> {
     let ok = !id.is_empty()
         && id.len() <= crate::limits::MAX_CLIENT_SESSION_LEN

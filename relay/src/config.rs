@@ -33,6 +33,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SALLYPORT_LISTEN_TUNNEL")]
     pub listen_tunnel: Option<SocketAddr>,
     /// The URL people open, e.g. https://relay.example.com [default: https://localhost:PORT].
+    // The doc comment is the help text: a bare URL reads better there.
+    #[allow(rustdoc::bare_urls)]
     #[arg(long, env = "SALLYPORT_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// host:port connectors dial, put in enrolment tokens [default: public URL host, tunnel port].
@@ -192,7 +194,7 @@ pub struct ServeConfig {
     pub max_sessions_per_user_per_service: usize,
     /// The plain-HTTP `/metrics` listener, if any.
     pub metrics_listen: Option<SocketAddr>,
-    /// `metrics_listen` is [`DEFAULT_METRICS_LISTEN`] because nobody set
+    /// `metrics_listen` is `DEFAULT_METRICS_LISTEN` because nobody set
     /// one: if that port is taken, the relay starts without metrics (with a
     /// warning) rather than not at all. An address an admin chose must bind.
     pub metrics_listen_is_default: bool,

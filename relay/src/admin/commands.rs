@@ -70,7 +70,7 @@ pub struct AdminCtx {
 }
 
 /// Runs one admin command and returns its output, whole. For the short
-/// commands (and tests); the CLI streams with [`execute_to`].
+/// commands (and tests); the CLI streams with `execute_to`.
 pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
     let mut out = String::new();
     execute_to(ctx, req, &mut out)?;

@@ -82,7 +82,7 @@ pub enum Request {
         /// The user.
         name: String,
     },
-    /// Issue a device certificate; the output is a [`DeviceIssued`] as JSON.
+    /// Issue a device certificate; the output is a `DeviceIssued` as JSON.
     DeviceAdd {
         /// The device's name.
         name: String,
@@ -144,7 +144,7 @@ pub enum ReplyFrame {
     /// The command finished: `error` says why it failed, when it did. The
     /// last frame of every answer.
     Done {
-        /// Why the command failed (at most [`MAX_ERROR_LEN`] bytes).
+        /// Why the command failed (at most `MAX_ERROR_LEN` bytes).
         error: Option<String>,
     },
 }

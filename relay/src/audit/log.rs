@@ -41,7 +41,7 @@ pub struct Record {
     /// SHA-256 (hex) over `prev`, `seq`, `at_ms` and the event's canonical
     /// JSON: what `audit verify` recomputes.
     pub hash: String,
-    /// The [`Event`] as JSON: kept as a value, so records written by an
+    /// The audit `Event` as JSON: kept as a value, so records written by an
     /// older relay verify with a newer one.
     pub event: serde_json::Value,
 }

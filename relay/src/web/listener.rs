@@ -52,7 +52,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections one client address may hold at once (IPv6: one /64), at
 /// most. A browser holds about six for pages plus one per open terminal;
 /// the rest is room for several people behind one NAT. Under a small
-/// descriptor limit the default is less (see [`per_address_cap`]).
+/// descriptor limit the default is less (see `per_address_cap`).
 pub const DEFAULT_MAX_PER_ADDRESS: usize = 256;
 /// Unless an admin sets the per-address cap, it is at most the total cap
 /// divided by this: filling the listener takes at least this many
@@ -61,7 +61,7 @@ pub const MIN_ADDRESSES_TO_FILL: usize = 8;
 /// File descriptors kept out of the HTTPS connection cap: the store (sled
 /// keeps about ten files open), the tunnel's UDP socket, the runtime's
 /// epoll and event descriptors, the admin socket and its clients, the
-/// metrics listener and its [`METRICS_MAX_CONNECTIONS`], config and
+/// metrics listener and its `METRICS_MAX_CONNECTIONS`, config and
 /// country-database reads, log files, and the descriptor `accept` itself
 /// needs to refuse a connection. About 60 are in use on a busy relay; the
 /// rest is slack so that a full HTTPS listener never makes the store or an
