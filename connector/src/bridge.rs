@@ -24,7 +24,7 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Service name → `host:port`, exactly as configured; nothing else is reachable.
 pub type Services = BTreeMap<String, String>;
 
-/// Serves one session stream.
+/// Serves one stream (one session's bytes).
 pub async fn serve(
     connector: &str,
     services: &Services,

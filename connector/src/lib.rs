@@ -1,7 +1,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 //! The Sallyport connector: enrols once with a relay, then keeps QUIC
-//! connections to it and bridges each session stream to one of the services
+//! connections to it and bridges each stream to one of the services
 //! named in its own configuration, and nothing else. It never listens.
 
 mod bridge;

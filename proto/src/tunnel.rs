@@ -4,7 +4,7 @@
 //!   [`Control::Hello`]; the relay answers [`Control::Welcome`]; then both
 //!   exchange heartbeats until one side sends [`Control::Drain`] or the
 //!   connection closes.
-//! * For each session the relay opens a **session stream** and sends a
+//! * For each session's WebSocket the relay opens a **stream** and sends a
 //!   [`StreamHeader`]; the connector answers [`StreamReply`] and, when it
 //!   accepts, raw bytes flow both ways until each side finishes.
 //! * A connection that presents no client certificate may only enrol: it

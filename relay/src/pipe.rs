@@ -327,6 +327,15 @@ where
                     down_done.cancel();
                     break Ok(());
                 }
+                Err(quinn::ReadError::ConnectionLost(quinn::ConnectionError::LocallyClosed)) => {
+                    // The relay itself closed the tunnel: at the end of its
+                    // drain time, or revoking the connector.
+                    abort.cancel();
+                    break Err(
+                        "the relay closed the connector's tunnel (shutting down, or the connector was revoked)"
+                            .to_owned(),
+                    );
+                }
                 Err(e) => {
                     abort.cancel();
                     let why = match &e {

@@ -20,7 +20,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// its connection.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
-/// Flow-control window of one session stream, in bytes (RFC 9000 §4,
+/// Flow-control window of one stream, in bytes (RFC 9000 §4,
 /// `initial_max_stream_data_*`): bounds the bytes buffered per session on
 /// each side while keeping a loopback or LAN path busy.
 pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
@@ -29,7 +29,7 @@ pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 /// (RFC 9000 §4, `initial_max_data`); also what one side sends ahead.
 pub const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 
-/// Most session streams the relay may have open on one connection at once
+/// Most streams the relay may have open on one connection at once
 /// (the connector's `initial_max_streams_bidi`, RFC 9000 §4.6): a session
 /// beyond it waits for one to end.
 pub const MAX_SESSIONS_PER_CONNECTION: u32 = 1024;
