@@ -2,21 +2,9 @@
 //! chained so that an altered event is found, and readable by admins only.
 
 use sallyport_relay::Store;
+use sallyport_tests::client_ws::audit_export;
 use sallyport_tests::*;
 use serde_json::Value;
-
-/// `sallyport-relay audit export --format jsonl`, parsed.
-fn export(relay: &RelayProc, extra: &[&str]) -> Vec<Value> {
-    let out = relay.admin(
-        &[&["audit", "export", "--format", "jsonl"][..], extra].concat(),
-        "",
-    );
-    assert!(out.status.success(), "audit export: {}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
 
 #[test]
 fn a_session_is_in_the_audit_log_and_verify_finds_one_altered_event() {
@@ -29,7 +17,7 @@ fn a_session_is_in_the_audit_log_and_verify_finds_one_altered_event() {
     assert_eq!(code, 401);
 
     // Every kind of event the journey made, in order, numbered 1, 2, 3...
-    let events = export(&env.relay, &[]);
+    let events = audit_export(&env.relay, &[]);
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     let kinds: Vec<&str> = events
@@ -115,7 +103,7 @@ fn no_acknowledged_event_is_lost_when_the_relay_is_killed() {
         // Acknowledged: killed at once, before any flush a timer might do.
         env.relay.kill();
         env.relay.launch();
-        let events = export(&env.relay, &["--user", "bob", "--type", "sign_in"]);
+        let events = audit_export(&env.relay, &["--user", "bob", "--type", "sign_in"]);
         assert_eq!(events.len(), round + 1, "round {round}: {events:?}");
     }
     let verify = env.relay.admin(&["audit", "verify"], "");

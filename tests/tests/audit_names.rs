@@ -9,26 +9,14 @@
 use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
-use sallyport_client::api::{self, RelayUrl, Session};
+use sallyport_client::api::Session;
 use sallyport_proto::client::{Control, SessionEvent};
 use sallyport_relay::AuditRecord as Record;
 use sallyport_relay::Store;
+use sallyport_tests::client_ws::{audit_export, client_token, open_web1};
 use sallyport_tests::*;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-/// `audit export --format jsonl` with `filter`, parsed.
-fn export(relay: &RelayProc, filter: &[&str]) -> Vec<Value> {
-    let out = relay.admin(
-        &[&["audit", "export", "--format", "jsonl"][..], filter].concat(),
-        "",
-    );
-    assert!(out.status.success(), "audit export: {}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
 
 /// `audit list` with `filter`: the sequence numbers it printed.
 fn listed(relay: &RelayProc, filter: &[&str]) -> Vec<u64> {
@@ -139,26 +127,9 @@ fn records_written_before_streams_were_named_still_verify_and_are_found() {
         [seqs[6], seqs[7], seqs[8]]
     );
     // Exported as stored: the old field names, byte for byte.
-    let exported = export(&env.relay, &["--session", "old-term"]);
+    let exported = audit_export(&env.relay, &["--session", "old-term"]);
     assert_eq!(exported[0]["event"], old_stream_opened("old-stream-1"));
     assert_eq!(exported[2]["event"], old_stream_closed("old-stream-1"));
-}
-
-/// The API token of the harness's signed-in client.
-fn client_token(env: &Env) -> String {
-    let text = std::fs::read_to_string(env.client.home.join("credentials.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// A session WebSocket to service `web1`, as the browser client opens it.
-async fn open(env: &Env, token: &str) -> Session {
-    let pem = std::fs::read_to_string(env.relay.data_dir.join("https.pem")).unwrap();
-    let tls = api::tls_config(Some(&pem)).unwrap();
-    let relay = RelayUrl::parse(&env.relay.url()).unwrap();
-    api::open_session(&relay, tls, token, "web1").await.unwrap()
 }
 
 /// Sends one client event of `session` and reads until the relay
@@ -198,7 +169,7 @@ fn a_terminal_sessions_streams_and_client_events_are_listed_together() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // The terminal session starts on one socket, which drops...
-        let mut ws = open(&env, &token).await;
+        let mut ws = open_web1(&env, &token).await;
         let start = SessionEvent::Start {
             service: "web1".into(),
             principal: USER.into(),
@@ -210,12 +181,12 @@ fn a_terminal_sessions_streams_and_client_events_are_listed_together() {
         report_acked(&mut ws, TERM, 1, start).await;
         drop(ws);
         // ...another terminal session comes and goes...
-        let mut ws = open(&env, &token).await;
+        let mut ws = open_web1(&env, &token).await;
         let resize = SessionEvent::Resize { cols: 1, rows: 1 };
         report_acked(&mut ws, "someone-else", 1, resize).await;
         drop(ws);
         // ...and the first goes on over a new socket until it ends.
-        let mut ws = open(&env, &token).await;
+        let mut ws = open_web1(&env, &token).await;
         let resize = SessionEvent::Resize {
             cols: 100,
             rows: 30,
@@ -233,7 +204,7 @@ fn a_terminal_sessions_streams_and_client_events_are_listed_together() {
 
     // Each stream's end is written when its pipe has finished.
     let events = wait_for("both streams of the session closed", || {
-        let events = export(&env.relay, &["--session", TERM]);
+        let events = audit_export(&env.relay, &["--session", TERM]);
         let closed = events
             .iter()
             .filter(|e| e["event"]["type"] == "stream_closed")
@@ -285,14 +256,14 @@ fn a_terminal_sessions_streams_and_client_events_are_listed_together() {
     // (Stream ids are random and may begin with `-`: hence `--stream=ID`.)
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(listed(&env.relay, &["--session", TERM]), seqs);
-    let one: Vec<String> = export(&env.relay, &[&format!("--stream={first}")])
+    let one: Vec<String> = audit_export(&env.relay, &[&format!("--stream={first}")])
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(one, ["stream_opened", "client", "stream_closed"]);
     // The other terminal session's stream is in neither.
     let other = wait_for("the other session's stream closed", || {
-        let other = export(&env.relay, &["--session", "someone-else"]);
+        let other = audit_export(&env.relay, &["--session", "someone-else"]);
         (other.len() == 3).then_some(other)
     });
     for e in &other {

@@ -7,9 +7,10 @@ use std::process::Command;
 
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
-use sallyport_client::api::{self, RelayUrl, Session};
+use sallyport_client::api::Session;
 use sallyport_proto::client::{Control, SessionEvent};
 use sallyport_relay::admin_api::{self as admin, ReplyFrame, Request, MAX_MESSAGE_LEN};
+use sallyport_tests::client_ws::{client_token, open_web1};
 use sallyport_tests::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -21,23 +22,6 @@ const FORGED: &str = "2026-01-01T00:00:00Z  INFO forged line";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// The API token of the harness's signed-in client.
-fn client_token(env: &Env) -> String {
-    let text = std::fs::read_to_string(env.client.home.join("credentials.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// A session WebSocket to service `web1`, as the browser client opens it.
-async fn open(env: &Env, token: &str) -> Session {
-    let pem = std::fs::read_to_string(env.relay.data_dir.join("https.pem")).unwrap();
-    let tls = api::tls_config(Some(&pem)).unwrap();
-    let relay = RelayUrl::parse(&env.relay.url()).unwrap();
-    api::open_session(&relay, tls, token, "web1").await.unwrap()
 }
 
 /// Reads until the relay acknowledges `seq` of `session` (ignoring SSH bytes).
@@ -140,7 +124,7 @@ fn exports_of_several_mib_go_through_the_running_relay_in_bounded_messages() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let last = chunks.len() as u64 + 2;
     rt.block_on(async {
-        let mut ws = open(&env, &token).await;
+        let mut ws = open_web1(&env, &token).await;
         report(
             &mut ws,
             SESSION,
@@ -431,7 +415,7 @@ fn hostile_strings_reach_the_log(env: &Env) {
     let token = client_token(env);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut ws = open(env, &token).await;
+        let mut ws = open_web1(env, &token).await;
         let msg = Control::Error {
             reason: EVIL.into(),
         };
