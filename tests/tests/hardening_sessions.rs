@@ -187,6 +187,16 @@ fn one_users_110_sessions_to_a_service_leave_a_stock_sshd_serving_others() {
                 }
                 Err(reason) => bob_failed.push(format!("#{i}: {reason}")),
             }
+            // Like a person, bob opens the next one after the last has
+            // ended: its sshd child gone, so that it no longer counts
+            // against MaxStartups beside alice's held ones (on a loaded
+            // machine it could still be exiting when the next arrived).
+            let deadline = Instant::now() + PATIENCE;
+            while env.relay.metric("sallyport_sessions_active") > held.len() as u64
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         let throttled = env.sshd.max_startups_lines();
         eprintln!(
