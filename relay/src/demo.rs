@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminCtx, Request};
+use crate::admin::Request;
 use crate::config::ServeConfig;
 use crate::identity::hash_password;
 use crate::store::UserRecord;
@@ -96,17 +96,8 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
     let token = if sallyport_connector::Identity::exists(&connector_dir) {
         None
     } else {
-        let ctx = AdminCtx {
-            store: relay.store.clone(),
-            ca: relay.ca.clone(),
-            registry: Some(relay.registry.clone()),
-            policy: None,
-            audit: relay.audit.clone(),
-            live: Some(relay.live.clone()),
-        };
-        let out = admin::execute(
-            &ctx,
-            Request::ConnectorAdd {
+        let out = relay
+            .admin(Request::ConnectorAdd {
                 name: format!(
                     "demo-{}",
                     random_secret(3)
@@ -116,9 +107,8 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
                 ttl_secs: 600,
                 services: vec!["localhost".into()],
                 replace: false,
-            },
-        )
-        .map_err(anyhow::Error::msg)?;
+            })
+            .map_err(anyhow::Error::msg)?;
         out.lines().last().map(str::to_owned)
     };
     let connector_stop = CancellationToken::new();

@@ -29,11 +29,11 @@ pub use server::Relay;
 pub use store::Store;
 pub use web::PublicUrl;
 
-/// The admin commands as the CLI runs them, and the admin socket's messages,
-/// for programs (and tests) that drive a relay the way `sallyport-relay`'s
-/// subcommands do.
+/// The admin socket's messages, for programs (and tests) that drive a relay
+/// the way `sallyport-relay`'s subcommands do: over its socket, or in
+/// process with [`Relay::admin`].
 pub mod admin_api {
-    pub use crate::admin::{execute, AdminCtx, ReplyFrame, Request, MAX_MESSAGE_LEN, OUTPUT_CHUNK};
+    pub use crate::admin::{ReplyFrame, Request, MAX_MESSAGE_LEN, OUTPUT_CHUNK};
 }
 
 /// The relay's limits and defaults that an admin (or a test) can observe

@@ -45,6 +45,8 @@ pub struct Relay {
     pub metrics_addr: Option<SocketAddr>,
     /// The settings it was started with.
     pub config: ServeConfig,
+    /// What its admin socket runs commands on.
+    admin: Arc<AdminCtx>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sessions: TaskTracker,
@@ -116,7 +118,7 @@ impl Relay {
             audit: audit.clone(),
             live: Some(live.clone()),
         });
-        start_admin_socket(&config, admin_ctx, &shutdown, &tasks);
+        start_admin_socket(&config, admin_ctx.clone(), &shutdown, &tasks);
         start_audit_retention(&config, audit.clone(), &shutdown, &tasks);
 
         tracing::info!(
@@ -131,6 +133,7 @@ impl Relay {
             "relay listening"
         );
         Ok(Self {
+            admin: admin_ctx,
             store,
             audit,
             ca,
@@ -147,6 +150,13 @@ impl Relay {
             metrics_http,
             endpoint,
         })
+    }
+
+    /// Runs one admin command in this relay, as its admin socket would
+    /// (`sallyport-relay user add ...` while it runs); the output, or the
+    /// error the CLI would print.
+    pub fn admin(&self, req: crate::admin::Request) -> Result<String, String> {
+        crate::admin::execute(&self.admin, req)
     }
 
     /// Stops taking new sessions, tells connectors to drain, waits up to the

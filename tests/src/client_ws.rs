@@ -1,9 +1,13 @@
 //! The harness's signed-in client, as a test talks to the relay for it:
 //! its API token, a session WebSocket opened the way the browser client
-//! opens one, and the audit log exported through the admin CLI.
+//! opens one, client events reported on it and their acknowledgements
+//! awaited, and the audit log exported through the admin CLI.
 
+use futures::{SinkExt as _, StreamExt as _};
 use sallyport_client::api::{self, RelayUrl, Session};
+use sallyport_proto::client::{Control, SessionEvent};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::{stderr, stdout, Env, RelayProc};
 
@@ -42,4 +46,39 @@ pub fn audit_export(relay: &RelayProc, extra: &[&str]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// Sends one client event of `session` numbered `seq` on `ws`, as the
+/// browser client reports it.
+pub async fn report(ws: &mut Session, session: &str, seq: u64, event: SessionEvent) {
+    let msg = Control::Event {
+        session: session.into(),
+        seq,
+        t_ms: seq * 10,
+        event,
+    };
+    ws.send(Message::Text(msg.to_text().into()))
+        .await
+        .expect("send the event");
+}
+
+/// Reads `ws` until the relay acknowledges event `seq` of `session` (it is
+/// on disk), ignoring SSH bytes; panics if the socket closes first or no
+/// acknowledgement comes within two minutes.
+pub async fn acked(ws: &mut Session, session: &str, seq: u64) {
+    let wait = async {
+        while let Some(msg) = ws.next().await {
+            if let Message::Text(t) = msg.expect("a WebSocket message") {
+                if let Ok(Control::Ack { session: s, seq: n }) = Control::parse(t.as_str()) {
+                    if s == session && n >= seq {
+                        return;
+                    }
+                }
+            }
+        }
+        panic!("the socket closed before event {seq} was acknowledged");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), wait)
+        .await
+        .expect("acknowledgement");
 }

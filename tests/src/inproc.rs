@@ -6,7 +6,7 @@
 //! fails with the library's own error, not a log tail.
 //!
 //! The setup is `sallyport-relay demo`'s: the relay's admin commands
-//! ([`admin::execute`]) add the user and the connectors' enrolment tokens,
+//! ([`Relay::admin`]) add the user and the connectors' enrolment tokens,
 //! and each connector enrols with its token into a directory of its own.
 
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::{SinkExt as _, StreamExt as _};
 use sallyport_client::api::{self, RelayUrl, Session};
 use sallyport_proto::client::Control;
-use sallyport_relay::admin_api::{self as admin, AdminCtx, Request};
+use sallyport_relay::admin_api::Request;
 use sallyport_relay::PublicUrl;
 use sallyport_relay::Relay;
 use sallyport_relay::ServeConfig;
@@ -208,16 +208,7 @@ impl InProc {
 
     /// Runs one admin command, as `sallyport-relay` would over its socket.
     fn admin(&self, req: Request) -> String {
-        let relay = self.relay();
-        let ctx = AdminCtx {
-            store: relay.store.clone(),
-            ca: relay.ca.clone(),
-            registry: Some(relay.registry.clone()),
-            policy: None,
-            audit: relay.audit.clone(),
-            live: Some(relay.live.clone()),
-        };
-        admin::execute(&ctx, req).expect("admin command")
+        self.relay().admin(req).expect("admin command")
     }
 
     /// Enrols connector `name` serving [`SERVICE`] and waits until it is online.

@@ -6,17 +6,13 @@
 //! it came on; records written before streams were named so (their stream
 //! id in a `session` field) still verify and are still found.
 
-use std::time::Duration;
-
-use futures::{SinkExt as _, StreamExt as _};
 use sallyport_client::api::Session;
-use sallyport_proto::client::{Control, SessionEvent};
+use sallyport_proto::client::SessionEvent;
 use sallyport_relay::AuditRecord as Record;
 use sallyport_relay::Store;
-use sallyport_tests::client_ws::{audit_export, client_token, open_web1};
+use sallyport_tests::client_ws::{acked, audit_export, client_token, open_web1, report};
 use sallyport_tests::*;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 /// `audit list` with `filter`: the sequence numbers it printed.
 fn listed(relay: &RelayProc, filter: &[&str]) -> Vec<u64> {
@@ -135,28 +131,8 @@ fn records_written_before_streams_were_named_still_verify_and_are_found() {
 /// Sends one client event of `session` and reads until the relay
 /// acknowledges it (it is on disk).
 async fn report_acked(ws: &mut Session, session: &str, seq: u64, event: SessionEvent) {
-    let msg = Control::Event {
-        session: session.into(),
-        seq,
-        t_ms: seq * 10,
-        event,
-    };
-    ws.send(Message::Text(msg.to_text().into())).await.unwrap();
-    let wait = async {
-        while let Some(msg) = ws.next().await {
-            if let Message::Text(t) = msg.unwrap() {
-                if let Ok(Control::Ack { session: s, seq: n }) = Control::parse(t.as_str()) {
-                    if s == session && n >= seq {
-                        return;
-                    }
-                }
-            }
-        }
-        panic!("the socket closed before event {seq} was acknowledged");
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait)
-        .await
-        .expect("acknowledgement");
+    report(ws, session, seq, event).await;
+    acked(ws, session, seq).await;
 }
 
 #[test]

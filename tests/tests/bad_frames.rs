@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sallyport_proto::io::FrameReader;
 use sallyport_proto::tunnel::{StreamHeader, StreamReply};
-use sallyport_relay::admin_api::{self as admin, AdminCtx, Request};
+use sallyport_relay::admin_api::Request;
 use sallyport_relay::Relay;
 use sallyport_relay::ServeArgs;
 use sallyport_tests::*;
@@ -56,33 +56,21 @@ async fn bad_frames_close_only_their_stream() {
     .resolve()
     .unwrap();
     let relay = Relay::start(config).await.unwrap();
-    let ctx = AdminCtx {
-        store: relay.store.clone(),
-        ca: relay.ca.clone(),
-        registry: Some(relay.registry.clone()),
-        policy: None,
-        audit: relay.audit.clone(),
-        live: Some(relay.live.clone()),
-    };
-    admin::execute(
-        &ctx,
-        Request::UserAdd {
+    relay
+        .admin(Request::UserAdd {
             name: USER.into(),
             password: PASSWORD.into(),
             groups: vec![],
-        },
-    )
-    .unwrap();
-    let out = admin::execute(
-        &ctx,
-        Request::ConnectorAdd {
+        })
+        .unwrap();
+    let out = relay
+        .admin(Request::ConnectorAdd {
             name: "c1".into(),
             ttl_secs: 600,
             services: vec!["web1".into()],
             replace: false,
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     let token = out.lines().last().unwrap().to_owned();
     let mut connector = start_connector(
         dir.path(),

@@ -7,10 +7,9 @@ use std::process::Command;
 
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
-use sallyport_client::api::Session;
 use sallyport_proto::client::{Control, SessionEvent};
 use sallyport_relay::admin_api::{self as admin, ReplyFrame, Request, MAX_MESSAGE_LEN};
-use sallyport_tests::client_ws::{client_token, open_web1};
+use sallyport_tests::client_ws::{acked, client_token, open_web1, report};
 use sallyport_tests::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -22,36 +21,6 @@ const FORGED: &str = "2026-01-01T00:00:00Z  INFO forged line";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Reads until the relay acknowledges `seq` of `session` (ignoring SSH bytes).
-async fn acked(ws: &mut Session, session: &str, seq: u64) {
-    let wait = async {
-        while let Some(msg) = ws.next().await {
-            if let Message::Text(t) = msg.unwrap() {
-                if let Ok(Control::Ack { session: s, seq: n }) = Control::parse(t.as_str()) {
-                    if s == session && n >= seq {
-                        return;
-                    }
-                }
-            }
-        }
-        panic!("the socket closed before event {seq} was acknowledged");
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(120), wait)
-        .await
-        .expect("acknowledgement");
-}
-
-/// Sends one client event.
-async fn report(ws: &mut Session, session: &str, seq: u64, event: SessionEvent) {
-    let msg = Control::Event {
-        session: session.into(),
-        seq,
-        t_ms: seq * 10,
-        event,
-    };
-    ws.send(Message::Text(msg.to_text().into())).await.unwrap();
 }
 
 /// Terminal output of `chunks` events of 16 KiB, each line numbered: what

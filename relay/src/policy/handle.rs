@@ -44,16 +44,6 @@ impl PolicyHandle {
         })
     }
 
-    /// A fixed policy, for tests and `policy test` without a relay.
-    pub fn fixed(policy: Policy) -> Self {
-        Self {
-            path: None,
-            cert_services: Vec::new(),
-            current: RwLock::new(Arc::new(policy)),
-            stamp: Mutex::new(None),
-        }
-    }
-
     fn read(path: Option<&std::path::Path>, cert_services: &[String]) -> Result<Policy, String> {
         let cfg = match path {
             Some(p) => crate::config::read_policy(p)?,
