@@ -184,9 +184,19 @@ fn make_private(dir: &Path, repaired: &mut Repaired) -> Result<(), DataDirError>
     let mut todo = vec![dir.to_owned()];
     while let Some(path) = todo.pop() {
         // Not followed: a link's target is not the relay's to change.
-        let meta = std::fs::symlink_metadata(&path).map_err(io_err("read", &path))?;
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            // Gone since it was listed: another process's temporary file,
+            // renamed into place or removed. Nothing to make private.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != dir => continue,
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
         let want = if meta.is_dir() {
-            let entries = std::fs::read_dir(&path).map_err(io_err("list", &path))?;
+            let entries = match std::fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != dir => continue,
+                Err(e) => return Err(io_err("list", &path)(e)),
+            };
             for entry in entries {
                 todo.push(entry.map_err(io_err("list", &path))?.path());
             }
@@ -198,8 +208,11 @@ fn make_private(dir: &Path, repaired: &mut Repaired) -> Result<(), DataDirError>
         };
         let mode = meta.mode() & 0o7777;
         if mode != want {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))
-                .map_err(io_err("make private", &path))?;
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("make private", &path)(e)),
+            }
             repaired.entries += 1;
             if mode & 0o044 != 0 {
                 repaired.were_readable += 1;
