@@ -41,6 +41,19 @@ struct Counts {
     services: HashMap<(String, String), usize>,
     /// sign-in -> what its sessions listen to.
     sign_ins: HashMap<SignInId, SignInSessions>,
+    /// The relay's stream id of each live session that has one -> how to
+    /// end that session alone (`session terminate`).
+    streams: HashMap<String, LiveStream>,
+}
+
+/// One live session, found by its stream id.
+struct LiveStream {
+    /// The slot's own token (a child of its sign-in's).
+    ended: CancellationToken,
+    /// The slot's own reason.
+    why: Arc<OnceLock<String>>,
+    user: String,
+    service: String,
 }
 
 /// The live sessions of one sign-in.
@@ -85,9 +98,29 @@ pub struct SessionSlot {
     sign_in: SignInId,
     ended: CancellationToken,
     why: Arc<OnceLock<String>>,
+    /// Why this session alone was ended (`session terminate`).
+    own_why: Arc<OnceLock<String>>,
+    /// Its stream id, once named.
+    stream: Option<String>,
 }
 
 impl SessionSlot {
+    /// Names the session by the relay's id of its stream, so an admin can
+    /// end it alone ([`LiveSessions::terminate`]) until the slot drops.
+    pub fn name_stream(&mut self, stream: &str) {
+        let mut c = self.live.lock();
+        c.streams.insert(
+            stream.to_owned(),
+            LiveStream {
+                ended: self.ended.clone(),
+                why: self.own_why.clone(),
+                user: self.user.clone(),
+                service: self.service.clone(),
+            },
+        );
+        self.stream = Some(stream.to_owned());
+    }
+
     /// Cancelled when the session's sign-in ends (sign-out, `user sign-out`,
     /// `user lock`, `user remove`).
     pub fn signed_out(&self) -> &CancellationToken {
@@ -97,13 +130,16 @@ impl SessionSlot {
     /// Why the sign-in was ended, when it was ended with a reason of its
     /// own (the account was locked or removed); `None` for a sign-out.
     pub fn end_reason(&self) -> Option<&str> {
-        self.why.get().map(String::as_str)
+        self.own_why.get().or(self.why.get()).map(String::as_str)
     }
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         let mut c = self.live.lock();
+        if let Some(stream) = &self.stream {
+            c.streams.remove(stream);
+        }
         decrement(&mut c.users, &self.user);
         decrement(&mut c.services, &(self.user.clone(), self.service.clone()));
         if let Some(s) = c.sign_ins.get_mut(&self.sign_in) {
@@ -176,6 +212,8 @@ impl LiveSessions {
             sign_in: sign_in.to_owned(),
             ended,
             why,
+            own_why: Arc::default(),
+            stream: None,
         })
     }
 
@@ -214,6 +252,17 @@ impl LiveSessions {
             false
         });
         ended
+    }
+
+    /// Ends the live session whose stream is `stream`, telling its client
+    /// `why`; returns its user and service, or `None` when no live session
+    /// has that stream.
+    pub fn terminate(&self, stream: &str, why: &str) -> Option<(String, String)> {
+        let c = self.lock();
+        let s = c.streams.get(stream)?;
+        let _ = s.why.set(why.to_owned());
+        s.ended.cancel();
+        Some((s.user.clone(), s.service.clone()))
     }
 
     /// Live sessions opened with `sign_in`.
@@ -295,5 +344,22 @@ mod tests {
         assert!(one.signed_out().is_cancelled());
         assert_eq!(one.end_reason(), Some("account locked"));
         assert_eq!(bob.end_reason(), None);
+    }
+
+    #[test]
+    fn terminating_a_stream_ends_that_session_alone() {
+        let live = Arc::new(LiveSessions::default());
+        let mut one = live.try_acquire("alice", "box", "s1", 9, 8).unwrap();
+        let two = live.try_acquire("alice", "box", "s1", 9, 8).unwrap();
+        one.name_stream("st-1");
+        assert_eq!(
+            live.terminate("st-1", "ended by an admin"),
+            Some(("alice".into(), "box".into()))
+        );
+        assert!(one.signed_out().is_cancelled());
+        assert_eq!(one.end_reason(), Some("ended by an admin"));
+        assert!(!two.signed_out().is_cancelled());
+        drop(one);
+        assert_eq!(live.terminate("st-1", "again"), None);
     }
 }

@@ -256,3 +256,54 @@ fn a_store_written_by_the_previous_version_verifies_and_gains_time_and_code() {
     };
     assert!(!store_has_time, "time or code stored in a record");
 }
+
+#[test]
+fn an_admin_terminates_one_live_session_and_the_log_says_who() {
+    use sallyport_tests::raw_session::{
+        acked, api_token, first_bytes, open, read_to_end, send_event,
+    };
+    let env = Env::start();
+    let _c = env.connector("c1", "web1", &[]);
+    env.relay.wait_online("c1", 2);
+    let token = api_token(&env.relay, USER, PASSWORD);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut a = open(&env.relay, &token, "web1").await.expect("session 1");
+        let mut b = open(&env.relay, &token, "web1").await.expect("session 2");
+        assert!(first_bytes(&mut a, PATIENCE).await.is_some());
+        assert!(first_bytes(&mut b, PATIENCE).await.is_some());
+        let opened = audit_events(&env.relay, "stream_opened");
+        let stream = opened[0]["event"]["stream"].as_str().unwrap().to_owned();
+        let out = ok(&env.relay, &["session", "terminate", &stream], "");
+        assert!(out.contains("ended"), "{out}");
+        // The first session (its stream_opened is on disk before it
+        // opened) ended with the reason; the second goes on.
+        let ended = read_to_end(&mut a, PATIENCE).await;
+        assert!(ended.closed, "{ended:?}");
+        assert!(
+            ended
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("ended by an admin"),
+            "{ended:?}"
+        );
+        let resize = sallyport_proto::client::SessionEvent::Resize { cols: 80, rows: 24 };
+        send_event(&mut b, "still-open", 1, resize).await;
+        assert!(
+            acked(&mut b, "still-open", 1, PATIENCE).await,
+            "the other session was ended too"
+        );
+        // An unknown stream is an error the admin can read.
+        let out = env.relay.admin(&["session", "terminate", "nope"], "");
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("no live session"), "{}", stderr(&out));
+    });
+    let ended = audit_events(&env.relay, "session_terminated");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["event"]["user"], USER);
+    assert_eq!(ended[0]["event"]["service"], "web1");
+    assert_eq!(ended[0]["event"]["by"], cli_actor());
+    assert_eq!(ended[0]["code"], 6004);
+    check_time(&ended[0]);
+}

@@ -154,6 +154,7 @@ fn execute_short(ctx: &AdminCtx, by: &Actor, req: Request) -> Result<String, Str
         Request::UserRemove { name } => users::remove(ctx, by, &name),
         Request::UserPasswd { name, password } => users::passwd(ctx, by, &name, &password),
         Request::UserGroups { name, groups } => users::groups(ctx, by, &name, &groups),
+        Request::SessionTerminate { stream } => users::terminate(ctx, by, &stream),
         Request::DeviceAdd { name, attributes } => device_add(ctx, by, &name, attributes),
         Request::DeviceList => device_list(ctx),
         Request::DeviceRevoke { name } => device_revoke(ctx, by, &name),

@@ -119,6 +119,11 @@ pub enum Request {
         /// The user.
         name: String,
     },
+    /// `session terminate`: ends one live session, by its stream id.
+    SessionTerminate {
+        /// The relay's id of the session's stream (as in `stream_opened`).
+        stream: String,
+    },
     /// Issue a device certificate; the output is a `DeviceIssued` as JSON.
     DeviceAdd {
         /// The device's name.

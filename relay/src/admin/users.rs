@@ -1,5 +1,5 @@
 //! The user lifecycle commands: `user list|show|lock|unlock|remove|passwd|
-//! groups|sign-out` and `user totp --off`. Each one that changes something
+//! groups|sign-out`, `user totp --off` and `session terminate`. Each one that changes something
 //! is an audit event naming who did it. Locking, removing and signing out
 //! end the user's sign-ins (the records first, so a session opening
 //! meanwhile fails its second check) and then their live sessions, each of
@@ -228,4 +228,31 @@ pub(super) fn totp_off(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String,
     } else {
         format!("{name} had no one-time codes")
     })
+}
+
+/// What a session an admin ended tells its client.
+pub const TERMINATED: &str = "this session was ended by an admin";
+
+/// `session terminate STREAM`: ends one live session of a running relay.
+pub(super) fn terminate(ctx: &AdminCtx, by: &Actor, stream: &str) -> Result<String, String> {
+    let live = ctx
+        .live
+        .as_ref()
+        .ok_or("the relay is not running, so no session is live")?;
+    let (user, service) = live
+        .terminate(stream, TERMINATED)
+        .ok_or_else(|| format!("no live session has stream {stream}"))?;
+    audit(
+        ctx,
+        Event::SessionTerminated {
+            stream: stream.to_owned(),
+            user: user.clone(),
+            service: service.clone(),
+            by: by.clone(),
+        },
+    )?;
+    tracing::info!(%stream, %user, %service, by = %by.describe(), "session terminated by an admin");
+    Ok(format!(
+        "session of {user} to {service} (stream {stream}) ended"
+    ))
 }

@@ -21,6 +21,17 @@ pub enum RecordingCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum SessionCmd {
+    /// End one live session now (its client is told an admin ended it);
+    /// the stream id is in `audit list --type stream_opened`.
+    Terminate {
+        stream: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
 #[derive(clap::Args)]
 pub struct AuditFilter {
     /// Events since a time (RFC 3339) or for a duration back (e.g. 1h, 7d).

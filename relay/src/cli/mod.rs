@@ -59,6 +59,9 @@ enum Command {
     /// Session recordings (what the client reported of a terminal session).
     #[command(subcommand)]
     Recording(RecordingCmd),
+    /// Live sessions.
+    #[command(subcommand)]
+    Session(SessionCmd),
 }
 
 #[derive(clap::Args)]
@@ -284,6 +287,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(AuditCmd::Verify { dir }) => {
             admin_command(&dir.data_dir, Request::AuditVerify).await
+        }
+        Command::Session(SessionCmd::Terminate { stream, dir }) => {
+            admin_command(&dir.data_dir, Request::SessionTerminate { stream }).await
         }
         Command::Recording(RecordingCmd::Export { session, out, dir }) => {
             sallyport_proto::client::check_session_id(&session)?;
