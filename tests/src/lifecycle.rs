@@ -4,7 +4,6 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use crate::{wait_or_kill, RelayProc, PATIENCE};
 
@@ -114,18 +113,4 @@ pub fn audit_events(relay: &RelayProc, kind: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("an exported record is JSON"))
         .collect()
-}
-
-/// Polls `f` every 50 ms for at most `limit`.
-pub fn within<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
