@@ -91,6 +91,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         created: now_secs(),
         totp_secret: None,
         totp_pending: None,
+        locked: None,
     })?;
 
     let token = if sallyport_connector::Identity::exists(&connector_dir) {

@@ -49,6 +49,8 @@ pub enum IdentityError {
     CodeReused,
     #[error("no user named {0}")]
     NoSuchUser(String),
+    #[error("{LOCKED}")]
+    Locked,
     #[error("start setting up one-time codes first")]
     NoPendingSecret,
     #[error("too many wrong one-time codes for this account; try again in an hour, and tell your admin (someone may know your password)")]
@@ -62,6 +64,12 @@ pub enum IdentityError {
     #[error("password hashing failed: {0}")]
     Hash(String),
 }
+
+/// What a locked user is told at sign-in, and a locked user's live
+/// sessions as they end.
+pub const LOCKED: &str = "this account is locked; ask an admin to unlock it";
+/// What a removed user's live sessions are told as they end.
+pub const REMOVED: &str = "this account was removed by an admin";
 
 pub fn hash_password(password: &str) -> Result<String, IdentityError> {
     Argon2::default()
@@ -87,11 +95,7 @@ pub fn add_user(
     for g in groups {
         check_name("group name", g).map_err(|e| IdentityError::Invalid(e.to_string()))?;
     }
-    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-        return Err(IdentityError::Invalid(format!(
-            "the password must be 1 to {MAX_PASSWORD_LEN} bytes"
-        )));
-    }
+    check_new_password(password)?;
     if store.user(name)?.is_some() {
         return Err(IdentityError::Exists(name.to_owned()));
     }
@@ -102,8 +106,75 @@ pub fn add_user(
         created: now_secs(),
         totp_secret: None,
         totp_pending: None,
+        locked: None,
     })?;
     Ok(())
+}
+
+fn check_new_password(password: &str) -> Result<(), IdentityError> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        return Err(IdentityError::Invalid(format!(
+            "the password must be 1 to {MAX_PASSWORD_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The user `name`, or [`IdentityError::NoSuchUser`].
+pub fn user(store: &Store, name: &str) -> Result<UserRecord, IdentityError> {
+    store
+        .user(name)?
+        .ok_or_else(|| IdentityError::NoSuchUser(name.to_owned()))
+}
+
+/// Gives `name` a new password (`user passwd`, or the user on their account page).
+pub fn set_password(store: &Store, name: &str, password: &str) -> Result<(), IdentityError> {
+    check_new_password(password)?;
+    let mut record = user(store, name)?;
+    record.password_hash = hash_password(password)?;
+    store.put_user(&record)?;
+    Ok(())
+}
+
+/// Replaces the groups of `name`; returns the groups it had.
+pub fn set_groups(
+    store: &Store,
+    name: &str,
+    groups: &[String],
+) -> Result<Vec<String>, IdentityError> {
+    for g in groups {
+        check_name("group name", g).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+    }
+    let mut record = user(store, name)?;
+    let before = std::mem::replace(&mut record.groups, groups.to_vec());
+    store.put_user(&record)?;
+    Ok(before)
+}
+
+/// Locks (`true`) or unlocks `name`; returns whether that changed anything.
+/// A locked user cannot sign in and their sign-ins stop working (see
+/// [`Identity::sign_in_of`]); ending their sign-ins and live sessions is
+/// the caller's.
+pub fn set_locked(store: &Store, name: &str, locked: bool) -> Result<bool, IdentityError> {
+    let mut record = user(store, name)?;
+    if record.locked.is_some() == locked {
+        return Ok(false);
+    }
+    record.locked = locked.then(now_secs);
+    store.put_user(&record)?;
+    Ok(true)
+}
+
+/// Turns off the one-time codes of `name` (`user totp --off`); returns
+/// whether they were on.
+pub fn reset_totp(store: &Store, name: &str) -> Result<bool, IdentityError> {
+    let mut record = user(store, name)?;
+    let had = record.totp_secret.is_some();
+    record.totp_secret = None;
+    record.totp_pending = None;
+    store.reset_totp_steps(name)?;
+    store.put_user(&record)?;
+    Ok(had)
 }
 
 /// Gives `name` a new TOTP secret (replacing any old one); from now on
@@ -225,6 +296,10 @@ impl Identity {
             }
             return Err(IdentityError::BadCredentials);
         };
+        // Told only to whoever knows the password.
+        if record.locked.is_some() {
+            return Err(IdentityError::Locked);
+        }
         let second_factor = match &record.totp_secret {
             None => false,
             Some(secret) => {
@@ -407,12 +482,40 @@ impl Identity {
         Ok(self.store.remove_sign_in(token)?.map(|s| s.user))
     }
 
-    /// The sign-in a bearer token or cookie value belongs to.
+    /// The sign-in a bearer token or cookie value belongs to: `None` when
+    /// there is none, it expired, or its user has since been locked or
+    /// removed (`user lock` and `user remove` also delete the records; this
+    /// covers a sign-in that raced them).
     pub fn sign_in_of(&self, token: &str) -> Result<Option<SignInRecord>, IdentityError> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
-        Ok(self.store.sign_in(token)?)
+        let Some(sign_in) = self.store.sign_in(token)? else {
+            return Ok(None);
+        };
+        match self.store.user(&sign_in.user)? {
+            Some(u) if u.locked.is_none() => Ok(Some(sign_in)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Changes the password of a signed-in `user`, who must give the
+    /// current one ([`Identity::confirm_password`]'s budget applies).
+    pub async fn change_password(
+        &self,
+        user: &str,
+        current: &str,
+        new: &str,
+        from: IpAddr,
+    ) -> Result<(), IdentityError> {
+        check_new_password(new)?;
+        self.confirm_password(user, current, from).await?;
+        let store = self.store.clone();
+        let (user, new) = (user.to_owned(), new.to_owned());
+        // argon2 is slow: off the async workers.
+        tokio::task::spawn_blocking(move || set_password(&store, &user, &new))
+            .await
+            .map_err(|e| IdentityError::Hash(e.to_string()))?
     }
 }
 

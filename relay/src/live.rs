@@ -9,7 +9,7 @@
 //! panic) leaks one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +39,34 @@ struct Counts {
     users: HashMap<String, usize>,
     /// (user, service) -> live sessions.
     services: HashMap<(String, String), usize>,
-    /// sign-in -> (token its sessions listen to, live sessions, its user).
-    sign_ins: HashMap<SignInId, (CancellationToken, usize, String)>,
+    /// sign-in -> what its sessions listen to.
+    sign_ins: HashMap<SignInId, SignInSessions>,
+    /// The relay's stream id of each live session that has one -> how to
+    /// end that session alone (`session terminate`).
+    streams: HashMap<String, LiveStream>,
+}
+
+/// One live session, found by its stream id.
+struct LiveStream {
+    /// The slot's own token (a child of its sign-in's).
+    ended: CancellationToken,
+    /// The slot's own reason.
+    why: Arc<OnceLock<String>>,
+    user: String,
+    service: String,
+}
+
+/// The live sessions of one sign-in.
+struct SignInSessions {
+    /// Cancelled to end them all.
+    ended: CancellationToken,
+    /// Why, for the client, when the relay says more than "signed out"
+    /// (set before `ended` is cancelled).
+    why: Arc<OnceLock<String>>,
+    /// How many.
+    live: usize,
+    /// Their user.
+    user: String,
 }
 
 /// Live sessions of the relay, shared by the web routes and the admin socket.
@@ -71,23 +97,54 @@ pub struct SessionSlot {
     service: String,
     sign_in: SignInId,
     ended: CancellationToken,
+    why: Arc<OnceLock<String>>,
+    /// Why this session alone was ended (`session terminate`).
+    own_why: Arc<OnceLock<String>>,
+    /// Its stream id, once named.
+    stream: Option<String>,
 }
 
 impl SessionSlot {
-    /// Cancelled when the session's sign-in ends (sign-out, `user sign-out`).
+    /// Names the session by the relay's id of its stream, so an admin can
+    /// end it alone ([`LiveSessions::terminate`]) until the slot drops.
+    pub fn name_stream(&mut self, stream: &str) {
+        let mut c = self.live.lock();
+        c.streams.insert(
+            stream.to_owned(),
+            LiveStream {
+                ended: self.ended.clone(),
+                why: self.own_why.clone(),
+                user: self.user.clone(),
+                service: self.service.clone(),
+            },
+        );
+        self.stream = Some(stream.to_owned());
+    }
+
+    /// Cancelled when the session's sign-in ends (sign-out, `user sign-out`,
+    /// `user lock`, `user remove`).
     pub fn signed_out(&self) -> &CancellationToken {
         &self.ended
+    }
+
+    /// Why the sign-in was ended, when it was ended with a reason of its
+    /// own (the account was locked or removed); `None` for a sign-out.
+    pub fn end_reason(&self) -> Option<&str> {
+        self.own_why.get().or(self.why.get()).map(String::as_str)
     }
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         let mut c = self.live.lock();
+        if let Some(stream) = &self.stream {
+            c.streams.remove(stream);
+        }
         decrement(&mut c.users, &self.user);
         decrement(&mut c.services, &(self.user.clone(), self.service.clone()));
-        if let Some((_, n, _)) = c.sign_ins.get_mut(&self.sign_in) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(s) = c.sign_ins.get_mut(&self.sign_in) {
+            s.live = s.live.saturating_sub(1);
+            if s.live == 0 {
                 c.sign_ins.remove(&self.sign_in);
             }
         }
@@ -139,15 +196,24 @@ impl LiveSessions {
         let entry = c
             .sign_ins
             .entry(sign_in.to_owned())
-            .or_insert_with(|| (CancellationToken::new(), 0, user.to_owned()));
-        entry.1 += 1;
-        let ended = entry.0.child_token();
+            .or_insert_with(|| SignInSessions {
+                ended: CancellationToken::new(),
+                why: Arc::default(),
+                live: 0,
+                user: user.to_owned(),
+            });
+        entry.live += 1;
+        let ended = entry.ended.child_token();
+        let why = entry.why.clone();
         Ok(SessionSlot {
             live: self.clone(),
             user: user.to_owned(),
             service: service.to_owned(),
             sign_in: sign_in.to_owned(),
             ended,
+            why,
+            own_why: Arc::default(),
+            stream: None,
         })
     }
 
@@ -155,9 +221,9 @@ impl LiveSessions {
     pub fn sign_out(&self, sign_in: &str) -> usize {
         let mut c = self.lock();
         match c.sign_ins.remove(sign_in) {
-            Some((token, n, _)) => {
-                token.cancel();
-                n
+            Some(s) => {
+                s.ended.cancel();
+                s.live
             }
             None => 0,
         }
@@ -166,22 +232,42 @@ impl LiveSessions {
     /// Ends every live session of `user`, whatever sign-in opened it (also
     /// one whose record has expired meanwhile); returns how many.
     pub fn sign_out_user(&self, user: &str) -> usize {
+        self.end_user(user, None)
+    }
+
+    /// Ends every live session of `user` like [`LiveSessions::sign_out_user`],
+    /// telling each client `why` (see [`SessionSlot::end_reason`]) when given.
+    pub fn end_user(&self, user: &str, why: Option<&str>) -> usize {
         let mut c = self.lock();
         let mut ended = 0;
-        c.sign_ins.retain(|_, (token, n, owner)| {
-            if owner != user {
+        c.sign_ins.retain(|_, s| {
+            if s.user != user {
                 return true;
             }
-            token.cancel();
-            ended += *n;
+            if let Some(why) = why {
+                let _ = s.why.set(why.to_owned());
+            }
+            s.ended.cancel();
+            ended += s.live;
             false
         });
         ended
     }
 
+    /// Ends the live session whose stream is `stream`, telling its client
+    /// `why`; returns its user and service, or `None` when no live session
+    /// has that stream.
+    pub fn terminate(&self, stream: &str, why: &str) -> Option<(String, String)> {
+        let c = self.lock();
+        let s = c.streams.get(stream)?;
+        let _ = s.why.set(why.to_owned());
+        s.ended.cancel();
+        Some((s.user.clone(), s.service.clone()))
+    }
+
     /// Live sessions opened with `sign_in`.
     pub fn sessions_of_sign_in(&self, sign_in: &str) -> usize {
-        self.lock().sign_ins.get(sign_in).map_or(0, |(_, n, _)| *n)
+        self.lock().sign_ins.get(sign_in).map_or(0, |s| s.live)
     }
 
     /// Live sessions of `user`.
@@ -246,5 +332,34 @@ mod tests {
         assert_eq!(live.sign_out_user("alice"), 2);
         assert!(old.signed_out().is_cancelled() && new.signed_out().is_cancelled());
         assert!(!bob.signed_out().is_cancelled());
+        assert_eq!(old.end_reason(), None);
+    }
+
+    #[test]
+    fn ending_a_users_sessions_with_a_reason_tells_each_slot() {
+        let live = Arc::new(LiveSessions::default());
+        let one = live.try_acquire("alice", "box", "s1", 9, 8).unwrap();
+        let bob = live.try_acquire("bob", "box", "s2", 9, 8).unwrap();
+        assert_eq!(live.end_user("alice", Some("account locked")), 1);
+        assert!(one.signed_out().is_cancelled());
+        assert_eq!(one.end_reason(), Some("account locked"));
+        assert_eq!(bob.end_reason(), None);
+    }
+
+    #[test]
+    fn terminating_a_stream_ends_that_session_alone() {
+        let live = Arc::new(LiveSessions::default());
+        let mut one = live.try_acquire("alice", "box", "s1", 9, 8).unwrap();
+        let two = live.try_acquire("alice", "box", "s1", 9, 8).unwrap();
+        one.name_stream("st-1");
+        assert_eq!(
+            live.terminate("st-1", "ended by an admin"),
+            Some(("alice".into(), "box".into()))
+        );
+        assert!(one.signed_out().is_cancelled());
+        assert_eq!(one.end_reason(), Some("ended by an admin"));
+        assert!(!two.signed_out().is_cancelled());
+        drop(one);
+        assert_eq!(live.terminate("st-1", "again"), None);
     }
 }

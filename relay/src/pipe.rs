@@ -375,7 +375,8 @@ where
     let (up, (down, mut ws_tx), ()) = tokio::join!(upstream, downstream, record);
     if slot.signed_out().is_cancelled() {
         tracing::info!("the session's sign-in ended; session ended");
-        let _ = end.reason.set(session_limits::SIGNED_OUT.to_owned());
+        let why = slot.end_reason().unwrap_or(session_limits::SIGNED_OUT);
+        let _ = end.reason.set(why.to_owned());
     }
     if let Some(reason) = end.reason.get() {
         // Acknowledgements still queued go first (a refused event's among

@@ -86,7 +86,7 @@ impl Relay {
         let endpoint = start_tunnel(&config, tunnel_ctx, &shutdown, &tasks)?;
         let tunnel_addr = endpoint.local_addr()?;
         let tls = https_tls(&config, &ca)?;
-        let policy = start_policy(&config, &shutdown, &tasks)?;
+        let policy = start_policy(&config, &audit, &shutdown, &tasks)?;
 
         store.set_meta(admin::META_PUBLIC_URL, &config.public_url.origin)?;
         let state = Arc::new(AppState {
@@ -298,6 +298,7 @@ fn https_tls(config: &ServeConfig, ca: &Arc<RelayCa>) -> anyhow::Result<rustls::
 /// file changes, until `shutdown`.
 fn start_policy(
     config: &ServeConfig,
+    audit: &Arc<AuditLog>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<Arc<PolicyHandle>> {
@@ -310,7 +311,7 @@ fn start_policy(
             "no [policy] in the config file: every signed-in user may reach every service"
         );
     }
-    tasks.spawn(policy.clone().watch(shutdown.clone()));
+    tasks.spawn(policy.clone().watch(shutdown.clone(), audit.clone()));
     Ok(policy)
 }
 

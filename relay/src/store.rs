@@ -36,6 +36,11 @@ pub struct UserRecord {
     /// A secret the user is setting up; in force once they confirm a code.
     #[serde(default)]
     pub totp_pending: Option<String>,
+    /// Unix seconds the user was locked (`user lock`): sign-in is refused
+    /// and their sign-ins stop working until `user unlock`. Absent in
+    /// records from before locking existed: not locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<u64>,
 }
 
 /// A sign-in (a login session): who, since and until when, how. Not a
@@ -319,6 +324,25 @@ impl Store {
     pub fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         put(&self.users, &user.name, user)?;
         self.flush()
+    }
+
+    /// Every user, by name.
+    pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.users.iter() {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes the user `name` and what the relay keeps about their codes;
+    /// true if there was one. Their sign-ins are the caller's to end first.
+    pub fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        let existed = self.users.remove(name)?.is_some();
+        self.totp_used.remove(name)?;
+        self.flush()?;
+        Ok(existed)
     }
 
     // ---- sign-ins (keyed by the SHA-256 of the bearer token)

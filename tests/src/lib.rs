@@ -6,6 +6,7 @@
 pub mod client_ws;
 pub mod compat;
 pub mod inproc;
+pub mod lifecycle;
 pub mod raw_session;
 pub mod screen;
 

@@ -1,4 +1,5 @@
-//! What each admin command does (`user add|totp|sign-ins|sign-out`,
+//! What each admin command does (`user add|totp|sign-ins|sign-out`, the
+//! user lifecycle of `users.rs`,
 //! `connector add|grant|ungrant|list|revoke`, `device add|list|revoke`,
 //! `policy test|log`, `audit list|export|verify`, `recording export`), on
 //! an [`AdminCtx`], writing what the CLI prints to a [`Sink`]. The same
@@ -14,7 +15,8 @@ use sallyport_proto::frame::{check_name, service_name};
 use sallyport_proto::token::EnrolmentToken;
 
 use super::protocol::{DeviceIssued, PolicyTest, Request};
-use crate::audit::{AuditLog, Filter};
+use super::users;
+use crate::audit::{Actor, AuditLog, Event, Filter};
 use crate::identity;
 use crate::pki::RelayCa;
 use crate::policy::{decide, PolicyHandle, Stage};
@@ -82,6 +84,17 @@ pub fn execute(ctx: &AdminCtx, req: Request) -> Result<String, String> {
 /// `policy log`, `recording export`) write it a record at a time, so
 /// their size is not limited by memory or by a message.
 pub fn execute_to(ctx: &AdminCtx, req: Request, out: &mut dyn Sink) -> Result<(), String> {
+    execute_as(ctx, &Actor::this_process(), req, out)
+}
+
+/// [`execute_to`] on behalf of `by`, whom the audit events of the command
+/// name (the admin socket's peer).
+pub fn execute_as(
+    ctx: &AdminCtx,
+    by: &Actor,
+    req: Request,
+    out: &mut dyn Sink,
+) -> Result<(), String> {
     match req {
         Request::AuditList { filter, limit } => audit_list(ctx, &filter, limit, out),
         Request::AuditExport { filter } => audit_export(ctx, &filter, out),
@@ -92,7 +105,7 @@ pub fn execute_to(ctx: &AdminCtx, req: Request, out: &mut dyn Sink) -> Result<()
                 .map_err(|e| e.to_string())
         }
         req => {
-            let text = execute_short(ctx, req)?;
+            let text = execute_short(ctx, by, req)?;
             out.write(&text)?;
             out.write("\n")
         }
@@ -100,7 +113,7 @@ pub fn execute_to(ctx: &AdminCtx, req: Request, out: &mut dyn Sink) -> Result<()
 }
 
 /// The commands whose output is a few lines.
-fn execute_short(ctx: &AdminCtx, req: Request) -> Result<String, String> {
+fn execute_short(ctx: &AdminCtx, by: &Actor, req: Request) -> Result<String, String> {
     match req {
         Request::UserAdd {
             name,
@@ -108,6 +121,14 @@ fn execute_short(ctx: &AdminCtx, req: Request) -> Result<String, String> {
             groups,
         } => {
             identity::add_user(&ctx.store, &name, &password, &groups).map_err(|e| e.to_string())?;
+            audit(
+                ctx,
+                Event::UserAdded {
+                    user: name.clone(),
+                    groups,
+                    by: by.clone(),
+                },
+            )?;
             Ok(format!("user {name} added"))
         }
         Request::ConnectorAdd {
@@ -115,20 +136,28 @@ fn execute_short(ctx: &AdminCtx, req: Request) -> Result<String, String> {
             ttl_secs,
             services,
             replace,
-        } => connector_add(ctx, &name, ttl_secs, &services, replace),
+        } => connector_add(ctx, by, &name, ttl_secs, &services, replace),
         Request::ConnectorGrant {
             name,
             service,
             grant,
-        } => connector_grant(ctx, &name, &service, grant),
+        } => connector_grant(ctx, by, &name, &service, grant),
         Request::ConnectorList => connector_list(ctx),
-        Request::ConnectorRevoke { name } => connector_revoke(ctx, &name),
-        Request::UserTotp { name } => user_totp(ctx, &name),
+        Request::ConnectorRevoke { name } => connector_revoke(ctx, by, &name),
+        Request::UserTotp { name, off: false } => user_totp(ctx, by, &name),
+        Request::UserTotp { name, off: true } => users::totp_off(ctx, by, &name),
         Request::UserSessions { name } => user_sessions(ctx, &name),
-        Request::UserSignOut { name } => user_sign_out(ctx, &name),
-        Request::DeviceAdd { name, attributes } => device_add(ctx, &name, attributes),
+        Request::UserSignOut { name } => users::sign_out(ctx, by, &name),
+        Request::UserList => users::list(ctx),
+        Request::UserShow { name } => users::show(ctx, &name),
+        Request::UserLock { name, lock } => users::lock(ctx, by, &name, lock),
+        Request::UserRemove { name } => users::remove(ctx, by, &name),
+        Request::UserPasswd { name, password } => users::passwd(ctx, by, &name, &password),
+        Request::UserGroups { name, groups } => users::groups(ctx, by, &name, &groups),
+        Request::SessionTerminate { stream } => users::terminate(ctx, by, &stream),
+        Request::DeviceAdd { name, attributes } => device_add(ctx, by, &name, attributes),
         Request::DeviceList => device_list(ctx),
-        Request::DeviceRevoke { name } => device_revoke(ctx, &name),
+        Request::DeviceRevoke { name } => device_revoke(ctx, by, &name),
         Request::PolicyTest(t) => policy_test(ctx, t),
         Request::AuditVerify => match ctx.audit.verify() {
             Ok(n) => {
@@ -204,7 +233,7 @@ fn scan_last(
 
 fn audit_export(ctx: &AdminCtx, filter: &Filter, out: &mut dyn Sink) -> Result<(), String> {
     scan_records(ctx, filter, |r| {
-        let mut line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_string(&r.view()).map_err(|e| e.to_string())?;
         line.push('\n');
         out.write(&line)?;
         Ok(ControlFlow::Continue(()))
@@ -240,6 +269,12 @@ fn audit_list(
                             }
                         }
                     }
+                    ("by", by @ serde_json::Value::Object(_)) => {
+                        match serde_json::from_value::<Actor>(by.clone()) {
+                            Ok(a) => fields.push(format!("by={:?}", a.describe())),
+                            Err(_) => fields.push(format!("by={by}")),
+                        }
+                    }
                     (_, serde_json::Value::String(s)) => fields.push(format!("{k}={s:?}")),
                     (_, serde_json::Value::Null) => {}
                     _ => fields.push(format!("{k}={v}")),
@@ -251,7 +286,7 @@ fn audit_list(
 }
 
 /// Unix time as RFC 3339 (UTC).
-fn rfc3339(secs: u64) -> String {
+pub(super) fn rfc3339(secs: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs as i64)
         .ok()
         .and_then(|t| {
@@ -297,40 +332,20 @@ fn user_sessions(ctx: &AdminCtx, name: &str) -> Result<String, String> {
     Ok(out.trim_end().to_owned())
 }
 
-fn user_sign_out(ctx: &AdminCtx, name: &str) -> Result<String, String> {
-    if ctx.store.user(name).map_err(store_err)?.is_none() {
-        return Err(format!("no user named {name}"));
-    }
-    let mut sign_ins = 0;
-    let mut sessions = 0;
-    for (id, _) in ctx.store.sign_ins_of(name).map_err(store_err)? {
-        // The records first: a session opening meanwhile fails its check.
-        if ctx.store.remove_sign_in_by_id(&id).map_err(store_err)? {
-            sign_ins += 1;
-        }
-    }
-    // Every live session of the user, also those of sign-ins that expired
-    // (and so are no longer listed) while their sessions stayed open.
-    if let Some(live) = &ctx.live {
-        sessions += live.sign_out_user(name);
-    }
-    ctx.store.flush().map_err(store_err)?;
-    ctx.audit
-        .append(&crate::audit::Event::SignOut {
-            user: name.to_owned(),
-            sign_ins,
-            sessions,
-            by_admin: true,
-        })
-        .map_err(store_err)?;
-    tracing::info!(user = %name, sign_ins, sessions, "user signed out by an admin");
-    Ok(format!(
-        "user {name} signed out: {sign_ins} sign-in(s) ended, {sessions} live session(s) closed"
-    ))
-}
-
-fn user_totp(ctx: &AdminCtx, name: &str) -> Result<String, String> {
+fn user_totp(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
+    let replaced = identity::user(&ctx.store, name)
+        .map_err(|e| e.to_string())?
+        .totp_secret
+        .is_some();
     let secret = identity::enrol_totp(&ctx.store, name).map_err(|e| e.to_string())?;
+    audit(
+        ctx,
+        Event::TotpEnrolled {
+            user: name.to_owned(),
+            replaced,
+            by: by.clone(),
+        },
+    )?;
     let host = ctx
         .store
         .meta(META_PUBLIC_URL)
@@ -350,6 +365,7 @@ fn user_totp(ctx: &AdminCtx, name: &str) -> Result<String, String> {
 
 fn device_add(
     ctx: &AdminCtx,
+    by: &Actor,
     name: &str,
     attributes: BTreeMap<String, String>,
 ) -> Result<String, String> {
@@ -372,12 +388,20 @@ fn device_add(
         .put_device(&DeviceRecord {
             name: name.to_owned(),
             cert_sha256: issued.cert_sha256,
-            attributes,
+            attributes: attributes.clone(),
             created: now_secs(),
             expires: issued.expires,
             revoked: false,
         })
         .map_err(store_err)?;
+    audit(
+        ctx,
+        Event::DeviceAdded {
+            device: name.to_owned(),
+            attributes,
+            by: by.clone(),
+        },
+    )?;
     serde_json::to_string(&DeviceIssued {
         name: name.to_owned(),
         cert_pem: issued.cert_pem,
@@ -404,7 +428,7 @@ fn device_list(ctx: &AdminCtx) -> Result<String, String> {
     Ok(out.trim_end().to_owned())
 }
 
-fn device_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
+fn device_revoke(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
     let mut d = ctx
         .store
         .device(name)
@@ -412,6 +436,13 @@ fn device_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("no device named {name}"))?;
     d.revoked = true;
     ctx.store.put_device(&d).map_err(store_err)?;
+    audit(
+        ctx,
+        Event::DeviceRevoked {
+            device: name.to_owned(),
+            by: by.clone(),
+        },
+    )?;
     Ok(format!(
         "device {name} revoked; its certificate no longer counts as a device"
     ))
@@ -480,12 +511,19 @@ fn policy_log(ctx: &AdminCtx, limit: usize, out: &mut dyn Sink) -> Result<(), St
     })
 }
 
-fn store_err(e: crate::store::StoreError) -> String {
+pub(super) fn store_err(e: crate::store::StoreError) -> String {
     e.to_string()
+}
+
+/// Appends an admin command's audit event; flushed before the command
+/// answers.
+pub(super) fn audit(ctx: &AdminCtx, event: Event) -> Result<(), String> {
+    ctx.audit.append(&event).map(drop).map_err(store_err)
 }
 
 fn connector_add(
     ctx: &AdminCtx,
+    by: &Actor,
     name: &str,
     ttl_secs: u64,
     services: &[String],
@@ -556,6 +594,16 @@ fn connector_add(
             },
         )
         .map_err(store_err)?;
+    audit(
+        ctx,
+        Event::EnrolmentTokenIssued {
+            connector: name.to_owned(),
+            services: granted.clone(),
+            expires,
+            replace,
+            by: by.clone(),
+        },
+    )?;
     let token = EnrolmentToken {
         relay,
         ca_sha256: ctx.ca.fingerprint(),
@@ -590,6 +638,7 @@ fn connector_add(
 
 fn connector_grant(
     ctx: &AdminCtx,
+    by: &Actor,
     name: &str,
     service: &str,
     grant: bool,
@@ -606,6 +655,7 @@ fn connector_grant(
             connector: name.to_owned(),
             service: service.to_owned(),
             granted: grant,
+            by: Some(by.clone()),
         })
         .map_err(store_err)?;
     if let Some(r) = &ctx.registry {
@@ -702,7 +752,7 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
     Ok(out.trim_end().to_owned())
 }
 
-fn connector_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
+fn connector_revoke(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
     let mut rec = ctx
         .store
         .connector(name)
@@ -713,6 +763,7 @@ fn connector_revoke(ctx: &AdminCtx, name: &str) -> Result<String, String> {
     ctx.audit
         .append(&crate::audit::Event::ConnectorRevoked {
             connector: name.to_owned(),
+            by: Some(by.clone()),
         })
         .map_err(store_err)?;
     let closed = ctx

@@ -1,4 +1,4 @@
-//! Admin commands (`user add|totp|sign-ins|sign-out`, `connector add|list|revoke`,
+//! Admin commands (`user add|list|show|lock|unlock|remove|passwd|groups|totp|sign-ins|sign-out`, `connector add|list|revoke`,
 //! `device add|list|revoke`, `policy test|log`).
 //!
 //! The same [`execute_to`] runs whether the relay is up or not: a running
@@ -15,6 +15,7 @@ pub mod client;
 pub mod commands;
 pub mod protocol;
 pub mod socket;
+mod users;
 
 pub use commands::{
     execute, execute_to, AdminCtx, Sink, WriteSink, META_PUBLIC_URL, META_TUNNEL_ADDR,

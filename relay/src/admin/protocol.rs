@@ -71,6 +71,43 @@ pub enum Request {
     UserTotp {
         /// The user.
         name: String,
+        /// Turn the user's codes off instead (`user totp --off`).
+        #[serde(default)]
+        off: bool,
+    },
+    /// `user list`: every user, their groups and state.
+    UserList,
+    /// `user show`: one user in detail.
+    UserShow {
+        /// The user.
+        name: String,
+    },
+    /// `user lock` (`lock = true`) and `user unlock`. Locking refuses
+    /// sign-in, ends the user's sign-ins and closes their live sessions.
+    UserLock {
+        /// The user.
+        name: String,
+        /// Lock (true) or unlock (false).
+        lock: bool,
+    },
+    /// `user remove`: the user, their sign-ins and live sessions go.
+    UserRemove {
+        /// The user.
+        name: String,
+    },
+    /// `user passwd`: a new password (hashed before it is stored).
+    UserPasswd {
+        /// The user.
+        name: String,
+        /// The new password.
+        password: String,
+    },
+    /// `user groups`: replaces the user's groups.
+    UserGroups {
+        /// The user.
+        name: String,
+        /// The groups from now on (may be empty).
+        groups: Vec<String>,
     },
     /// A user's sign-ins: when, from where, with a second factor or not.
     UserSessions {
@@ -81,6 +118,11 @@ pub enum Request {
     UserSignOut {
         /// The user.
         name: String,
+    },
+    /// `session terminate`: ends one live session, by its stream id.
+    SessionTerminate {
+        /// The relay's id of the session's stream (as in `stream_opened`).
+        stream: String,
     },
     /// Issue a device certificate; the output is a `DeviceIssued` as JSON.
     DeviceAdd {

@@ -15,8 +15,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::commands::{execute_to, AdminCtx, Sink};
+use super::commands::{execute_as, AdminCtx, Sink};
 use super::protocol::{ReplyFrame, Request, MAX_ERROR_LEN, OUTPUT_CHUNK};
+use crate::audit::Actor;
 
 /// Pieces of output a command may be ahead of the socket: a slow reader
 /// slows the command down instead of filling the relay's memory.
@@ -139,6 +140,9 @@ async fn serve_one(
     ctx: Arc<AdminCtx>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    // Who is on the other end, from the kernel (SO_PEERCRED), not from
+    // anything the client says: the audit events of the command name them.
+    let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
     let (r, mut w) = stream.into_split();
     let mut r = FrameReader::new(r);
     let read = tokio::time::timeout(ADMIN_IO_TIMEOUT, r.read_frame::<Request>());
@@ -162,7 +166,14 @@ async fn serve_one(
             buf: String::new(),
             tx,
         };
-        execute_to(&ctx, req, &mut sink).and_then(|()| sink.flush())
+        let by = match peer_uid {
+            Some(uid) => Actor::cli(uid),
+            None => Actor::Cli {
+                os_user: "unknown (no peer credentials)".into(),
+                uid: u32::MAX,
+            },
+        };
+        execute_as(&ctx, &by, req, &mut sink).and_then(|()| sink.flush())
     });
     loop {
         let text = tokio::select! {

@@ -46,6 +46,55 @@ pub struct Record {
     pub event: serde_json::Value,
 }
 
+impl Record {
+    /// `at_ms` as RFC 3339 in UTC, with milliseconds
+    /// (`2026-11-30T21:50:07.123Z`).
+    pub fn time(&self) -> String {
+        rfc3339_millis(self.at_ms)
+    }
+
+    /// The stable code of the event's type (`super::code::CODES`).
+    pub fn code(&self) -> Option<u16> {
+        super::code::code_of(self.event.get("type")?.as_str()?)
+    }
+
+    /// The record with its derived fields, as exported and served.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            record: self,
+            time: self.time(),
+            code: self.code(),
+        }
+    }
+}
+
+/// A [`Record`] as `audit export` and `GET /api/audit` give it: the stored
+/// fields and two derived from them when read (never stored, so records
+/// written before they existed keep verifying, and both are covered by the
+/// hash through `at_ms` and the event's `type`).
+#[derive(Debug, Serialize)]
+pub struct RecordView<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    /// [`Record::time`].
+    pub time: String,
+    /// [`Record::code`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+}
+
+/// Unix milliseconds as RFC 3339 in UTC with three decimals; the number
+/// itself when out of range.
+pub fn rfc3339_millis(at_ms: u64) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+    else {
+        return at_ms.to_string();
+    };
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    let (h, mi, s, ms) = (t.hour(), t.minute(), t.second(), t.millisecond());
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
 /// What [`AuditLog::append_client_events`] did with a batch.
 #[derive(Debug, Default)]
 pub struct ClientAppend {
@@ -635,6 +684,7 @@ mod tests {
     fn event(n: u64) -> Event {
         Event::ConnectorRevoked {
             connector: format!("c{n}"),
+            by: None,
         }
     }
 
@@ -698,6 +748,25 @@ mod tests {
             .insert(3u64.to_be_bytes(), serde_json::to_vec(&three).unwrap())
             .unwrap();
         assert_eq!(log.verify().unwrap(), 5);
+    }
+
+    #[test]
+    fn records_get_a_time_and_code_derived_from_what_the_hash_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        let mut r = log.append(&event(1)).unwrap();
+        r.at_ms = 1_796_075_407_123;
+        assert_eq!(r.time(), "2026-11-30T21:50:07.123Z");
+        assert_eq!(r.code(), Some(3004));
+        let v = serde_json::to_value(r.view()).unwrap();
+        assert_eq!(v["time"], "2026-11-30T21:50:07.123Z");
+        assert_eq!(v["code"], 3004);
+        assert_eq!(v["seq"], 1);
+        // Stored records do not hold them.
+        let stored = log.tree.get(1u64.to_be_bytes()).unwrap().unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        assert!(stored.get("time").is_none() && stored.get("code").is_none());
     }
 
     #[test]
@@ -940,6 +1009,7 @@ mod tests {
         // A stream event as relays before the rename stored it.
         log.append(&Event::ConnectorRevoked {
             connector: "x".into(),
+            by: None,
         })
         .unwrap();
         let old = serde_json::json!({"type": "stream_opened", "session": "old",

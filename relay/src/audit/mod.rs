@@ -8,6 +8,7 @@
 //! client reports; this file names the events.
 
 pub mod budget;
+pub mod code;
 mod log;
 pub mod recorder;
 pub mod recording;
@@ -23,6 +24,83 @@ pub use log::{
 use sallyport_proto::client::SessionEvent;
 
 use crate::policy::{Inputs, Stage};
+
+/// Who did an admin or identity action, as its audit event records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum Actor {
+    /// `sallyport-relay <command>`: through the running relay's admin
+    /// socket (the OS user is the socket peer's, from `SO_PEERCRED`), or
+    /// on the data dir when no relay runs (the user running the command).
+    Cli {
+        /// The OS user's name (`uid N` when it has none).
+        os_user: String,
+        /// The OS user's id.
+        uid: u32,
+    },
+    /// A signed-in user, in the browser or with the CLI's bearer token:
+    /// on their own account, or an admin on the admin pages.
+    Web {
+        /// The signed-in user.
+        user: String,
+    },
+    /// The relay itself, e.g. reloading the policy when its file changed.
+    Relay {
+        /// What set it off (`SIGHUP`, `config file changed`).
+        trigger: String,
+    },
+}
+
+impl Actor {
+    /// The OS user running this process, as a [`Actor::Cli`].
+    pub fn this_process() -> Self {
+        Self::cli(rustix::process::geteuid().as_raw())
+    }
+
+    /// The OS user `uid`, named from the system's user database.
+    pub fn cli(uid: u32) -> Self {
+        Self::Cli {
+            os_user: os_user_name(uid).unwrap_or_else(|| format!("uid {uid}")),
+            uid,
+        }
+    }
+
+    /// One line for people: `cli (root)`, `alice`, `relay (SIGHUP)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Actor::Cli { os_user, .. } => format!("cli ({os_user})"),
+            Actor::Web { user } => user.clone(),
+            Actor::Relay { trigger } => format!("relay ({trigger})"),
+        }
+    }
+}
+
+/// Longest `/etc/passwd` the relay reads to name an OS user.
+const MAX_PASSWD_LEN: u64 = 4 * 1024 * 1024;
+
+/// The name of OS user `uid` in `/etc/passwd` (`name:x:uid:...`). The
+/// workspace has no libc user-database binding; the file is what
+/// `getpwuid` reads on the systems the relay runs on (no NSS lookups:
+/// a directory user shows as `uid N`).
+fn os_user_name(uid: u32) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open("/etc/passwd")
+        .ok()?
+        .take(MAX_PASSWD_LEN)
+        .read_to_string(&mut text)
+        .ok()?;
+    passwd_name(&text, uid)
+}
+
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
 
 /// Something the relay saw happen.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +124,9 @@ pub enum Event {
         /// Live sessions they had, ended with them.
         sessions: usize,
         by_admin: bool,
+        /// Who ended them (absent in records from before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
     },
     /// An admin listed a user's sign-ins (`user sign-ins`): their
     /// addresses and times are personal data.
@@ -81,6 +162,9 @@ pub enum Event {
     },
     ConnectorRevoked {
         connector: String,
+        /// Who revoked it (absent in records from before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
     },
     /// A connector enrolled with a token; `replaced` when the token came
     /// from `connector add --replace` and took over an enrolled name.
@@ -94,6 +178,9 @@ pub enum Event {
         connector: String,
         service: String,
         granted: bool,
+        /// Who did it (absent in records from before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
     },
     /// A connector's hello named a service it was not granted: the relay
     /// sends it no session for that name.
@@ -136,4 +223,135 @@ pub enum Event {
         stream: String,
         event: SessionEvent,
     },
+    /// A user signed in through an OpenID Connect provider (or was
+    /// refused after the provider's answer).
+    SsoSignIn {
+        /// The provider's name in the relay's config.
+        provider: String,
+        /// The ID token's `sub`: who the provider says it is.
+        subject: String,
+        /// The Sallyport user name the claims map to.
+        user: String,
+        /// The groups the provider gave, as policy sees them.
+        groups: Vec<String>,
+        ip: IpAddr,
+        ok: bool,
+        /// Why it was refused.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// `user add`.
+    UserAdded {
+        user: String,
+        groups: Vec<String>,
+        by: Actor,
+    },
+    /// `user remove`: the user, their sign-ins and live sessions are gone.
+    UserRemoved {
+        user: String,
+        /// Sign-ins ended with it.
+        sign_ins: usize,
+        /// Live sessions closed with it.
+        sessions: usize,
+        by: Actor,
+    },
+    /// `user lock`: sign-in refused, sign-ins ended, live sessions closed.
+    UserLocked {
+        user: String,
+        sign_ins: usize,
+        sessions: usize,
+        by: Actor,
+    },
+    /// `user unlock`.
+    UserUnlocked {
+        user: String,
+        by: Actor,
+    },
+    /// `user passwd`, or the user on their account page.
+    PasswordChanged {
+        user: String,
+        by: Actor,
+    },
+    /// `user groups`.
+    GroupsChanged {
+        user: String,
+        before: Vec<String>,
+        after: Vec<String>,
+        by: Actor,
+    },
+    /// One-time codes put in force (`user totp`, or confirmed on the
+    /// account page); `replaced` when the user had them already.
+    TotpEnrolled {
+        user: String,
+        replaced: bool,
+        by: Actor,
+    },
+    /// One-time codes turned off (`user totp --off`).
+    TotpReset {
+        user: String,
+        by: Actor,
+    },
+    /// `device add`.
+    DeviceAdded {
+        device: String,
+        attributes: std::collections::BTreeMap<String, String>,
+        by: Actor,
+    },
+    /// `device revoke`.
+    DeviceRevoked {
+        device: String,
+        by: Actor,
+    },
+    /// `connector add`: a one-time enrolment token (never the secret).
+    EnrolmentTokenIssued {
+        connector: String,
+        /// The names granted with it.
+        services: Vec<String>,
+        /// Unix seconds it stops working.
+        expires: u64,
+        replace: bool,
+        by: Actor,
+    },
+    /// The policy was read again: `ok` when it is now in force, else the
+    /// old one stays and `reason` says why.
+    PolicyReloaded {
+        /// The config file.
+        path: String,
+        /// SHA-256 (hex) of the file's bytes as read (absent when it could
+        /// not be read).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        by: Actor,
+    },
+    /// An admin ended one live session.
+    SessionTerminated {
+        stream: String,
+        user: String,
+        service: String,
+        by: Actor,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_users_are_named_from_the_passwd_file() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbad line\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(passwd_name(passwd, 5), None);
+        assert_eq!(
+            Actor::Cli {
+                os_user: "root".into(),
+                uid: 0
+            }
+            .describe(),
+            "cli (root)"
+        );
+    }
 }

@@ -21,6 +21,17 @@ pub enum RecordingCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum SessionCmd {
+    /// End one live session now (its client is told an admin ended it);
+    /// the stream id is in `audit list --type stream_opened`.
+    Terminate {
+        stream: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
 #[derive(clap::Args)]
 pub struct AuditFilter {
     /// Events since a time (RFC 3339) or for a duration back (e.g. 1h, 7d).
@@ -41,7 +52,8 @@ pub struct AuditFilter {
     /// Events of one type: sign_in, decision, cert_issued, connector_connected,
     /// connector_disconnected, connector_revoked, connector_enrolled,
     /// connector_grants, connector_service_refused, stream_opened, stream_closed,
-    /// client.
+    /// client, and the admin and identity events (user_locked, ...; the
+    /// list with their codes is in docs/PROTOCOL.md).
     #[arg(long = "type")]
     kind: Option<String>,
 }
@@ -212,6 +224,58 @@ pub enum UserCmd {
     /// otpauth URI for their authenticator app. Running it again replaces the secret.
     Totp {
         name: String,
+        /// Turn the user's one-time codes off instead (they lost their
+        /// authenticator); sign-in then asks for the password only.
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List users: state (active or locked), sign-ins, one-time codes, groups.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Show one user: state, groups, when created, sign-ins, live sessions.
+    Show {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Lock a user: sign-in is refused, their sign-ins end and their live
+    /// sessions close at once, and no SSH certificate is issued to them.
+    Lock {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Unlock a locked user: they may sign in again.
+    Unlock {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Remove a user: their sign-ins end and their live sessions close at once.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Set a user's password; it is read from stdin.
+    Passwd {
+        name: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Set a user's groups (comma-separated; none with an empty list): policy
+    /// sees them from the next request on.
+    Groups {
+        name: String,
+        #[arg(value_delimiter = ',')]
+        groups: Vec<String>,
         #[command(flatten)]
         dir: DataDir,
     },

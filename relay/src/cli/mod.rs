@@ -59,6 +59,9 @@ enum Command {
     /// Session recordings (what the client reported of a terminal session).
     #[command(subcommand)]
     Recording(RecordingCmd),
+    /// Live sessions.
+    #[command(subcommand)]
+    Session(SessionCmd),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +69,16 @@ struct DataDir {
     /// The relay's data dir (the same as `serve --data-dir`).
     #[arg(long, env = "SALLYPORT_DATA_DIR")]
     data_dir: PathBuf,
+}
+
+/// A password from standard input (at most 4 KiB), without its line end.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut password)
+        .context("cannot read the password from stdin")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 fn stop_on_signal() -> CancellationToken {
@@ -93,12 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCmd::Add {
             name, groups, dir, ..
         }) => {
-            let mut password = String::new();
-            std::io::stdin()
-                .take(4096)
-                .read_to_string(&mut password)
-                .context("cannot read the password from stdin")?;
-            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let password = password_from_stdin()?;
             admin_command(
                 &dir.data_dir,
                 Request::UserAdd {
@@ -166,8 +174,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connector(ConnectorCmd::Revoke { name, dir }) => {
             admin_command(&dir.data_dir, Request::ConnectorRevoke { name }).await
         }
-        Command::User(UserCmd::Totp { name, dir }) => {
-            admin_command(&dir.data_dir, Request::UserTotp { name }).await
+        Command::User(UserCmd::Totp { name, off, dir }) => {
+            admin_command(&dir.data_dir, Request::UserTotp { name, off }).await
+        }
+        Command::User(UserCmd::List { dir }) => {
+            admin_command(&dir.data_dir, Request::UserList).await
+        }
+        Command::User(UserCmd::Show { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserShow { name }).await
+        }
+        Command::User(UserCmd::Lock { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserLock { name, lock: true }).await
+        }
+        Command::User(UserCmd::Unlock { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserLock { name, lock: false }).await
+        }
+        Command::User(UserCmd::Remove { name, dir }) => {
+            admin_command(&dir.data_dir, Request::UserRemove { name }).await
+        }
+        Command::User(UserCmd::Passwd { name, dir, .. }) => {
+            let password = password_from_stdin()?;
+            admin_command(&dir.data_dir, Request::UserPasswd { name, password }).await
+        }
+        Command::User(UserCmd::Groups { name, groups, dir }) => {
+            let groups = groups.into_iter().filter(|g| !g.is_empty()).collect();
+            admin_command(&dir.data_dir, Request::UserGroups { name, groups }).await
         }
         Command::User(UserCmd::Sessions { name, dir }) => {
             admin_command(&dir.data_dir, Request::UserSessions { name }).await
@@ -256,6 +287,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(AuditCmd::Verify { dir }) => {
             admin_command(&dir.data_dir, Request::AuditVerify).await
+        }
+        Command::Session(SessionCmd::Terminate { stream, dir }) => {
+            admin_command(&dir.data_dir, Request::SessionTerminate { stream }).await
         }
         Command::Recording(RecordingCmd::Export { session, out, dir }) => {
             sallyport_proto::client::check_session_id(&session)?;

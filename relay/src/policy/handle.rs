@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::Policy;
+use crate::audit::{Actor, AuditLog, Event};
 
 /// How often the config file's modification time is checked.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -77,19 +78,49 @@ impl PolicyHandle {
         Ok(())
     }
 
-    fn reload_logged(&self, why: &str) {
-        match self.reload() {
-            Ok(()) => tracing::info!(why, "policy reloaded"),
+    /// Reloads, logs the outcome, and records it as a `policy_reloaded`
+    /// audit event with the SHA-256 of the file (read just before the
+    /// reload reads it: a file replaced in between is caught by the next
+    /// reload, which its change sets off).
+    fn reload_logged(&self, why: &str, audit: &AuditLog) {
+        let sha256 = self
+            .path
+            .as_deref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|bytes| sallyport_common::hash::sha256_hex(&bytes));
+        let outcome = self.reload();
+        match &outcome {
+            Ok(()) => tracing::info!(
+                why,
+                sha256 = sha256.as_deref().unwrap_or("-"),
+                "policy reloaded"
+            ),
             Err(e) => {
                 tracing::error!(why, error = %e, "policy not reloaded; the previous policy stays in force")
             }
         }
+        let event = Event::PolicyReloaded {
+            path: self
+                .path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            sha256,
+            ok: outcome.is_ok(),
+            reason: outcome.err(),
+            by: Actor::Relay {
+                trigger: why.to_owned(),
+            },
+        };
+        if let Err(e) = audit.append(&event) {
+            tracing::error!(error = %e, "audit log failed");
+        }
     }
 
-    /// Reloads on SIGHUP and when the file's modification time or size
+    /// Reloads (each one an audit event) on SIGHUP and when the file's modification time or size
     /// changes and then holds still for one more poll (an editor or `cp`
     /// writing the file is not caught halfway), until `shutdown`.
-    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken, audit: Arc<AuditLog>) {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -105,7 +136,7 @@ impl PolicyHandle {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    self.reload_logged("SIGHUP");
+                    self.reload_logged("SIGHUP", &audit);
                 }
                 _ = tick.tick() => {
                     let Some(path) = &self.path else { continue };
@@ -117,7 +148,7 @@ impl PolicyHandle {
                         settling = now;
                     } else {
                         settling = None;
-                        self.reload_logged("config file changed");
+                        self.reload_logged("config file changed", &audit);
                         // A refused file is not retried until it changes again.
                         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = now;
                     }

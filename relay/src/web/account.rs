@@ -2,7 +2,8 @@
 //! the browser. The new secret is pending until a code from it is
 //! confirmed, so a mistyped scan never locks anyone out. Turning codes on
 //! or replacing them needs the password again; replacing codes that are
-//! already on needs a current code as well.
+//! already on needs a current code as well. Changing the password needs
+//! the current one. Each change is an audit event by the user.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use sallyport_proto::client::{TotpConfirmRequest, TotpSetupRequest, TotpSetupRes
 use super::auth::require_sign_in;
 use super::{ApiErr, AppState};
 use crate::admin::META_PUBLIC_URL;
+use crate::audit::{Actor, Event};
 use crate::identity::IdentityError;
 use crate::totp;
 
@@ -75,10 +77,51 @@ pub async fn confirm(
     Json(req): Json<TotpConfirmRequest>,
 ) -> Result<Response, ApiErr> {
     let user = require_sign_in(&state, &headers)?.user;
+    let replaced = state
+        .store
+        .user(&user)?
+        .is_some_and(|u| u.totp_secret.is_some());
     state
         .identity
         .confirm_totp_setup(&user, &req.code)
         .map_err(identity_err)?;
+    state.audit.append(&Event::TotpEnrolled {
+        user: user.clone(),
+        replaced,
+        by: Actor::Web { user: user.clone() },
+    })?;
     tracing::info!(%user, "one-time codes turned on");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Body of `POST /api/password`.
+#[derive(serde::Deserialize)]
+pub struct PasswordChangeRequest {
+    /// The password now: whoever holds the session must know it.
+    pub current: String,
+    /// The password from now on (1 to `identity::MAX_PASSWORD_LEN` bytes).
+    pub new: String,
+}
+
+/// `POST /api/password`: the signed-in user changes their own password.
+/// A wrong or missing current password is 403 and counts like a failed
+/// sign-in. The user's sign-ins stay.
+pub async fn change_password(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(req): Json<PasswordChangeRequest>,
+) -> Result<Response, ApiErr> {
+    let user = require_sign_in(&state, &headers)?.user;
+    state
+        .identity
+        .change_password(&user, &req.current, &req.new, peer.ip())
+        .await
+        .map_err(identity_err)?;
+    state.audit.append(&Event::PasswordChanged {
+        user: user.clone(),
+        by: Actor::Web { user: user.clone() },
+    })?;
+    tracing::info!(%user, "password changed by its user");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

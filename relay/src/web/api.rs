@@ -168,7 +168,7 @@ pub async fn audit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Vec<crate::audit::Record>>, ApiErr> {
+) -> Result<axum::response::Response, ApiErr> {
     require_admin(&state, &headers)?;
     let filter = crate::audit::Filter {
         since_ms: q.since,
@@ -180,7 +180,10 @@ pub async fn audit(
         after_seq: q.after,
     };
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE).min(MAX_AUDIT_PAGE);
-    Ok(Json(state.audit.list(&filter, limit)?))
+    let records = state.audit.list(&filter, limit)?;
+    // With the derived `time` and `code` (see `audit::RecordView`).
+    let views: Vec<_> = records.iter().map(|r| r.view()).collect();
+    Ok(Json(views).into_response())
 }
 
 /// Most bytes of events a recording served over HTTP is made of.

@@ -73,6 +73,11 @@ pub async fn login(
         Err(e @ IdentityError::CodeRequired) => {
             Err(ApiErr(StatusCode::UNAUTHORIZED, e.to_string()))
         }
+        Err(e @ IdentityError::Locked) => {
+            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            tracing::warn!(user = %req.user, %peer, "sign-in refused: the account is locked");
+            Err(ApiErr(StatusCode::FORBIDDEN, e.to_string()))
+        }
         Err(
             e @ (IdentityError::BadCode | IdentityError::CodeReused | IdentityError::CodesLocked),
         ) => {
@@ -111,6 +116,7 @@ pub async fn logout(
                     sign_ins: 1,
                     sessions,
                     by_admin: false,
+                    by: Some(crate::audit::Actor::Web { user: user.clone() }),
                 })?;
                 tracing::info!(%user, sessions, "signed out");
             }

@@ -148,6 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/ssh-cert", post(ssh_cert::issue))
         .route("/api/totp/setup", post(account::setup))
         .route("/api/totp/confirm", post(account::confirm))
+        .route("/api/password", post(account::change_password))
         .route("/ssh-ca.pub", get(ssh_cert::ca_public_key))
         .route("/ws/{service}", get(ws::session))
         .layer(DefaultBodyLimit::max(MAX_BODY))

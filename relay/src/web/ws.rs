@@ -108,13 +108,14 @@ async fn open(
     )?;
     let user = sign_in.user;
     // Counted before the stream opens, until the pipe ends.
-    let slot = session_limits::acquire(&state, headers, &policy, &user, &service)?;
+    let mut slot = session_limits::acquire(&state, headers, &policy, &user, &service)?;
     let header = StreamHeader {
         stream: random_secret(12),
         service: service.clone(),
         user: user.clone(),
         client_addr: peer.to_string(),
     };
+    slot.name_stream(&header.stream);
     let span = tracing::info_span!("session", stream = %header.stream, %service, %user);
     let dialed = dial_service(&state, &header)
         .instrument(span.clone())

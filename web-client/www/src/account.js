@@ -1,6 +1,7 @@
-// Account page: set up one-time codes (TOTP). The relay makes a secret that
-// stays pending until a code from it is confirmed here.
-import { logout, me, signedIn, totpConfirm, totpSetup } from "./api.js";
+// Account page: set up one-time codes (TOTP), and change the password. The
+// relay makes a secret that stays pending until a code from it is confirmed
+// here; a new password needs the current one.
+import { changePassword, logout, me, signedIn, totpConfirm, totpSetup } from "./api.js";
 
 const stateEl = document.getElementById("state");
 const setupForm = document.getElementById("setup");
@@ -55,6 +56,28 @@ confirmForm.addEventListener("submit", async (ev) => {
     done.hidden = false;
     setupForm.reset();
     confirmForm.reset();
+  } catch (e) {
+    showError(e);
+  }
+});
+
+const passwordForm = document.getElementById("password");
+const passwordDone = document.getElementById("password-done");
+
+passwordForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  error.hidden = true;
+  passwordDone.hidden = true;
+  const form = new FormData(passwordForm);
+  const next = String(form.get("new") ?? "");
+  if (next !== String(form.get("repeat") ?? "")) {
+    showError(new Error("the new passwords differ; type the same one twice"));
+    return;
+  }
+  try {
+    await signedIn(() => changePassword(String(form.get("current") ?? ""), next));
+    passwordForm.reset();
+    passwordDone.hidden = false;
   } catch (e) {
     showError(e);
   }

@@ -37,6 +37,8 @@ export const me = () => call("GET", "/api/me");
 export const totpSetup = (password, code) =>
   call("POST", "/api/totp/setup", code ? { password, code } : { password });
 export const totpConfirm = (code) => call("POST", "/api/totp/confirm", { code });
+export const changePassword = (current, next) =>
+  call("POST", "/api/password", { current, new: next });
 export const services = () => call("GET", "/api/services");
 
 /** Runs `f`; on 401 (signed out or expired) goes back to the sign-in page. */

@@ -1,0 +1,34 @@
+// A live terminal session that an admin ends from the relay's side (`user
+// lock`, `user remove`): signs in, logs in to sshd at the terminal page,
+// reaches a shell, then writes READY_FILE and waits (as long as a step may
+// take) for the session to end. Prints the end reason the page showed and
+// how the page's status went, then what signing in again showed.
+import { writeFileSync } from "node:fs";
+import {
+  env,
+  journey,
+  openTerminal,
+  pathOf,
+  sessionState,
+  signIn,
+  sshLogin,
+  STEP_MS,
+  waitForShell,
+} from "./lib.mjs";
+
+await journey(async ({ s, page }) => {
+  await signIn(page, s);
+  await openTerminal(page, s, env("SERVICE"));
+  await sshLogin(page, { password: env("SSH_PASSWORD") });
+  await waitForShell(page);
+  const before = await sessionState(page);
+  writeFileSync(env("READY_FILE"), "ready\n");
+  await page.waitForFunction(() => window.sallyport.endReason !== null, null, {
+    timeout: 2 * STEP_MS,
+    polling: 50,
+  });
+  const after = await sessionState(page);
+  await signIn(page, s);
+  const signInError = (await page.locator("#error:not([hidden])").textContent().catch(() => null)) ?? null;
+  return { before: before.status, after, signInError, pathAfterSignIn: pathOf(page) };
+});
