@@ -302,3 +302,26 @@ pub struct SshCertResponse {
     /// When it stops being valid: Unix time, seconds.
     pub valid_before: u64,
 }
+
+/// The page a browser opens to sign the native CLI in (`sallyport login`):
+/// `GET /cli/login?port=P&state=S&challenge=C`. Signed in, the browser is
+/// redirected to `http://127.0.0.1:P/callback?state=S&code=K` (RFC 8252
+/// §7.3: loopback only, the port chosen by the CLI); not signed in, to the
+/// sign-in page first.
+pub const CLI_LOGIN_PATH: &str = "/cli/login";
+
+/// Where the CLI exchanges the one-time code of [`CLI_LOGIN_PATH`]'s
+/// redirect for its bearer token: `POST` a [`CliTokenRequest`], get a
+/// [`LoginResponse`].
+pub const CLI_TOKEN_PATH: &str = "/api/cli/token";
+
+/// `POST /api/cli/token` request body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CliTokenRequest {
+    /// The one-time code the loopback redirect carried.
+    pub code: String,
+    /// The secret whose SHA-256 (hex) was the `challenge` of the sign-in
+    /// URL: only the CLI that started the sign-in knows it, so a code
+    /// seen by anyone else is useless (the idea of RFC 7636, PKCE).
+    pub verifier: String,
+}

@@ -3,6 +3,7 @@
 //! Every process is killed when its handle drops; when a test fails, the
 //! tail of each process's log is printed so CI output shows what happened.
 
+pub mod cli_login;
 pub mod client_ws;
 pub mod compat;
 pub mod inproc;

@@ -1,4 +1,5 @@
-//! HTTPS to the relay: TLS set-up, sign-in, and opening the session WebSocket.
+//! HTTPS to the relay: TLS set-up, sign-in and sign-out, who is signed in,
+//! the service list, and opening the session WebSocket.
 
 use std::sync::Arc;
 
@@ -7,7 +8,8 @@ use hyper::body::Bytes;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
 use sallyport_proto::client::{
-    ApiError, LoginRequest, LoginResponse, SshCertRequest, SshCertResponse,
+    ApiError, CliTokenRequest, LoginRequest, LoginResponse, SshCertRequest, SshCertResponse,
+    CLI_TOKEN_PATH,
 };
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
 use tokio::net::TcpStream;
@@ -62,24 +64,29 @@ impl RelayUrl {
     }
 }
 
-/// TLS settings: trust `ca_pem` when given, the public web PKI otherwise.
+/// TLS settings: trust the operating system's certificate store and the
+/// bundled web PKI roots, and `ca_pem` as well when given (`--ca-cert`,
+/// e.g. a relay's self-signed certificate). A system store that cannot be
+/// read is not an error (the other roots remain); a bad `ca_pem` is.
 pub fn tls_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert
-                    .map_err(|_| ClientError::Tls("the CA file is not a PEM certificate".into()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| ClientError::Tls(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(ClientError::Tls("the CA file holds no certificate".into()));
-            }
+    if let Some(pem) = ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert =
+                cert.map_err(|_| ClientError::Tls("the CA file is not a PEM certificate".into()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        if roots.is_empty() {
+            return Err(ClientError::Tls("the CA file holds no certificate".into()));
+        }
     }
+    // Certificates the system store holds but rustls cannot parse are
+    // skipped: one odd entry must not stop the client.
+    let (_added, _ignored) =
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let provider = sallyport_common::tls::crypto_provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -141,6 +148,87 @@ pub async fn ssh_cert(
     post_json(relay, tls, "/api/ssh-cert", Some(token), req).await
 }
 
+/// Exchanges the one-time code of a browser sign-in (and the verifier
+/// only this CLI knows) for a bearer token.
+pub async fn cli_token(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    req: &CliTokenRequest,
+) -> Result<LoginResponse, ClientError> {
+    post_json(relay, tls, CLI_TOKEN_PATH, None, req).await
+}
+
+/// Ends the sign-in of `token` on the relay (`POST /api/logout`); ending
+/// one that has already ended is not an error.
+pub async fn logout(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    token: &str,
+) -> Result<(), ClientError> {
+    request(
+        relay,
+        tls,
+        hyper::Method::POST,
+        "/api/logout",
+        Some(token),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `GET /api/me`: who a token belongs to, as the relay sees it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Me {
+    /// The signed-in user.
+    pub user: String,
+    /// The sign-in used a one-time code.
+    #[serde(default)]
+    pub second_factor: bool,
+}
+
+/// Who `token` is signed in as; an ended sign-in is
+/// [`ClientError::Unauthorized`] with the relay's reason.
+pub async fn me(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    token: &str,
+) -> Result<Me, ClientError> {
+    get_json(relay, tls, "/api/me", token).await
+}
+
+/// One service of `GET /api/services`, as `sallyport ls` shows it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ServiceEntry {
+    /// The service's name.
+    pub name: String,
+    /// A connector that carries it is connected now.
+    pub online: bool,
+    /// The policy lets this user open it from here, now.
+    #[serde(default = "yes")]
+    pub allowed: bool,
+    /// Why not, when `allowed` is false.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Its sshd trusts the relay's SSH CA (`sallyport ssh-cert` works).
+    #[serde(default)]
+    pub ssh_certificates: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The services this user may open, online or not, and those denied for
+/// a reason they can act on (with the reason).
+pub async fn services(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    token: &str,
+) -> Result<Vec<ServiceEntry>, ClientError> {
+    get_json(relay, tls, "/api/services", token).await
+}
+
 /// POSTs `body` as JSON to `path` (with the bearer `token`, if any) and
 /// parses the JSON answer; an error answer becomes the relay's reason.
 async fn post_json<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
@@ -150,24 +238,59 @@ async fn post_json<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
     token: Option<&str>,
     body: &Req,
 ) -> Result<Resp, ClientError> {
+    let body = serde_json::to_vec(body).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let answer = request(relay, tls, hyper::Method::POST, path, token, Some(body)).await?;
+    parse(&answer)
+}
+
+/// GETs `path` with the bearer `token` and parses the JSON answer.
+async fn get_json<Resp: serde::de::DeserializeOwned>(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+    token: &str,
+) -> Result<Resp, ClientError> {
+    let answer = request(relay, tls, hyper::Method::GET, path, Some(token), None).await?;
+    parse(&answer)
+}
+
+fn parse<Resp: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Resp, ClientError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ClientError::Relay(format!("bad answer from the relay: {e}")))
+}
+
+/// One HTTPS request to the relay (a JSON `body`, the bearer `token`, if
+/// any); returns the body of a success answer, at most [`MAX_RESPONSE`]
+/// bytes. An error answer becomes the relay's reason.
+async fn request(
+    relay: &RelayUrl,
+    tls: Arc<rustls::ClientConfig>,
+    method: hyper::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Result<Bytes, ClientError> {
     let stream = connect_tls(relay, tls).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Connect(relay.base.clone(), e.to_string()))?;
     let conn = tokio::spawn(conn);
-    let body = serde_json::to_vec(body).map_err(|e| ClientError::Usage(e.to_string()))?;
-    let mut req = hyper::Request::post(format!("{}{path}", relay.base))
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", relay.base))
         .header(
             hyper::header::HOST,
             relay.base.trim_start_matches("https://"),
-        )
-        .header(hyper::header::CONTENT_TYPE, "application/json");
+        );
+    if body.is_some() {
+        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
     if let Some(token) = token {
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let req = req
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| ClientError::Usage(e.to_string()))?;
     let resp = sender
         .send_request(req)
@@ -180,11 +303,13 @@ async fn post_json<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         .map_err(|e| ClientError::Relay(format!("bad answer from the relay: {e}")))?
         .to_bytes();
     conn.abort();
+    if status == hyper::StatusCode::UNAUTHORIZED {
+        return Err(ClientError::Unauthorized(reason(status, &body)));
+    }
     if !status.is_success() {
         return Err(ClientError::Relay(reason(status, &body)));
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| ClientError::Relay(format!("bad answer from the relay: {e}")))
+    Ok(body)
 }
 
 pub type Session = WebSocketStream<TlsStream<TcpStream>>;

@@ -38,10 +38,9 @@ impl Credentials {
     pub fn load(dir: &Path) -> Result<Self, ClientError> {
         let path = file(dir);
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ClientError::Usage(
-                "not signed in: run `sallyport login --relay URL --user NAME --password-stdin`"
-                    .into(),
-            ),
+            std::io::ErrorKind::NotFound => {
+                ClientError::Usage("not signed in: run `sallyport login --relay URL`".into())
+            }
             _ => ClientError::File {
                 path: path.clone(),
                 source: e,
@@ -51,6 +50,22 @@ impl Credentials {
             path,
             source: std::io::Error::other(e),
         })
+    }
+
+    /// Whether the sign-in has ended by its time (the relay may have ended
+    /// it earlier: signed out elsewhere, or by an admin).
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires <= now
+    }
+
+    /// Deletes the stored credentials; `false` when there were none.
+    pub fn forget(dir: &Path) -> Result<bool, ClientError> {
+        let path = file(dir);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(ClientError::File { path, source }),
+        }
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), ClientError> {
@@ -63,5 +78,48 @@ impl Credentials {
         let json =
             serde_json::to_vec_pretty(self).map_err(|e| ClientError::Usage(e.to_string()))?;
         sallyport_common::fs::write_private(&path, &json).map_err(io(&path))
+    }
+}
+
+/// `secs` (Unix time) as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// A span of seconds as people read it: `11h 59m`, `5m 3s`, `42s`.
+pub fn span(secs: u64) -> String {
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_read_as_utc() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_796_045_262), "2026-11-30 13:27:42 UTC");
+        assert_eq!(super::span(43_170), "11h 59m");
+        assert_eq!(super::span(303), "5m 3s");
     }
 }

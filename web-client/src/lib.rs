@@ -9,6 +9,10 @@ pub mod certs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod credentials;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod login;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod loopback;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;
 pub mod reporter;
 pub mod ssh;
@@ -27,6 +31,10 @@ pub enum ClientError {
     Tls(String),
     #[error("{0}")]
     Relay(String),
+    /// The relay answered 401: wrong credentials, a code is needed, or
+    /// the sign-in has ended (the relay's reason says which).
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{path}: {source}")]
     File {
         path: std::path::PathBuf,

@@ -8,6 +8,7 @@ mod access;
 mod account;
 mod api;
 mod auth;
+mod cli_login;
 pub mod listener;
 mod pages;
 pub(crate) mod session_limits;
@@ -151,6 +152,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/password", post(account::change_password))
         .route("/ssh-ca.pub", get(ssh_cert::ca_public_key))
         .route("/ws/{service}", get(ws::session))
+        .merge(cli_login::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(body_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))

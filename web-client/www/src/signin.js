@@ -5,6 +5,11 @@ const form = document.getElementById("signin");
 const fields = document.getElementById("fields");
 const error = document.getElementById("error");
 const codeField = document.getElementById("code-field");
+// Where to go once signed in: back to the CLI's sign-in (`sallyport login`
+// sent the browser here with `?next=`), else the services page. Only that
+// one path is followed, so the parameter cannot send anyone elsewhere.
+const next = new URLSearchParams(location.search).get("next");
+const afterSignIn = next?.startsWith("/cli/login?") ? next : "/services";
 
 form.addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -14,7 +19,7 @@ form.addEventListener("submit", async (ev) => {
   try {
     const code = codeField.hidden ? undefined : String(data.get("code")).trim();
     await login(String(data.get("user")).trim(), String(data.get("password")), code);
-    location.assign("/services");
+    location.assign(afterSignIn);
   } catch (e) {
     error.textContent = e.message;
     error.hidden = false;
