@@ -127,6 +127,9 @@ struct FileConfig {
     https_idle_timeout: Option<String>,
     max_https_connections_per_address: Option<usize>,
     max_https_connections: Option<usize>,
+    /// OpenID providers people may sign in with (`[[oidc]]` tables).
+    #[serde(default)]
+    oidc: Vec<crate::oidc::config::ProviderConfig>,
 }
 
 /// Where `/metrics` is served unless configured: loopback only, so nothing
@@ -200,6 +203,8 @@ pub struct ServeConfig {
     pub metrics_listen_is_default: bool,
     /// Timeouts and caps of the HTTPS listener.
     pub https_limits: ConnLimits,
+    /// OpenID providers, checked, with their client secrets read.
+    pub oidc: Vec<crate::oidc::Provider>,
 }
 
 impl ServeArgs {
@@ -317,7 +322,9 @@ impl ServeArgs {
                 .or(file.max_https_connections)
                 .map(|n| n.max(1)),
         };
+        let oidc = crate::oidc::config::resolve(file.oidc)?;
         Ok(ServeConfig {
+            oidc,
             metrics_listen,
             metrics_listen_is_default,
             https_limits,

@@ -79,6 +79,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         },
         metrics_listen_is_default: false,
         https_limits: Default::default(),
+        oidc: Vec::new(),
     };
     let relay = Relay::start(config).await?;
 
@@ -91,6 +92,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         created: now_secs(),
         totp_secret: None,
         totp_pending: None,
+        sso: None,
     })?;
 
     let token = if sallyport_connector::Identity::exists(&connector_dir) {

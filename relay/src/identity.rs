@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use sallyport_proto::frame::check_name;
 
-use crate::store::{Failure, SignInRecord, Store, StoreError, UserRecord};
+use crate::store::{Failure, SignInRecord, SsoLink, Store, StoreError, UserRecord};
 use sallyport_common::secret::random_secret;
 use sallyport_common::time::now_secs;
 
@@ -61,6 +61,8 @@ pub enum IdentityError {
     Store(#[from] StoreError),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("a user named {0} exists who is not this provider's user; an admin must rename or remove one of them")]
+    SsoConflict(String),
 }
 
 pub fn hash_password(password: &str) -> Result<String, IdentityError> {
@@ -102,6 +104,7 @@ pub fn add_user(
         created: now_secs(),
         totp_secret: None,
         totp_pending: None,
+        sso: None,
     })?;
     Ok(())
 }
@@ -399,6 +402,50 @@ impl Identity {
         Ok(())
     }
 
+    /// Signs in a user of single sign-on whom `provider` vouched for as
+    /// `subject`: creates their Sallyport user on their first sign-in and
+    /// replaces their groups with `groups` at every one. A user of the same
+    /// name who is not this provider's `subject` (a local user, or another
+    /// provider's) is not taken over: [`IdentityError::SsoConflict`].
+    /// Returns the bearer token, as [`Identity::sign_in`] does.
+    pub fn sign_in_sso(
+        &self,
+        user: &str,
+        link: SsoLink,
+        groups: &[String],
+        from: IpAddr,
+    ) -> Result<(String, SignInRecord), IdentityError> {
+        check_name("user name", user).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let now = now_secs();
+        let record = match self.store.user(user)? {
+            Some(mut r) if r.sso.as_ref() == Some(&link) => {
+                r.groups = groups.to_vec();
+                r
+            }
+            Some(_) => return Err(IdentityError::SsoConflict(user.to_owned())),
+            None => UserRecord {
+                name: user.to_owned(),
+                password_hash: String::new(),
+                groups: groups.to_vec(),
+                created: now,
+                totp_secret: None,
+                totp_pending: None,
+                sso: Some(link),
+            },
+        };
+        self.store.put_user(&record)?;
+        let token = random_secret(32);
+        let sign_in = SignInRecord {
+            user: user.to_owned(),
+            created: now,
+            expires: now + SIGN_IN_TTL.as_secs(),
+            second_factor: false,
+            ip: Some(from),
+        };
+        self.store.put_sign_in(&token, &sign_in)?;
+        Ok((token, sign_in))
+    }
+
     /// Ends the sign-in of a bearer token or cookie value; returns its user.
     pub fn sign_out(&self, token: &str) -> Result<Option<String>, IdentityError> {
         if token.is_empty() || token.len() > 128 {
@@ -470,5 +517,37 @@ mod tests {
         let right = crate::totp::code_now(&secret, now).unwrap();
         id.verify_code("tom", &secret, &right, "192.0.2.7".parse().unwrap(), now)
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn sso_users_are_created_refreshed_and_never_take_over_another() {
+        let (_dir, id, _secret) = identity();
+        let id = std::sync::Arc::new(id);
+        let from: IpAddr = "192.0.2.7".parse().unwrap();
+        let link = |sub: &str| SsoLink {
+            provider: "corp".into(),
+            subject: sub.into(),
+        };
+        id.sign_in_sso("ann", link("s1"), &["ops".into()], from)
+            .unwrap();
+        id.sign_in_sso("ann", link("s1"), &["dev".into()], from)
+            .unwrap();
+        let ann = id.store.user("ann").unwrap().unwrap();
+        assert_eq!(ann.groups, ["dev"]);
+        assert_eq!(ann.sso, Some(link("s1")));
+        // No password signs an SSO user in locally.
+        assert!(matches!(
+            id.sign_in("ann", "", None, from).await,
+            Err(IdentityError::BadCredentials)
+        ));
+        // Another subject of the same name, or a local user's name: refused.
+        assert!(matches!(
+            id.sign_in_sso("ann", link("s2"), &[], from),
+            Err(IdentityError::SsoConflict(_))
+        ));
+        assert!(matches!(
+            id.sign_in_sso("tom", link("s3"), &[], from),
+            Err(IdentityError::SsoConflict(_))
+        ));
     }
 }

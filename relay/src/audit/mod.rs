@@ -36,6 +36,15 @@ pub enum Event {
         /// Why a sign-in failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The OpenID provider of a single sign-on (absent for a password).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provider: Option<String>,
+        /// The provider's subject (`sub`) for the user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// The groups the provider gave the user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        groups: Option<Vec<String>>,
     },
     /// Sign-ins ended: by their user (`POST /api/logout`, one sign-in) or
     /// by an admin (`user sign-out`, all of a user's).

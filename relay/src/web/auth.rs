@@ -39,16 +39,16 @@ pub async fn login(
             ok,
             second_factor,
             reason,
+            provider: None,
+            subject: None,
+            groups: None,
         })?;
     }
     match outcome {
         Ok((token, sign_in)) => {
             Metrics::add(&state.metrics.sign_ins_ok, 1);
             tracing::info!(user = %sign_in.user, %peer, second_factor = sign_in.second_factor, "signed in");
-            let cookie = format!(
-                "{SIGN_IN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-                SIGN_IN_TTL.as_secs()
-            );
+            let cookie = sign_in_cookie(&token);
             let mut resp = Json(LoginResponse {
                 user: sign_in.user,
                 token,
@@ -89,6 +89,14 @@ pub async fn login(
             ))
         }
     }
+}
+
+/// The `Set-Cookie` value of a new sign-in's cookie.
+pub(super) fn sign_in_cookie(token: &str) -> String {
+    format!(
+        "{SIGN_IN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        SIGN_IN_TTL.as_secs()
+    )
 }
 
 /// `POST /api/logout`: ends the sign-in of the request's cookie or bearer

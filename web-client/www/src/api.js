@@ -38,6 +38,8 @@ export const totpSetup = (password, code) =>
   call("POST", "/api/totp/setup", code ? { password, code } : { password });
 export const totpConfirm = (code) => call("POST", "/api/totp/confirm", { code });
 export const services = () => call("GET", "/api/services");
+/** The single sign-on providers: [{ name, label }]; each signs in at /auth/oidc/NAME. */
+export const ssoProviders = () => call("GET", "/api/sso");
 
 /** Runs `f`; on 401 (signed out or expired) goes back to the sign-in page. */
 export async function signedIn(f) {

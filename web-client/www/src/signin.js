@@ -1,5 +1,5 @@
 // Sign-in page: posts the form as JSON; the relay sets the session cookie.
-import { login } from "./api.js";
+import { login, ssoProviders } from "./api.js";
 
 const form = document.getElementById("signin");
 const fields = document.getElementById("fields");
@@ -32,3 +32,19 @@ form.addEventListener("submit", async (ev) => {
 });
 fields.disabled = false;
 form.elements.user.focus();
+
+// One button (a plain link: the relay redirects to the provider) per provider.
+ssoProviders()
+  .then((providers) => {
+    const nav = document.getElementById("sso");
+    for (const p of providers ?? []) {
+      const a = document.createElement("a");
+      a.className = "button sso-button";
+      a.href = `/auth/oidc/${encodeURIComponent(p.name)}`;
+      a.textContent = p.label;
+      a.dataset.provider = p.name;
+      nav.append(a);
+    }
+    nav.hidden = nav.childElementCount === 0;
+  })
+  .catch(() => {});
