@@ -4,7 +4,8 @@
 // library's development ones) and confirms the consent page, and the
 // browser comes back to the relay's services page, signed in. Then it opens
 // the terminal page of SSO_SERVICE and reports whether it was served or
-// refused, with the refusal's text.
+// refused, with the refusal's text. When the relay refuses the sign-in
+// itself, the journey reports the refusal page's status and reason instead.
 import { journey, pathOf } from "./lib.mjs";
 import { env } from "./lib.mjs";
 
@@ -22,17 +23,32 @@ await journey(async ({ s, page, seen }) => {
   const providerOrigin = new URL(page.url()).origin;
   await page.fill('input[name="login"]', s.user);
   await page.fill('input[name="password"]', s.password);
+  const callback = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith("/callback"));
   await page.click('button[type="submit"]');
 
-  // Its consent page, the first time; then back to the relay.
+  // Its consent page, the first time; then back to the relay: the services
+  // page, or the relay's refusal.
   const relayOrigin = new URL(s.url).origin;
   const back = page.waitForURL((u) => u.origin === relayOrigin && u.pathname === "/services");
+  back.catch(() => {}); // not reached when the relay refuses
+  const refusal = page.locator("#reason");
   const consent = page.locator('input[name="prompt"][value="consent"]');
-  await Promise.race([back, consent.waitFor({ state: "attached" })]);
+  await Promise.race([back, refusal.waitFor(), consent.waitFor({ state: "attached" })]);
   if (new URL(page.url()).origin !== relayOrigin) {
     await page.click('button[type="submit"]');
   }
-  await back;
+  const callbackStatus = (await callback).status();
+  await Promise.race([back, refusal.waitFor()]);
+  if (pathOf(page) !== "/services") {
+    return {
+      buttonText,
+      providerOrigin,
+      callbackStatus,
+      afterSignIn: pathOf(page),
+      refusal: (await refusal.textContent()).trim(),
+      urls: seen.urls,
+    };
+  }
   const afterSignIn = pathOf(page);
   await page.locator("#user").waitFor();
   await page.waitForFunction(() => document.querySelector("#user")?.textContent?.trim());
@@ -45,6 +61,7 @@ await journey(async ({ s, page, seen }) => {
   return {
     buttonText,
     providerOrigin,
+    callbackStatus,
     afterSignIn,
     userShown,
     terminalStatus,

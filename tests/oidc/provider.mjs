@@ -9,11 +9,19 @@
 //   { "client_id": "...", "client_secret": "...", "redirect_uris": ["..."],
 //     "users": { "name": { "email": "...", "groups": ["..."] } },
 //     "id_token_ttl": 3600 }
+// Users named `tamper-sig`, `tamper-aud` and `tamper-exp` get an ID token
+// that the relay must refuse, made here the way an attacker between the
+// relay and the provider (or a rogue provider) would: the token endpoint's
+// answer is changed after the provider made it, with a corrupted signature,
+// or re-signed with the provider's own key (so the signature is good) for
+// another audience or with an expiry an hour ago.
+//
 // It listens on 127.0.0.1 on a port of its own choosing and prints one JSON
 // line with its issuer URL ({"issuer": "http://127.0.0.1:PORT"}) once it
 // serves; the harness then waits for its discovery document.
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import * as jose from "jose";
 import Provider from "oidc-provider";
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
@@ -23,7 +31,12 @@ const server = createServer();
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+// The signing key, made here so that tampered tokens can be re-signed with it.
+const { privateKey } = await jose.generateKeyPair("RS256", { extractable: true });
+const signingKey = { ...(await jose.exportJWK(privateKey)), kid: "test-key", alg: "RS256", use: "sig" };
+
 const provider = new Provider(issuer, {
+  jwks: { keys: [signingKey] },
   clients: [
     {
       client_id: config.client_id,
@@ -67,5 +80,35 @@ const provider = new Provider(issuer, {
 });
 // The relay talks to it over plain HTTP on loopback (tests only).
 provider.proxy = false;
+
+/** The ID token `token` changed as the user `tamper-MODE` asks. */
+async function tamper(token) {
+  const [header, payload, signature] = token.split(".");
+  const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+  const mode = /^tamper-(sig|aud|exp)$/.exec(claims.sub)?.[1];
+  if (!mode) return token;
+  if (mode === "sig") {
+    // One character of the signature changed.
+    const i = Math.floor(signature.length / 2);
+    const c = signature[i] === "A" ? "B" : "A";
+    return `${header}.${payload}.${signature.slice(0, i)}${c}${signature.slice(i + 1)}`;
+  }
+  const now = Math.floor(Date.now() / 1000);
+  if (mode === "aud") claims.aud = "another-client";
+  if (mode === "exp") {
+    claims.iat = now - 7200;
+    claims.exp = now - 3600;
+  }
+  return new jose.SignJWT(claims)
+    .setProtectedHeader(JSON.parse(Buffer.from(header, "base64url").toString()))
+    .sign(privateKey);
+}
+
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === "/token" && ctx.body && typeof ctx.body.id_token === "string") {
+    ctx.body = { ...ctx.body, id_token: await tamper(ctx.body.id_token) };
+  }
+});
 server.on("request", provider.callback());
 process.stdout.write(JSON.stringify({ issuer }) + "\n");

@@ -33,6 +33,19 @@ const USERS: &[User] = &[
         name: "carl",
         groups: &["contractors"],
     },
+    // The provider's script tampers with these users' ID tokens.
+    User {
+        name: "tamper-sig",
+        groups: &["ops"],
+    },
+    User {
+        name: "tamper-aud",
+        groups: &["ops"],
+    },
+    User {
+        name: "tamper-exp",
+        groups: &["ops"],
+    },
 ];
 
 /// A provider with [`USERS`] and a relay that signs people in with it,
@@ -173,4 +186,40 @@ fn replayed_unknown_or_foreign_state_is_refused_without_a_sign_in() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("already used"), "{body}");
     assert_eq!(sign_ins_ok(&relay), signed_in, "a replay signed someone in");
+}
+
+#[test]
+fn a_tampered_id_token_is_refused_with_a_reason_and_no_sign_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_provider, relay) = start(dir.path());
+    // A corrupted signature; then tokens re-signed with the provider's key,
+    // so only their claims are wrong: another audience, expired.
+    for (user, why) in [
+        ("tamper-sig", "Signature verification failed"),
+        ("tamper-aud", "Invalid audiences"),
+        ("tamper-exp", "Expired"),
+    ] {
+        let before = sign_ins_ok(&relay);
+        let r = sso_journey(dir.path(), &relay, user);
+        assert_eq!(r["callbackStatus"], 403, "{user}: {r}");
+        let refusal = r["refusal"].as_str().unwrap_or_default();
+        assert!(
+            refusal.contains("the provider's ID token is not valid") && refusal.contains(why),
+            "{user}: {refusal}"
+        );
+        assert_eq!(sign_ins_ok(&relay), before, "{user} was signed in");
+        // The browser stays on the refusal, and the refusal is on the record.
+        assert_eq!(
+            r["afterSignIn"],
+            format!("/auth/oidc/{NAME}/callback"),
+            "{user}: {r}"
+        );
+        let out = relay.admin(&["audit", "list", "--type", "sign_in"], "");
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("ok=false") && l.contains(why)),
+            "{user}: no refused sign-in in\n{log}"
+        );
+    }
 }
