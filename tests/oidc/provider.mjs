@@ -14,7 +14,9 @@
 // relay and the provider (or a rogue provider) would: the token endpoint's
 // answer is changed after the provider made it, with a corrupted signature,
 // or re-signed with the provider's own key (so the signature is good) for
-// another audience or with an expiry an hour ago.
+// another audience or with an expiry an hour ago. The user `rotate-keys`
+// gets a good token signed with a new key, which the provider's key set
+// lists from then on: a key rotation the relay has not seen yet.
 //
 // It listens on 127.0.0.1 on a port of its own choosing and prints one JSON
 // line with its issuer URL ({"issuer": "http://127.0.0.1:PORT"}) once it
@@ -34,6 +36,10 @@ const issuer = `http://127.0.0.1:${server.address().port}`;
 // The signing key, made here so that tampered tokens can be re-signed with it.
 const { privateKey } = await jose.generateKeyPair("RS256", { extractable: true });
 const signingKey = { ...(await jose.exportJWK(privateKey)), kid: "test-key", alg: "RS256", use: "sig" };
+// The key it rotates to, published once `rotate-keys` has signed in.
+const next = await jose.generateKeyPair("RS256", { extractable: true });
+const nextPublic = { ...(await jose.exportJWK(next.publicKey)), kid: "next-key", alg: "RS256", use: "sig" };
+let rotated = false;
 
 const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
@@ -85,6 +91,12 @@ provider.proxy = false;
 async function tamper(token) {
   const [header, payload, signature] = token.split(".");
   const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+  if (claims.sub === "rotate-keys") {
+    rotated = true;
+    return new jose.SignJWT(claims)
+      .setProtectedHeader({ alg: "RS256", typ: "JWT", kid: "next-key" })
+      .sign(next.privateKey);
+  }
   const mode = /^tamper-(sig|aud|exp)$/.exec(claims.sub)?.[1];
   if (!mode) return token;
   if (mode === "sig") {
@@ -108,6 +120,9 @@ provider.use(async (ctx, next) => {
   await next();
   if (ctx.path === "/token" && ctx.body && typeof ctx.body.id_token === "string") {
     ctx.body = { ...ctx.body, id_token: await tamper(ctx.body.id_token) };
+  }
+  if (ctx.path === "/jwks" && rotated && ctx.body && Array.isArray(ctx.body.keys)) {
+    ctx.body = { keys: [...ctx.body.keys, nextPublic] };
   }
 });
 server.on("request", provider.callback());

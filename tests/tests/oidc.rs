@@ -46,6 +46,11 @@ const USERS: &[User] = &[
         name: "tamper-exp",
         groups: &["ops"],
     },
+    // Signed with a key the provider publishes only from then on.
+    User {
+        name: "rotate-keys",
+        groups: &["ops"],
+    },
 ];
 
 /// A provider with [`USERS`] and a relay that signs people in with it,
@@ -222,4 +227,18 @@ fn a_tampered_id_token_is_refused_with_a_reason_and_no_sign_in() {
             "{user}: no refused sign-in in\n{log}"
         );
     }
+}
+
+#[test]
+fn a_token_signed_with_a_rotated_key_is_accepted_after_the_keys_are_fetched_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_provider, relay) = start(dir.path());
+    // The relay learns the provider's keys with a first sign-in.
+    let r = sso_journey(dir.path(), &relay, "olivia");
+    assert_eq!(r["afterSignIn"], "/services", "{r}");
+    // Then the provider signs with a key it had not published before.
+    let r = sso_journey(dir.path(), &relay, "rotate-keys");
+    assert_eq!(r["callbackStatus"], 200, "{r}");
+    assert_eq!(r["afterSignIn"], "/services", "{r}");
+    assert_eq!(r["userShown"], "rotate-keys", "{r}");
 }

@@ -50,8 +50,8 @@ pub const MAX_PENDING: usize = 10_000;
 pub const METADATA_TTL: Duration = Duration::from_secs(3600);
 
 /// The least time between two fetches of a provider's metadata and keys
-/// when a token names a key the relay does not know: an attacker's tokens
-/// cannot make the relay hammer the provider.
+/// made because a token named a key the relay does not know: an attacker's
+/// tokens cannot make the relay hammer the provider.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Most groups taken from one ID token; the rest are ignored.
@@ -114,6 +114,8 @@ struct Pending {
 struct Cached {
     metadata: Option<CoreProviderMetadata>,
     fetched: Option<Instant>,
+    /// The last fetch asked for by an unknown key.
+    refreshed: Option<Instant>,
 }
 
 /// The configured providers, their cached metadata and the sign-ins in
@@ -162,7 +164,8 @@ impl Sso {
     }
 
     /// The provider's metadata: cached, or fetched by discovery. With
-    /// `refresh`, fetched again unless it was within [`MIN_REFRESH_INTERVAL`].
+    /// `refresh` (a token named an unknown key), fetched again unless the
+    /// last such fetch was within [`MIN_REFRESH_INTERVAL`].
     async fn metadata(
         &self,
         p: &Provider,
@@ -173,13 +176,17 @@ impl Sso {
             return Err(SsoError::NoSuchProvider(name.clone()));
         };
         let mut cached = lock.lock().await;
-        let age = cached.fetched.map(|t| t.elapsed());
+        let fresh = cached.fetched.is_some_and(|t| t.elapsed() < METADATA_TTL);
+        let recently_refreshed = cached
+            .refreshed
+            .is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL);
         if let Some(metadata) = &cached.metadata {
-            let fresh = age.is_some_and(|a| a < METADATA_TTL);
-            let recent = age.is_some_and(|a| a < MIN_REFRESH_INTERVAL);
-            if (fresh && !refresh) || recent {
+            if (fresh && !refresh) || (refresh && recently_refreshed) {
                 return Ok(metadata.clone());
             }
+        }
+        if refresh {
+            cached.refreshed = Some(Instant::now());
         }
         let issuer = IssuerUrl::new(p.config.issuer.clone())
             .map_err(|e| SsoError::Provider(name.clone(), e.to_string()))?;
