@@ -197,6 +197,30 @@ mod tests {
     }
 
     #[test]
+    fn secrets_come_from_a_file_and_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "  s3cret\n").unwrap();
+        let table = |name: &str, extra: &str| -> ProviderConfig {
+            toml::from_str(&format!(
+                "name = \"{name}\"\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        let file = format!("client_secret_file = {:?}", secret.display().to_string());
+        let p = resolve(vec![table("corp", &file)]).unwrap();
+        assert_eq!(p[0].secret.0, "s3cret");
+        assert_eq!(p[0].config.scopes, ["profile", "email"]);
+        assert_eq!(p[0].config.groups_claim, "groups");
+        let e = resolve(vec![table("corp", &file), table("corp", &file)]).unwrap_err();
+        assert!(e.contains("two [[oidc]] providers"), "{e}");
+        let e = resolve(vec![table("corp", "")]).unwrap_err();
+        assert!(e.contains("client_secret_file or client_secret_env"), "{e}");
+        let e = resolve(vec![table("bad name", &file)]).unwrap_err();
+        assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
     fn secret_is_never_printed() {
         let p = Provider {
             config: toml::from_str(
