@@ -56,6 +56,9 @@ fi
 echo "== browser test dependencies (tests/browser: playwright-core)"
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
+echo "== OpenID provider for the sign-on tests (tests/oidc: oidc-provider)"
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+
 echo "== tests"
 # The end-to-end tests start the binaries, so build them first.
 cargo build --locked --workspace --bins

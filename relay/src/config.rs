@@ -127,6 +127,12 @@ struct FileConfig {
     https_idle_timeout: Option<String>,
     max_https_connections_per_address: Option<usize>,
     max_https_connections: Option<usize>,
+    /// OpenID providers people may sign in with (`[[oidc]]` tables).
+    #[serde(default)]
+    oidc: Vec<crate::oidc::config::ProviderConfig>,
+    /// `false` turns off sign-in with a local password (`POST /api/login`),
+    /// leaving single sign-on only.
+    password_sign_in: Option<bool>,
 }
 
 /// Where `/metrics` is served unless configured: loopback only, so nothing
@@ -200,6 +206,12 @@ pub struct ServeConfig {
     pub metrics_listen_is_default: bool,
     /// Timeouts and caps of the HTTPS listener.
     pub https_limits: ConnLimits,
+    /// OpenID providers, checked, with their client secrets read.
+    pub oidc: Vec<crate::oidc::Provider>,
+    /// Whether local users may sign in with a password (config file
+    /// `password_sign_in`, default true). Off, only single sign-on signs
+    /// anyone in; it needs at least one `[[oidc]]` provider.
+    pub password_sign_in: bool,
 }
 
 impl ServeArgs {
@@ -317,7 +329,17 @@ impl ServeArgs {
                 .or(file.max_https_connections)
                 .map(|n| n.max(1)),
         };
+        let oidc = crate::oidc::config::resolve(file.oidc)?;
+        let password_sign_in = file.password_sign_in.unwrap_or(true);
+        if !password_sign_in && oidc.is_empty() {
+            return Err(
+                "password_sign_in = false needs at least one [[oidc]] provider, or nobody could sign in"
+                    .into(),
+            );
+        }
         Ok(ServeConfig {
+            oidc,
+            password_sign_in,
             metrics_listen,
             metrics_listen_is_default,
             https_limits,

@@ -79,6 +79,8 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         },
         metrics_listen_is_default: false,
         https_limits: Default::default(),
+        oidc: Vec::new(),
+        password_sign_in: true,
     };
     let relay = Relay::start(config).await?;
 
@@ -92,6 +94,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         totp_secret: None,
         totp_pending: None,
         locked: None,
+        sso: None,
     })?;
 
     let token = if sallyport_connector::Identity::exists(&connector_dir) {

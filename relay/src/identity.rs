@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use sallyport_proto::frame::check_name;
 
-use crate::store::{Failure, SignInRecord, Store, StoreError, UserRecord};
+use crate::store::{Failure, SignInRecord, SsoLink, Store, StoreError, UserRecord};
 use sallyport_common::secret::random_secret;
 use sallyport_common::time::now_secs;
 
@@ -63,6 +63,8 @@ pub enum IdentityError {
     Store(#[from] StoreError),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("a user named {0} exists who is not this provider's user; an admin must rename or remove one of them")]
+    SsoConflict(String),
 }
 
 /// What a locked user is told at sign-in, and a locked user's live
@@ -107,6 +109,7 @@ pub fn add_user(
         totp_secret: None,
         totp_pending: None,
         locked: None,
+        sso: None,
     })?;
     Ok(())
 }
@@ -474,6 +477,57 @@ impl Identity {
         Ok(())
     }
 
+    /// Signs in a user of single sign-on whom `provider` vouched for as
+    /// `subject`: creates their Sallyport user on their first sign-in and
+    /// replaces their groups with `groups` at every one. A user of the same
+    /// name who is not this provider's `subject` (a local user, or another
+    /// provider's) is not taken over: [`IdentityError::SsoConflict`]; a
+    /// locked user is refused ([`IdentityError::Locked`]). `second_factor`
+    /// is whether the provider's `amr`/`acr` counts as one. Returns the
+    /// bearer token, as [`Identity::sign_in`] does.
+    pub fn sign_in_sso(
+        &self,
+        user: &str,
+        link: SsoLink,
+        groups: &[String],
+        second_factor: bool,
+        from: IpAddr,
+    ) -> Result<(String, SignInRecord), IdentityError> {
+        check_name("user name", user).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let now = now_secs();
+        let record = match self.store.user(user)? {
+            Some(r) if r.sso.as_ref() == Some(&link) && r.locked.is_some() => {
+                return Err(IdentityError::Locked)
+            }
+            Some(mut r) if r.sso.as_ref() == Some(&link) => {
+                r.groups = groups.to_vec();
+                r
+            }
+            Some(_) => return Err(IdentityError::SsoConflict(user.to_owned())),
+            None => UserRecord {
+                name: user.to_owned(),
+                password_hash: String::new(),
+                groups: groups.to_vec(),
+                created: now,
+                totp_secret: None,
+                totp_pending: None,
+                locked: None,
+                sso: Some(link),
+            },
+        };
+        self.store.put_user(&record)?;
+        let token = random_secret(32);
+        let sign_in = SignInRecord {
+            user: user.to_owned(),
+            created: now,
+            expires: now + SIGN_IN_TTL.as_secs(),
+            second_factor,
+            ip: Some(from),
+        };
+        self.store.put_sign_in(&token, &sign_in)?;
+        Ok((token, sign_in))
+    }
+
     /// Ends the sign-in of a bearer token or cookie value; returns its user.
     pub fn sign_out(&self, token: &str) -> Result<Option<String>, IdentityError> {
         if token.is_empty() || token.len() > 128 {
@@ -573,5 +627,48 @@ mod tests {
         let right = crate::totp::code_now(&secret, now).unwrap();
         id.verify_code("tom", &secret, &right, "192.0.2.7".parse().unwrap(), now)
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn sso_users_are_created_refreshed_and_never_take_over_another() {
+        let (_dir, id, _secret) = identity();
+        let id = std::sync::Arc::new(id);
+        let from: IpAddr = "192.0.2.7".parse().unwrap();
+        let link = |sub: &str| SsoLink {
+            provider: "corp".into(),
+            subject: sub.into(),
+        };
+        id.sign_in_sso("ann", link("s1"), &["ops".into()], false, from)
+            .unwrap();
+        id.sign_in_sso("ann", link("s1"), &["dev".into()], false, from)
+            .unwrap();
+        let ann = id.store.user("ann").unwrap().unwrap();
+        assert_eq!(ann.groups, ["dev"]);
+        assert_eq!(ann.sso, Some(link("s1")));
+        // No password signs an SSO user in locally.
+        assert!(matches!(
+            id.sign_in("ann", "", None, from).await,
+            Err(IdentityError::BadCredentials)
+        ));
+        // Another subject of the same name, or a local user's name: refused.
+        assert!(matches!(
+            id.sign_in_sso("ann", link("s2"), &[], false, from),
+            Err(IdentityError::SsoConflict(_))
+        ));
+        assert!(matches!(
+            id.sign_in_sso("tom", link("s3"), &[], false, from),
+            Err(IdentityError::SsoConflict(_))
+        ));
+        // The provider's second factor is the sign-in's.
+        let (_, s) = id.sign_in_sso("ann", link("s1"), &[], true, from).unwrap();
+        assert!(s.second_factor);
+        // A locked SSO user stays locked whatever the provider says.
+        let mut ann = id.store.user("ann").unwrap().unwrap();
+        ann.locked = Some(1);
+        id.store.put_user(&ann).unwrap();
+        assert!(matches!(
+            id.sign_in_sso("ann", link("s1"), &[], true, from),
+            Err(IdentityError::Locked)
+        ));
     }
 }

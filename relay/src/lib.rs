@@ -13,6 +13,7 @@ mod demo;
 mod identity;
 mod live;
 mod metrics;
+mod oidc;
 mod pipe;
 mod pki;
 mod policy;

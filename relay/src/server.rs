@@ -105,6 +105,11 @@ impl Relay {
             live: live.clone(),
             max_sessions_per_user: config.max_sessions_per_user,
             max_sessions_per_user_per_service: config.max_sessions_per_user_per_service,
+            sso: Arc::new(crate::oidc::Sso::new(
+                config.oidc.clone(),
+                &config.public_url.origin,
+                config.password_sign_in,
+            )?),
         });
         let metrics_router = crate::metrics::router(metrics.clone(), registry.clone());
         let (https, https_addr) = start_https(&config, &caps, state, tls, &metrics, &tasks)?;

@@ -41,6 +41,19 @@ pub struct UserRecord {
     /// records from before locking existed: not locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked: Option<u64>,
+    /// For a user of single sign-on: the provider and subject they sign in
+    /// as (their `password_hash` is empty and matches no password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoLink>,
+}
+
+/// Which OpenID provider's user a Sallyport user is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoLink {
+    /// The provider's name in the relay's config.
+    pub provider: String,
+    /// The provider's subject (`sub`) for the user.
+    pub subject: String,
 }
 
 /// A sign-in (a login session): who, since and until when, how. Not a

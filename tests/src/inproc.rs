@@ -172,6 +172,8 @@ impl InProc {
             metrics_listen: None,
             metrics_listen_is_default: false,
             https_limits: Default::default(),
+            oidc: Vec::new(),
+            password_sign_in: true,
         };
         let relay = Relay::start(config).await.expect("the relay starts");
         let pem = std::fs::read_to_string(dir.path().join("relay/https.pem")).expect("https.pem");

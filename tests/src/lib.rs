@@ -8,6 +8,7 @@ pub mod client_ws;
 pub mod compat;
 pub mod inproc;
 pub mod lifecycle;
+pub mod oidc;
 pub mod raw_session;
 pub mod screen;
 
@@ -442,12 +443,22 @@ impl RelayProc {
         config: Option<&str>,
         options: https::RelayOptions,
     ) -> Self {
+        let mut r = Self::prepare(dir, config, options);
+        r.launch();
+        r
+    }
+
+    /// Like [`RelayProc::start_with_options`] but not started: its ports
+    /// (and so [`RelayProc::url`]) are chosen, and [`RelayProc::launch`]
+    /// starts it. For set-ups that need the relay's URL before it runs (an
+    /// OpenID provider's redirect URI).
+    pub fn prepare(dir: &Path, config: Option<&str>, options: https::RelayOptions) -> Self {
         let config = config.map(|text| {
             let path = dir.join("relay.toml");
             std::fs::write(&path, text).expect("write relay.toml");
             path
         });
-        let mut r = Self {
+        Self {
             data_dir: dir.join("relay"),
             https_port: free_port(),
             tunnel_port: free_port(),
@@ -457,9 +468,7 @@ impl RelayProc {
             dir: dir.to_owned(),
             starts: 0,
             proc: None,
-        };
-        r.launch();
-        r
+        }
     }
 
     pub fn url(&self) -> String {

@@ -236,6 +236,11 @@ pub enum Event {
         groups: Vec<String>,
         ip: IpAddr,
         ok: bool,
+        /// Whether the provider's `amr` or `acr` claim counts as the
+        /// second factor (the provider's `second_factor_amr` and
+        /// `second_factor_acr`).
+        #[serde(default)]
+        second_factor: bool,
         /// Why it was refused.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,

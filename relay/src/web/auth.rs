@@ -20,6 +20,12 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiErr> {
+    if !state.sso.password_sign_in() {
+        return Err(ApiErr(
+            StatusCode::FORBIDDEN,
+            "password sign-in is turned off on this relay: sign in with single sign-on".into(),
+        ));
+    }
     let outcome = state
         .identity
         .sign_in(&req.user, &req.password, req.code.as_deref(), peer.ip())
@@ -45,10 +51,7 @@ pub async fn login(
         Ok((token, sign_in)) => {
             Metrics::add(&state.metrics.sign_ins_ok, 1);
             tracing::info!(user = %sign_in.user, %peer, second_factor = sign_in.second_factor, "signed in");
-            let cookie = format!(
-                "{SIGN_IN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-                SIGN_IN_TTL.as_secs()
-            );
+            let cookie = sign_in_cookie(&token);
             let mut resp = Json(LoginResponse {
                 user: sign_in.user,
                 token,
@@ -94,6 +97,14 @@ pub async fn login(
             ))
         }
     }
+}
+
+/// The `Set-Cookie` value of a new sign-in's cookie.
+pub(super) fn sign_in_cookie(token: &str) -> String {
+    format!(
+        "{SIGN_IN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        SIGN_IN_TTL.as_secs()
+    )
 }
 
 /// `POST /api/logout`: ends the sign-in of the request's cookie or bearer

@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod cli_login;
 pub mod listener;
+mod oidc;
 mod pages;
 pub(crate) mod session_limits;
 mod ssh_cert;
@@ -108,6 +109,8 @@ pub struct AppState {
     /// Concurrent sessions one user may hold to one service whose policy
     /// sets no `max_sessions_per_user` (`--max-sessions-per-user-per-service`).
     pub max_sessions_per_user_per_service: usize,
+    /// OpenID Connect providers and the sign-ins in progress with them.
+    pub sso: Arc<crate::oidc::Sso>,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.
@@ -142,6 +145,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
+        .route("/api/sso", get(oidc::providers))
+        .route("/auth/oidc/{name}", get(oidc::start))
+        .route("/auth/oidc/{name}/callback", get(oidc::callback))
         .route("/api/me", get(api::me))
         .route("/api/services", get(api::services))
         .route("/api/audit", get(api::audit))

@@ -40,6 +40,8 @@ export const totpConfirm = (code) => call("POST", "/api/totp/confirm", { code })
 export const changePassword = (current, next) =>
   call("POST", "/api/password", { current, new: next });
 export const services = () => call("GET", "/api/services");
+/** The single sign-on providers: [{ name, label }]; each signs in at /auth/oidc/NAME. */
+export const ssoProviders = () => call("GET", "/api/sso");
 
 /** Runs `f`; on 401 (signed out or expired) goes back to the sign-in page. */
 export async function signedIn(f) {

@@ -1,5 +1,5 @@
 // Sign-in page: posts the form as JSON; the relay sets the session cookie.
-import { login } from "./api.js";
+import { login, ssoProviders } from "./api.js";
 
 const form = document.getElementById("signin");
 const fields = document.getElementById("fields");
@@ -37,3 +37,23 @@ form.addEventListener("submit", async (ev) => {
 });
 fields.disabled = false;
 form.elements.user.focus();
+
+// One button (a plain link: the relay redirects to the provider) per
+// provider; `next` goes along so the CLI's sign-in comes back here too. The
+// password form goes when the relay has turned password sign-in off.
+ssoProviders()
+  .then((options) => {
+    const nav = document.getElementById("sso");
+    const query = next ? `?next=${encodeURIComponent(afterSignIn)}` : "";
+    for (const p of options?.providers ?? []) {
+      const a = document.createElement("a");
+      a.className = "button sso-button";
+      a.href = `/auth/oidc/${encodeURIComponent(p.name)}${query}`;
+      a.textContent = p.label;
+      a.dataset.provider = p.name;
+      nav.append(a);
+    }
+    nav.hidden = nav.childElementCount === 0;
+    if (options?.password === false) form.hidden = true;
+  })
+  .catch(() => {});
