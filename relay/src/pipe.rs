@@ -320,6 +320,12 @@ where
                     relayed.fetch_add(n, Ordering::Relaxed);
                     Metrics::add(&metrics.bytes_to_client, n);
                 }
+                // The relay is ending the session (sign-out, lock, an
+                // admin's terminate): the tunnel's end that follows is not
+                // the server's. No `eof`, or a client that closes its output
+                // on it (`sallyport proxy`, whose ssh then kills it) would
+                // never hear the reason sent last.
+                Ok(None) if abort.is_cancelled() => break Ok(()),
                 Ok(None) => {
                     let _ = ws_tx
                         .send(Message::Text(Control::Eof.to_text().into()))
