@@ -8,7 +8,10 @@
 // where CONFIG.json is
 //   { "client_id": "...", "client_secret": "...", "redirect_uris": ["..."],
 //     "users": { "name": { "email": "...", "groups": ["..."], "amr": ["..."] } },
-//     "id_token_ttl": 3600 }
+//     "id_token_ttl": 3600, "host": "127.0.0.1", "port": 0, "issuer": "..." }
+// (`host`, `port` and `issuer` are optional: by default it listens on
+// 127.0.0.1 on a port of its own choosing, and its issuer is that address;
+// docker-compose.yml's `oidc` service sets all three.)
 // Users named `tamper-sig`, `tamper-aud` and `tamper-exp` get an ID token
 // that the relay must refuse, made here the way an attacker between the
 // relay and the provider (or a rogue provider) would: the token endpoint's
@@ -34,8 +37,8 @@ const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const users = config.users ?? {};
 
 const server = createServer();
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const issuer = `http://127.0.0.1:${server.address().port}`;
+await new Promise((resolve) => server.listen(config.port ?? 0, config.host ?? "127.0.0.1", resolve));
+const issuer = config.issuer ?? `http://127.0.0.1:${server.address().port}`;
 
 // The signing key, made here so that tampered tokens can be re-signed with it.
 const { privateKey } = await jose.generateKeyPair("RS256", { extractable: true });
