@@ -434,6 +434,31 @@ fn two_providers_with_password_sign_in_off_an_allow_list_and_the_providers_secon
         "{text}"
     );
 
+    // SSO users are users like the others: listed, with their provider;
+    // no password can be set for them; locked, the provider cannot sign
+    // them in.
+    let list = stdout(&relay.admin(&["user", "list"], ""));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("mia "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("sso:partners"), "{list}");
+    let out = relay.admin(
+        &["user", "passwd", "mia", "--password-stdin"],
+        "a long password\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mia signs in through partners"),
+        "{out:?}"
+    );
+    let out = relay.admin(&["user", "lock", "mia"], "");
+    assert!(out.status.success(), "{out:?}");
+    let r = journey("mia", "partners", "web2");
+    assert_eq!(r["callbackStatus"], 403, "{r}");
+    let refusal = r["refusal"].as_str().unwrap_or_default();
+    assert!(refusal.contains("this account is locked"), "{refusal}");
+
     // The partners' allow-list admits ops only.
     let r = journey("carl", "partners", "web1");
     assert_eq!(r["callbackStatus"], 403, "{r}");
