@@ -2,7 +2,8 @@
 // lock`, `user remove`): signs in, logs in to sshd at the terminal page,
 // reaches a shell, then writes READY_FILE and waits (as long as a step may
 // take) for the session to end. Prints the end reason the page showed and
-// how the page's status went, then what signing in again showed.
+// how the page's status went (and when it saw the end, `endedAtMs`, Unix
+// milliseconds), then what signing in again showed.
 import { writeFileSync } from "node:fs";
 import {
   env,
@@ -27,8 +28,9 @@ await journey(async ({ s, page }) => {
     timeout: 2 * STEP_MS,
     polling: 50,
   });
+  const endedAtMs = Date.now();
   const after = await sessionState(page);
   await signIn(page, s);
   const signInError = (await page.locator("#error:not([hidden])").textContent().catch(() => null)) ?? null;
-  return { before: before.status, after, signInError, pathAfterSignIn: pathOf(page) };
+  return { before: before.status, after, endedAtMs, signInError, pathAfterSignIn: pathOf(page) };
 });

@@ -63,7 +63,7 @@ fn ends_both_sessions(t: &TwoSessions, action: &[&str], why: &str, refusal: &str
     let relay = &t.env.relay;
     let ssh = LongSsh::start(t.proxy.ssh_command(&t.key_sshd, "box1", &ready_then_wait()));
     let ready = t.env.path().join("browser-ready");
-    let (page, admin_out) = std::thread::scope(|s| {
+    let (page, admin_out, started) = std::thread::scope(|s| {
         let page = s.spawn(|| {
             browser(
                 t.env.path(),
@@ -78,9 +78,10 @@ fn ends_both_sessions(t: &TwoSessions, action: &[&str], why: &str, refusal: &str
             )
         });
         wait_for("the browser's shell", || ready.exists().then_some(()));
+        let started = std::time::SystemTime::now();
         let out = relay.admin(&[action, &[E2E_UNIX_USER]].concat(), "");
         assert!(out.status.success(), "{action:?}: {}", stderr(&out));
-        (page.join().expect("browser journey"), stdout(&out))
+        (page.join().expect("browser journey"), stdout(&out), started)
     });
     // Two sign-ins (the page's, the CLI's), two live sessions.
     assert!(
@@ -88,8 +89,18 @@ fn ends_both_sessions(t: &TwoSessions, action: &[&str], why: &str, refusal: &str
         "{admin_out}"
     );
 
-    // The page: connected at a shell, then ended with the reason.
+    // The page: connected at a shell, then ended with the reason. How long
+    // that took is printed for the record (no threshold: shared machines).
     assert_eq!(page["before"], "connected", "{page}");
+    if let (Some(ended), Ok(since)) = (
+        page["endedAtMs"].as_u64(),
+        started.duration_since(std::time::UNIX_EPOCH),
+    ) {
+        eprintln!(
+            "{action:?}: the page saw its session end {} ms after the admin command started",
+            ended.saturating_sub(since.as_millis() as u64)
+        );
+    }
     let reason = page["after"]["endReason"].as_str().unwrap_or_default();
     assert!(reason.contains(why), "the page's end reason: {page}");
     assert_eq!(page["pathAfterSignIn"], "/", "{page}");
