@@ -333,16 +333,7 @@ impl Identity {
             }
         };
         self.refund_attempt(&keys);
-        let token = random_secret(32);
-        let sign_in = SignInRecord {
-            user: user.to_owned(),
-            created: now,
-            expires: now + SIGN_IN_TTL.as_secs(),
-            second_factor,
-            ip: Some(from),
-        };
-        self.store.put_sign_in(&token, &sign_in)?;
-        Ok((token, sign_in))
+        self.new_sign_in(user, second_factor, from)
     }
 
     /// Whether `password` matches the argon2 `hash`. argon2 is deliberately
@@ -534,6 +525,20 @@ impl Identity {
             },
         };
         self.store.put_user(&record)?;
+        self.new_sign_in(user, second_factor, from)
+    }
+
+    /// A new sign-in of `user` from `from`, for [`SIGN_IN_TTL`], stored:
+    /// its bearer token (also the cookie's value) and record. The caller
+    /// has checked who it is (password, provider, or a live browser sign-in
+    /// for the CLI's).
+    pub fn new_sign_in(
+        &self,
+        user: &str,
+        second_factor: bool,
+        from: IpAddr,
+    ) -> Result<(String, SignInRecord), IdentityError> {
+        let now = now_secs();
         let token = random_secret(32);
         let sign_in = SignInRecord {
             user: user.to_owned(),

@@ -34,16 +34,14 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use sallyport_common::hash::sha256_hex;
 use sallyport_common::secret::random_secret;
-use sallyport_common::time::now_secs;
 use sallyport_proto::client::{CliTokenRequest, LoginResponse, CLI_LOGIN_PATH, CLI_TOKEN_PATH};
 use serde::Deserialize;
 
 use super::auth::{credential, require_sign_in};
 use super::{ApiErr, AppState};
 use crate::audit::Event;
-use crate::identity::{IdentityError, SIGN_IN_TTL};
+use crate::identity::IdentityError;
 use crate::metrics::Metrics;
-use crate::store::SignInRecord;
 
 /// How long a code is good for after the redirect: the CLI exchanges it at
 /// once, so a minute is plenty even on a slow machine.
@@ -249,7 +247,7 @@ async fn start(
 }
 
 /// `POST /api/cli/token`: a code from [`start`] and the CLI's verifier
-/// for a new sign-in of that user (a bearer token, [`SIGN_IN_TTL`] long).
+/// for a new sign-in of that user (a bearer token, [`crate::identity::SIGN_IN_TTL`] long).
 async fn exchange(
     State(state): State<Arc<AppState>>,
     Extension(codes): Extension<Arc<PendingCodes>>,
@@ -278,16 +276,13 @@ async fn exchange(
         Err(IdentityError::Store(e)) => return Err(e.into()),
         Err(e) => return Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
-    let now = now_secs();
-    let token = random_secret(32);
-    let sign_in = SignInRecord {
-        user: pending.user.clone(),
-        created: now,
-        expires: now + SIGN_IN_TTL.as_secs(),
-        second_factor: pending.second_factor,
-        ip: Some(peer.ip()),
-    };
-    state.store.put_sign_in(&token, &sign_in)?;
+    let (token, sign_in) = state
+        .identity
+        .new_sign_in(&pending.user, pending.second_factor, peer.ip())
+        .map_err(|e| match e {
+            IdentityError::Store(e) => ApiErr::from(e),
+            e => ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
     state.audit.append(&Event::SignIn {
         user: sign_in.user.clone(),
         ip: peer.ip(),
