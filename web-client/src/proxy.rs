@@ -55,18 +55,26 @@ fn read_stdin() -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
 pub async fn run(ws: Session) -> Result<(), ClientError> {
     let (mut ws_tx, mut ws_rx) = ws.split();
 
-    // stdout is written by one thread that owns fd 1, so dropping the sender
-    // closes it and the reader (ssh) sees end-of-stream exactly when the
-    // session's output ends, while stdin may stay open.
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(STDOUT_QUEUE);
+    // stdout is written by one thread that owns fd 1. `None` (the
+    // session's `eof`) closes it, so the reader (ssh) sees end-of-stream
+    // exactly when the session's output ends, while stdin may stay open.
+    // A session that fails instead leaves fd 1 open until the process
+    // exits: ssh kills its ProxyCommand once it sees end-of-stream, and the
+    // reason, printed after this returns, must come first.
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(STDOUT_QUEUE);
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         // SAFETY: fd 1 is open for the life of the process, and nothing else
         // in this program writes to it once the proxy runs: this File is its
         // only owner from here on, and closes it when the output ends.
         let mut stdout = unsafe { std::fs::File::from_raw_fd(1) };
         while let Some(chunk) = out_rx.blocking_recv() {
-            stdout.write_all(&chunk)?;
+            match chunk {
+                Some(chunk) => stdout.write_all(&chunk)?,
+                None => return Ok(()),
+            }
         }
+        // Failed: the process exit closes fd 1, after the reason.
+        std::mem::forget(stdout);
         Ok(())
     });
 
@@ -105,11 +113,13 @@ pub async fn run(ws: Session) -> Result<(), ClientError> {
                     let tx = out_tx
                         .as_ref()
                         .ok_or_else(|| lost("data after the end of output"))?;
-                    tx.send(b).await.map_err(|_| lost("stdout closed"))?;
+                    tx.send(Some(b)).await.map_err(|_| lost("stdout closed"))?;
                 }
                 Message::Text(t) => match Control::parse(t.as_str()).map_err(lost)? {
                     Control::Eof => {
-                        out_tx = None;
+                        if let Some(tx) = out_tx.take() {
+                            tx.send(None).await.map_err(|_| lost("stdout closed"))?;
+                        }
                         server_ended.notify_one();
                     }
                     Control::Error { reason } => return Err(ClientError::Relay(reason)),
