@@ -16,9 +16,11 @@ pub mod commands;
 pub mod protocol;
 pub mod socket;
 mod users;
+pub mod views;
 
 pub use commands::{
-    execute, execute_to, AdminCtx, Sink, WriteSink, META_PUBLIC_URL, META_TUNNEL_ADDR,
+    connector_add, execute, execute_as, execute_to, AdminCtx, Sink, WriteSink, META_PUBLIC_URL,
+    META_TUNNEL_ADDR,
 };
 pub use protocol::{DeviceIssued, PolicyTest, ReplyFrame, Request, MAX_MESSAGE_LEN, OUTPUT_CHUNK};
 pub use socket::{send_to_running, serve_socket, socket_path, AdminError};
