@@ -2,7 +2,8 @@
 // lock`, `user remove`): signs in, logs in to sshd at the terminal page,
 // reaches a shell, then writes READY_FILE and waits (as long as a step may
 // take) for the session to end. Prints the end reason the page showed and
-// how the page's status went, then what signing in again showed.
+// how the page's status went, then whether the browser is still signed in
+// and, if not, what signing in again showed.
 import { writeFileSync } from "node:fs";
 import {
   env,
@@ -28,7 +29,14 @@ await journey(async ({ s, page }) => {
     polling: 50,
   });
   const after = await sessionState(page);
-  await signIn(page, s);
-  const signInError = (await page.locator("#error:not([hidden])").textContent().catch(() => null)) ?? null;
-  return { before: before.status, after, signInError, pathAfterSignIn: pathOf(page) };
+  // Still signed in (only the session was ended): the sign-in page sends
+  // the browser on to the services. Otherwise, sign in again.
+  await page.goto(`${s.url}/`);
+  const stillSignedIn = pathOf(page) === "/services";
+  let signInError = null;
+  if (!stillSignedIn) {
+    await signIn(page, s);
+    signInError = (await page.locator("#error:not([hidden])").textContent().catch(() => null)) ?? null;
+  }
+  return { before: before.status, after, stillSignedIn, signInError, pathAfterSignIn: pathOf(page) };
 });
