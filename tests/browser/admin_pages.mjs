@@ -9,7 +9,8 @@
 // - connectors: issues an enrolment token for CONNECTOR to serve SERVICE,
 //   writes it to TOKEN_FILE (the test starts the connector with it), looks
 //   whether a reload shows it again, and waits for CONNECTOR online.
-// Prints what each part showed.
+// Starts on the services page (its link to the admin pages); prints what
+// each part showed.
 import { existsSync, writeFileSync } from "node:fs";
 import { cspViolations, env, journey, signIn, STEP_MS } from "./lib.mjs";
 
@@ -113,7 +114,9 @@ const PARTS = { sessions, users, connectors };
 
 await journey(async ({ s, page, seen }) => {
   await signIn(page, s);
-  const out = {};
+  // The services page links an admin to the admin pages.
+  await page.locator("#admin:not([hidden])").waitFor();
+  const out = { adminLink: await page.locator("#admin").getAttribute("href") };
   for (const step of env("STEPS").split(",")) out[step] = await PARTS[step](page, s);
   return { ...out, consoleErrors: seen.consoleErrors };
 });

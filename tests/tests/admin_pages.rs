@@ -97,6 +97,12 @@ fn only_admins_get_the_admin_pages_and_api_and_other_sites_cannot_use_an_admins_
         // The same with a bearer token (the CLI's way of signing in).
         assert_eq!(request(relay, method, &at, &[&bearer]).0, 403, "{at}");
     }
+    // /api/me says who is an admin (the services page links them on).
+    let me = |who: &str| -> Value {
+        serde_json::from_str(&request(relay, "GET", "/api/me", &[who]).1).expect("JSON")
+    };
+    assert_eq!(me(&user)["admin"], false);
+    assert_eq!(me(&admin)["admin"], true);
     // An admin reads every page and list.
     for (method, path) in routes.iter().filter(|(m, _)| *m == "GET") {
         let (code, body) = request(relay, method, path, &[&admin]);
@@ -328,6 +334,7 @@ fn an_admin_locks_and_unlocks_a_user_and_enrols_a_connector_from_the_pages() {
         journey.join().expect("the admin's journey")
     });
     assert_eq!(page["consoleErrors"], json!([]), "{page}");
+    assert_eq!(page["adminLink"], "/admin/users", "{page}");
 
     // Users: asked first, then locked and shown so; unlocked again.
     let users = &page["users"];
