@@ -162,6 +162,78 @@ fn only_admins_get_the_admin_pages_and_api_and_other_sites_cannot_use_an_admins_
     assert!(row["locked_since"].as_u64().is_some(), "{row}");
     assert_eq!(row["sso_provider"], Value::Null, "{row}");
 
+    // The other actions, through the API the pages use: each is the admin
+    // command, and its audit event names the web admin.
+    let dir = env.path().to_str().unwrap().to_owned();
+    let out = relay.admin(
+        &[
+            "device",
+            "add",
+            "laptop",
+            "--attr",
+            "managed=yes",
+            "--out",
+            &dir,
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _token = relay.token("c9", "10m", &["web9"]);
+    let devices: Value =
+        serde_json::from_str(&request(relay, "GET", "/api/admin/devices", &[&admin]).1).unwrap();
+    assert_eq!(devices[0]["name"], "laptop", "{devices}");
+    assert_eq!(
+        devices[0]["attributes"],
+        json!({"managed": "yes"}),
+        "{devices}"
+    );
+    assert_eq!(devices[0]["revoked"], false, "{devices}");
+    let connectors: Value =
+        serde_json::from_str(&request(relay, "GET", "/api/admin/connectors", &[&admin]).1).unwrap();
+    assert_eq!(connectors[0]["name"], "c9", "{connectors}");
+    assert_eq!(connectors[0]["state"], "pending", "{connectors}");
+    assert_eq!(connectors[0]["granted"], json!(["web9"]), "{connectors}");
+    assert_eq!(connectors[0]["connections"], 0, "{connectors}");
+    for (path, kind, field, value) in [
+        (
+            format!("/api/admin/users/{USER}/unlock"),
+            "user_unlocked",
+            "user",
+            USER,
+        ),
+        (
+            format!("/api/admin/users/{USER}/sign-out"),
+            "sign_out",
+            "user",
+            USER,
+        ),
+        (
+            "/api/admin/devices/laptop/revoke".into(),
+            "device_revoked",
+            "device",
+            "laptop",
+        ),
+        (
+            "/api/admin/connectors/c9/revoke".into(),
+            "connector_revoked",
+            "connector",
+            "c9",
+        ),
+    ] {
+        let (code, body) = request(relay, "POST", &path, &[&admin]);
+        assert_eq!(code, 200, "{path}: {body}");
+        let events = audit_events(relay, kind);
+        assert_eq!(events.len(), 1, "{kind}: {events:?}");
+        assert_eq!(events[0]["event"][field], value, "{events:?}");
+        assert_eq!(events[0]["event"]["by"], web_admin(), "{events:?}");
+    }
+    assert!(!is_locked(relay, USER));
+    // Signed out: the sign-in alice had is gone.
+    assert_eq!(request(relay, "GET", "/api/me", &[&user]).0, 401);
+    let devices: Value =
+        serde_json::from_str(&request(relay, "GET", "/api/admin/devices", &[&admin]).1).unwrap();
+    assert_eq!(devices[0]["revoked"], true, "{devices}");
+
     // What does not exist is 404; a token valid too long is refused.
     let (code, body) = request(
         relay,
@@ -186,7 +258,11 @@ fn only_admins_get_the_admin_pages_and_api_and_other_sites_cannot_use_an_admins_
         ],
     );
     assert_eq!(code, 400, "{body}");
-    assert!(audit_events(relay, "enrolment_token_issued").is_empty());
+    let issued = audit_events(relay, "enrolment_token_issued");
+    assert!(
+        issued.iter().all(|e| e["event"]["connector"] != "c1"),
+        "{issued:?}"
+    );
 }
 
 /// Waits for the journey to write `path`.
