@@ -1,7 +1,9 @@
 //! The relay's live sessions, by user and by sign-in: how many session
 //! WebSockets each user holds (so one user cannot take every slot sshd and
 //! the relay have), and a cancellation token per sign-in that every session
-//! opened with it listens to (so signing out ends them at once).
+//! opened with it listens to (so signing out ends them at once). Each
+//! session named by its stream can be ended alone, and is listed with what
+//! it carried ([`Seen`]) for the admin pages ([`LiveSessions::list`]).
 //!
 //! A session is counted by a [`SessionSlot`] from before its stream opens
 //! to the end of its pipe; the slot gives itself back when dropped, so no

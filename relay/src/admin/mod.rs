@@ -9,7 +9,9 @@
 //! Three parts: [`protocol`] is what crosses the socket ([`Request`],
 //! [`ReplyFrame`] and their limits), [`commands`] is what each command does,
 //! [`socket`] serves the socket in the relay and talks to it from the CLI;
-//! [`client`] picks the running relay or the data dir for the CLI.
+//! [`client`] picks the running relay or the data dir for the CLI. The
+//! admin pages (`web/admin.rs`) run the same commands, and read their lists
+//! from [`views`].
 
 pub mod client;
 pub mod commands;
