@@ -65,6 +65,21 @@ pub enum IdentityError {
     Hash(String),
     #[error("a user named {0} exists who is not this provider's user; an admin must rename or remove one of them")]
     SsoConflict(String),
+    /// A password or one-time code was to be set for a user of single
+    /// sign-on (user, provider).
+    #[error("{0} signs in through {1}: their password and second factor are the provider's")]
+    SsoUser(String, String),
+}
+
+/// Refuses a password or one-time codes for a user of single sign-on.
+fn local_only(record: &UserRecord) -> Result<(), IdentityError> {
+    match &record.sso {
+        Some(link) => Err(IdentityError::SsoUser(
+            record.name.clone(),
+            link.provider.clone(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What a locked user is told at sign-in, and a locked user's live
@@ -134,6 +149,7 @@ pub fn user(store: &Store, name: &str) -> Result<UserRecord, IdentityError> {
 pub fn set_password(store: &Store, name: &str, password: &str) -> Result<(), IdentityError> {
     check_new_password(password)?;
     let mut record = user(store, name)?;
+    local_only(&record)?;
     record.password_hash = hash_password(password)?;
     store.put_user(&record)?;
     Ok(())
@@ -186,6 +202,7 @@ pub fn enrol_totp(store: &Store, name: &str) -> Result<String, IdentityError> {
     let mut user = store
         .user(name)?
         .ok_or_else(|| IdentityError::NoSuchUser(name.to_owned()))?;
+    local_only(&user)?;
     let secret = crate::totp::new_secret();
     user.totp_secret = Some(secret.clone());
     user.totp_pending = None;
@@ -439,6 +456,7 @@ impl Identity {
             .store
             .user(user)?
             .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?;
+        local_only(&record)?;
         if let Some(current) = &record.totp_secret {
             let code = code
                 .filter(|c| !c.is_empty())
@@ -658,6 +676,15 @@ mod tests {
         assert!(matches!(
             id.sign_in_sso("tom", link("s3"), &[], false, from),
             Err(IdentityError::SsoConflict(_))
+        ));
+        // Passwords and one-time codes are the provider's.
+        assert!(matches!(
+            set_password(&id.store, "ann", "a long new password"),
+            Err(IdentityError::SsoUser(..))
+        ));
+        assert!(matches!(
+            enrol_totp(&id.store, "ann"),
+            Err(IdentityError::SsoUser(..))
         ));
         // The provider's second factor is the sign-in's.
         let (_, s) = id.sign_in_sso("ann", link("s1"), &[], true, from).unwrap();

@@ -322,6 +322,12 @@ where
                     slot.seen().count_down(n);
                     Metrics::add(&metrics.bytes_to_client, n);
                 }
+                // The relay is ending the session (sign-out, lock, an
+                // admin's terminate): the tunnel's end that follows is not
+                // the server's. No `eof`, or a client that closes its output
+                // on it (`sallyport proxy`, whose ssh then kills it) would
+                // never hear the reason sent last.
+                Ok(None) if abort.is_cancelled() => break Ok(()),
                 Ok(None) => {
                     let _ = ws_tx
                         .send(Message::Text(Control::Eof.to_text().into()))

@@ -310,3 +310,24 @@ export async function run(page, command, want, timeout = STEP_MS) {
   );
   return lines.filter((l) => want.test(l)).at(-1);
 }
+
+/**
+ * On the OpenID provider's own pages (oidc-provider's development login and
+ * consent pages): signs in as `s.user` with `s.password`, confirms the
+ * consent page when it is shown, and resolves once the browser is back on
+ * the relay (`s.url`'s origin).
+ */
+export async function signInAtProvider(page, s) {
+  const relayOrigin = new URL(s.url).origin;
+  await page.locator('input[name="login"]').waitFor();
+  await page.fill('input[name="login"]', s.user);
+  await page.fill('input[name="password"]', s.password);
+  const back = page.waitForURL((u) => u.origin === relayOrigin);
+  await page.click('button[type="submit"]');
+  const consent = page.locator('input[name="prompt"][value="consent"]');
+  await Promise.race([back, consent.waitFor({ state: "attached" })]);
+  if (new URL(page.url()).origin !== relayOrigin) {
+    await page.click('button[type="submit"]');
+  }
+  await back;
+}

@@ -6,6 +6,8 @@
 // the terminal page of SSO_SERVICE and reports whether it was served or
 // refused, with the refusal's text. When the relay refuses the sign-in
 // itself, the journey reports the refusal page's status and reason instead.
+// It also reports how many provider buttons the page shows and whether the
+// password form is visible.
 import { journey, pathOf } from "./lib.mjs";
 import { env } from "./lib.mjs";
 
@@ -16,6 +18,8 @@ await journey(async ({ s, page, seen }) => {
   const button = page.locator(`#sso a[data-provider="${provider}"]`);
   await button.waitFor();
   const buttonText = await button.textContent();
+  const buttons = await page.locator("#sso a").count();
+  const passwordForm = await page.locator("#signin").isVisible();
   await button.click();
 
   // The provider's login page (another origin).
@@ -42,6 +46,8 @@ await journey(async ({ s, page, seen }) => {
   if (pathOf(page) !== "/services") {
     return {
       buttonText,
+      buttons,
+      passwordForm,
       providerOrigin,
       callbackStatus,
       afterSignIn: pathOf(page),
@@ -60,6 +66,8 @@ await journey(async ({ s, page, seen }) => {
 
   return {
     buttonText,
+    buttons,
+    passwordForm,
     providerOrigin,
     callbackStatus,
     afterSignIn,

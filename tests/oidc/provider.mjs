@@ -7,8 +7,11 @@
 //   node provider.mjs CONFIG.json
 // where CONFIG.json is
 //   { "client_id": "...", "client_secret": "...", "redirect_uris": ["..."],
-//     "users": { "name": { "email": "...", "groups": ["..."] } },
-//     "id_token_ttl": 3600 }
+//     "users": { "name": { "email": "...", "groups": ["..."], "amr": ["..."] } },
+//     "id_token_ttl": 3600, "host": "127.0.0.1", "port": 0, "issuer": "..." }
+// (`host`, `port` and `issuer` are optional: by default it listens on
+// 127.0.0.1 on a port of its own choosing, and its issuer is that address;
+// docker-compose.yml's `oidc` service sets all three.)
 // Users named `tamper-sig`, `tamper-aud` and `tamper-exp` get an ID token
 // that the relay must refuse, made here the way an attacker between the
 // relay and the provider (or a rogue provider) would: the token endpoint's
@@ -16,7 +19,11 @@
 // or re-signed with the provider's own key (so the signature is good) for
 // another audience or with an expiry an hour ago. The user `rotate-keys`
 // gets a good token signed with a new key, which the provider's key set
-// lists from then on: a key rotation the relay has not seen yet.
+// lists from then on: a key rotation the relay has not seen yet. A user
+// with `amr` gets those authentication methods (RFC 8176) in the ID token,
+// as a provider that asked them for a second factor says: the development
+// login pages ask for one password only, so the claim is added here and the
+// token signed again with the provider's key.
 //
 // It listens on 127.0.0.1 on a port of its own choosing and prints one JSON
 // line with its issuer URL ({"issuer": "http://127.0.0.1:PORT"}) once it
@@ -30,8 +37,8 @@ const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const users = config.users ?? {};
 
 const server = createServer();
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const issuer = `http://127.0.0.1:${server.address().port}`;
+await new Promise((resolve) => server.listen(config.port ?? 0, config.host ?? "127.0.0.1", resolve));
+const issuer = config.issuer ?? `http://127.0.0.1:${server.address().port}`;
 
 // The signing key, made here so that tampered tokens can be re-signed with it.
 const { privateKey } = await jose.generateKeyPair("RS256", { extractable: true });
@@ -96,6 +103,12 @@ async function tamper(token) {
     return new jose.SignJWT(claims)
       .setProtectedHeader({ alg: "RS256", typ: "JWT", kid: "next-key" })
       .sign(next.privateKey);
+  }
+  const amr = users[claims.sub]?.amr;
+  if (amr) {
+    return new jose.SignJWT({ ...claims, amr })
+      .setProtectedHeader(JSON.parse(Buffer.from(header, "base64url").toString()))
+      .sign(privateKey);
   }
   const mode = /^tamper-(sig|aud|exp)$/.exec(claims.sub)?.[1];
   if (!mode) return token;

@@ -16,10 +16,12 @@ pub const CLIENT_ID: &str = "sallyport-relay";
 pub const CLIENT_SECRET: &str = "test client secret, not a real one";
 
 /// A user of the provider: their name (also `preferred_username` and
-/// `sub`) and groups (the `groups` claim).
+/// `sub`), groups (the `groups` claim) and the authentication methods
+/// their ID token names (`amr`, RFC 8176; empty: no claim).
 pub struct User<'a> {
     pub name: &'a str,
     pub groups: &'a [&'a str],
+    pub amr: &'a [&'a str],
 }
 
 /// A running provider.
@@ -58,7 +60,13 @@ impl Provider {
         );
         let users: serde_json::Map<String, serde_json::Value> = users
             .iter()
-            .map(|u| (u.name.to_owned(), serde_json::json!({ "groups": u.groups })))
+            .map(|u| {
+                let mut user = serde_json::json!({ "groups": u.groups });
+                if !u.amr.is_empty() {
+                    user["amr"] = serde_json::json!(u.amr);
+                }
+                (u.name.to_owned(), user)
+            })
             .collect();
         let config = serde_json::json!({
             "client_id": CLIENT_ID,

@@ -16,19 +16,20 @@ fn identity_err(e: identity::IdentityError) -> String {
 /// `user list`: one line per user.
 pub(super) fn list(ctx: &AdminCtx) -> Result<String, String> {
     let mut out = format!(
-        "{:<24} {:<8} {:<9} {:<6} GROUPS\n",
-        "NAME", "STATE", "SIGN-INS", "CODES"
+        "{:<24} {:<8} {:<16} {:<9} {:<6} GROUPS\n",
+        "NAME", "STATE", "SIGNS IN WITH", "SIGN-INS", "CODES"
     );
     for u in ctx.store.users().map_err(store_err)? {
         let sign_ins = ctx.store.sign_ins_of(&u.name).map_err(store_err)?.len();
         out.push_str(&format!(
-            "{:<24} {:<8} {:<9} {:<6} {}\n",
+            "{:<24} {:<8} {:<16} {:<9} {:<6} {}\n",
             u.name,
             if u.locked.is_some() {
                 "locked"
             } else {
                 "active"
             },
+            signs_in_with(&u),
             sign_ins,
             if u.totp_secret.is_some() { "on" } else { "off" },
             if u.groups.is_empty() {
@@ -50,8 +51,12 @@ pub(super) fn show(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         Some(l) => l.sessions_of(name).to_string(),
         None => "- (the relay is not running)".into(),
     };
+    let signs_in_with = match &u.sso {
+        Some(link) => format!("{} (subject {})", signs_in_with(&u), link.subject),
+        None => signs_in_with(&u),
+    };
     Ok(format!(
-        "user:          {}\nstate:         {}\ngroups:        {}\ncreated:       {}\none-time codes: {}\nsign-ins:      {sign_ins}\nlive sessions: {live}",
+        "user:          {}\nstate:         {}\nsigns in with: {signs_in_with}\ngroups:        {}\ncreated:       {}\none-time codes: {}\nsign-ins:      {sign_ins}\nlive sessions: {live}",
         u.name,
         match u.locked {
             Some(t) => format!("locked since {}", rfc3339(t)),
@@ -65,6 +70,14 @@ pub(super) fn show(ctx: &AdminCtx, name: &str) -> Result<String, String> {
         rfc3339(u.created),
         if u.totp_secret.is_some() { "on" } else { "off" },
     ))
+}
+
+/// How a user signs in: `password`, or `sso:PROVIDER`.
+fn signs_in_with(u: &crate::store::UserRecord) -> String {
+    match &u.sso {
+        Some(link) => format!("sso:{}", link.provider),
+        None => "password".to_owned(),
+    }
 }
 
 /// Ends every sign-in of `name` and then their live sessions, telling
@@ -201,8 +214,18 @@ pub(super) fn groups(
             by: by.clone(),
         },
     )?;
+    let sso = identity::user(&ctx.store, name)
+        .ok()
+        .and_then(|u| u.sso)
+        .map(|l| {
+            format!(
+                " (until their next sign-in through {}, which sets the provider's groups)",
+                l.provider
+            )
+        })
+        .unwrap_or_default();
     Ok(format!(
-        "groups of {name}: {}",
+        "groups of {name}: {}{sso}",
         if after.is_empty() {
             "none".to_owned()
         } else {

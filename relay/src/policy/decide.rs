@@ -140,6 +140,7 @@ pub fn gather(store: &Store, policy: &Policy, req: &Request<'_>) -> Result<Input
         device: device.as_ref().map(device_input),
         second_factor: req.second_factor,
         second_factor_enrolled: user.totp_secret.is_some(),
+        sso_provider: user.sso.as_ref().map(|l| l.provider.clone()),
         risk,
         at: req.at,
     })

@@ -158,6 +158,10 @@ pub struct Inputs {
     pub second_factor: bool,
     /// The user has a one-time code set up (changes what a denial advises).
     pub second_factor_enrolled: bool,
+    /// The single sign-on provider the user signs in with, if any: their
+    /// second factor is the provider's, not a one-time code here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_provider: Option<String>,
     pub risk: RiskScore,
     /// Unix time of the request.
     pub at: u64,
@@ -351,6 +355,15 @@ impl Condition {
                 }
             }
             Condition::SecondFactor => {
+                if let Some(provider) = &i.sso_provider {
+                    return if i.second_factor {
+                        Ok(format!("signed in through {provider} with a second factor"))
+                    } else {
+                        Err(format!(
+                            "service {svc} needs a second factor: sign in again through {provider} with multi-factor authentication"
+                        ))
+                    };
+                }
                 if i.second_factor {
                     Ok("signed in with a one-time code".into())
                 } else if i.second_factor_enrolled {
@@ -675,6 +688,7 @@ mod tests {
             device: None,
             second_factor: false,
             second_factor_enrolled: false,
+            sso_provider: None,
             risk: RiskScore::default(),
             // Friday 2026-11-27 12:00 UTC.
             at: 1_795_780_800,
@@ -709,6 +723,24 @@ mod tests {
             attributes: [("disk".to_owned(), "encrypted".to_owned())].into(),
         });
         i
+    }
+
+    #[test]
+    fn a_single_sign_on_users_second_factor_is_the_providers() {
+        let p = policy(RULES);
+        let mut i = ops();
+        i.second_factor_enrolled = false;
+        i.sso_provider = Some("corp".into());
+        assert!(p.evaluate(&i).allowed);
+        i.second_factor = false;
+        let d = p.evaluate(&i);
+        assert!(!d.allowed);
+        assert!(
+            d.reason
+                .contains("sign in again through corp with multi-factor authentication"),
+            "{}",
+            d.reason
+        );
     }
 
     #[test]
