@@ -35,6 +35,8 @@ pub use web::PublicUrl;
 /// process with [`Relay::admin`].
 pub mod admin_api {
     pub use crate::admin::{ReplyFrame, Request, MAX_MESSAGE_LEN, OUTPUT_CHUNK};
+    /// The admin pages' routes (`/admin/...`, `/api/admin/...`).
+    pub use crate::web::admin::route_list as web_routes;
 }
 
 /// The relay's limits and defaults that an admin (or a test) can observe

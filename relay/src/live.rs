@@ -1,7 +1,9 @@
 //! The relay's live sessions, by user and by sign-in: how many session
 //! WebSockets each user holds (so one user cannot take every slot sshd and
 //! the relay have), and a cancellation token per sign-in that every session
-//! opened with it listens to (so signing out ends them at once).
+//! opened with it listens to (so signing out ends them at once). Each
+//! session named by its stream can be ended alone, and is listed with what
+//! it carried ([`Seen`]) for the admin pages ([`LiveSessions::list`]).
 //!
 //! A session is counted by a [`SessionSlot`] from before its stream opens
 //! to the end of its pipe; the slot gives itself back when dropped, so no
@@ -9,8 +11,10 @@
 //! panic) leaks one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 /// Concurrent sessions one user may hold, to all services together, unless
@@ -54,6 +58,61 @@ struct LiveStream {
     why: Arc<OnceLock<String>>,
     user: String,
     service: String,
+    /// Unix seconds the stream was named (just before it was dialed).
+    since: u64,
+    /// What the session carried so far, and as whom it logged in.
+    seen: Arc<Seen>,
+}
+
+/// What the relay learns about a live session while it runs: the bytes its
+/// pipe carried each way (two counters, so bounded whatever the traffic)
+/// and the SSH account its client reported logging in as. Shared by the
+/// slot, the pipe, the recorder and the admin pages' list.
+#[derive(Debug, Default)]
+pub struct Seen {
+    up: AtomicU64,
+    down: AtomicU64,
+    account: OnceLock<String>,
+}
+
+impl Seen {
+    /// Counts `n` bytes from the client to the connector.
+    pub fn count_up(&self, n: u64) {
+        self.up.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes from the connector to the client.
+    pub fn count_down(&self, n: u64) {
+        self.down.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records the SSH account the client logged in as (the `principal` of
+    /// its `start` event, once stored); the first one reported stays.
+    pub fn set_account(&self, account: &str) {
+        let _ = self.account.set(account.to_owned());
+    }
+}
+
+/// One live session as the admin pages list it (`GET /api/admin/sessions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveSessionView {
+    /// The relay's id of the session's stream: `session terminate` takes it.
+    pub stream: String,
+    /// The signed-in user whose session it is.
+    pub user: String,
+    /// The service it goes to.
+    pub service: String,
+    /// The SSH account it logged in as, as its client reported it; `None`
+    /// until the client reports it, and for clients that report nothing
+    /// (`sallyport proxy`: OpenSSH logs in, and the relay sees only
+    /// ciphertext).
+    pub account: Option<String>,
+    /// Unix seconds since when it is open.
+    pub since: u64,
+    /// Bytes from the client to the service so far (SSH ciphertext).
+    pub bytes_up: u64,
+    /// Bytes from the service to the client so far.
+    pub bytes_down: u64,
 }
 
 /// The live sessions of one sign-in.
@@ -102,6 +161,8 @@ pub struct SessionSlot {
     own_why: Arc<OnceLock<String>>,
     /// Its stream id, once named.
     stream: Option<String>,
+    /// Its bytes and account, for the admin pages.
+    seen: Arc<Seen>,
 }
 
 impl SessionSlot {
@@ -116,9 +177,17 @@ impl SessionSlot {
                 why: self.own_why.clone(),
                 user: self.user.clone(),
                 service: self.service.clone(),
+                since: sallyport_common::time::now_secs(),
+                seen: self.seen.clone(),
             },
         );
         self.stream = Some(stream.to_owned());
+    }
+
+    /// What this session carried and as whom it logged in: the pipe and the
+    /// recorder fill it in, the admin pages read it.
+    pub fn seen(&self) -> &Arc<Seen> {
+        &self.seen
     }
 
     /// Cancelled when the session's sign-in ends (sign-out, `user sign-out`,
@@ -214,6 +283,7 @@ impl LiveSessions {
             why,
             own_why: Arc::default(),
             stream: None,
+            seen: Arc::default(),
         })
     }
 
@@ -263,6 +333,29 @@ impl LiveSessions {
         let _ = s.why.set(why.to_owned());
         s.ended.cancel();
         Some((s.user.clone(), s.service.clone()))
+    }
+
+    /// Every live session that has a stream, oldest first: who, to what,
+    /// since when, and what it carried so far. As many as the per-user caps
+    /// let the relay hold.
+    pub fn list(&self) -> Vec<LiveSessionView> {
+        let c = self.lock();
+        let mut out: Vec<LiveSessionView> = c
+            .streams
+            .iter()
+            .map(|(stream, s)| LiveSessionView {
+                stream: stream.clone(),
+                user: s.user.clone(),
+                service: s.service.clone(),
+                account: s.seen.account.get().cloned(),
+                since: s.since,
+                bytes_up: s.seen.up.load(Ordering::Relaxed),
+                bytes_down: s.seen.down.load(Ordering::Relaxed),
+            })
+            .collect();
+        drop(c);
+        out.sort_by(|a, b| (a.since, &a.stream).cmp(&(b.since, &b.stream)));
+        out
     }
 
     /// Live sessions opened with `sign_in`.
@@ -361,5 +454,33 @@ mod tests {
         assert!(!two.signed_out().is_cancelled());
         drop(one);
         assert_eq!(live.terminate("st-1", "again"), None);
+    }
+
+    #[test]
+    fn the_list_shows_named_sessions_with_their_bytes_and_account_until_they_end() {
+        let live = Arc::new(LiveSessions::default());
+        let mut one = live.try_acquire("alice", "box", "s1", 9, 8).unwrap();
+        // Not yet named: not listed (it has no stream to terminate).
+        let _unnamed = live.try_acquire("bob", "box", "s2", 9, 8).unwrap();
+        assert!(live.list().is_empty());
+        one.name_stream("st-1");
+        one.seen().count_up(10);
+        one.seen().count_up(5);
+        one.seen().count_down(700);
+        let listed = live.list();
+        assert_eq!(listed.len(), 1);
+        let v = &listed[0];
+        assert_eq!(
+            (v.stream.as_str(), v.user.as_str(), v.service.as_str()),
+            ("st-1", "alice", "box")
+        );
+        assert_eq!((v.bytes_up, v.bytes_down), (15, 700));
+        assert_eq!(v.account, None);
+        assert!(v.since > 0);
+        one.seen().set_account("root");
+        one.seen().set_account("someone-else");
+        assert_eq!(live.list()[0].account.as_deref(), Some("root"));
+        drop(one);
+        assert!(live.list().is_empty());
     }
 }

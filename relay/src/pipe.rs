@@ -202,6 +202,7 @@ where
                     }
                     bytes += n;
                     relayed.fetch_add(n, Ordering::Relaxed);
+                    slot.seen().count_up(n);
                     Metrics::add(&metrics.bytes_to_connector, n);
                 }
                 Some(Ok(Message::Text(t))) => match Control::parse(t.as_str()) {
@@ -318,6 +319,7 @@ where
                     }
                     bytes += n;
                     relayed.fetch_add(n, Ordering::Relaxed);
+                    slot.seen().count_down(n);
                     Metrics::add(&metrics.bytes_to_client, n);
                 }
                 // The relay is ending the session (sign-out, lock, an

@@ -89,6 +89,16 @@ impl Relay {
         let policy = start_policy(&config, &audit, &shutdown, &tasks)?;
 
         store.set_meta(admin::META_PUBLIC_URL, &config.public_url.origin)?;
+        // One context for the admin socket and the admin pages: the same
+        // commands on the same state.
+        let admin_ctx = Arc::new(AdminCtx {
+            store: store.clone(),
+            ca: ca.clone(),
+            registry: Some(registry.clone()),
+            policy: Some(policy.clone()),
+            audit: audit.clone(),
+            live: Some(live.clone()),
+        });
         let state = Arc::new(AppState {
             store: store.clone(),
             identity: Arc::new(Identity::new(store.clone())?),
@@ -103,6 +113,7 @@ impl Relay {
             policy: policy.clone(),
             audit: audit.clone(),
             live: live.clone(),
+            admin: admin_ctx.clone(),
             max_sessions_per_user: config.max_sessions_per_user,
             max_sessions_per_user_per_service: config.max_sessions_per_user_per_service,
             sso: Arc::new(crate::oidc::Sso::new(
@@ -115,14 +126,6 @@ impl Relay {
         let (https, https_addr) = start_https(&config, &caps, state, tls, &metrics, &tasks)?;
         let (metrics_http, metrics_addr) = start_metrics(&config, metrics_router, &tasks)?;
 
-        let admin_ctx = Arc::new(AdminCtx {
-            store: store.clone(),
-            ca: ca.clone(),
-            registry: Some(registry.clone()),
-            policy: Some(policy),
-            audit: audit.clone(),
-            live: Some(live.clone()),
-        });
         start_admin_socket(&config, admin_ctx.clone(), &shutdown, &tasks);
         start_audit_retention(&config, audit.clone(), &shutdown, &tasks);
 

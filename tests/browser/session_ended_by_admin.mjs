@@ -3,7 +3,8 @@
 // reaches a shell, then writes READY_FILE and waits (as long as a step may
 // take) for the session to end. Prints the end reason the page showed and
 // how the page's status went (and when it saw the end, `endedAtMs`, Unix
-// milliseconds), then what signing in again showed.
+// milliseconds), then whether the browser is still signed in and, if not,
+// what signing in again showed.
 import { writeFileSync } from "node:fs";
 import {
   env,
@@ -30,7 +31,14 @@ await journey(async ({ s, page }) => {
   });
   const endedAtMs = Date.now();
   const after = await sessionState(page);
-  await signIn(page, s);
-  const signInError = (await page.locator("#error:not([hidden])").textContent().catch(() => null)) ?? null;
-  return { before: before.status, after, endedAtMs, signInError, pathAfterSignIn: pathOf(page) };
+  // Still signed in (only the session was ended): the sign-in page sends
+  // the browser on to the services. Otherwise, sign in again.
+  await page.goto(`${s.url}/`);
+  const stillSignedIn = pathOf(page) === "/services";
+  let signInError = null;
+  if (!stillSignedIn) {
+    await signIn(page, s);
+    signInError = (await page.locator("#error:not([hidden])").textContent().catch(() => null)) ?? null;
+  }
+  return { before: before.status, after, endedAtMs, stillSignedIn, signInError, pathAfterSignIn: pathOf(page) };
 });

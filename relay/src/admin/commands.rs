@@ -136,7 +136,7 @@ fn execute_short(ctx: &AdminCtx, by: &Actor, req: Request) -> Result<String, Str
             ttl_secs,
             services,
             replace,
-        } => connector_add(ctx, by, &name, ttl_secs, &services, replace),
+        } => connector_add(ctx, by, &name, ttl_secs, &services, replace).map(|t| t.text),
         Request::ConnectorGrant {
             name,
             service,
@@ -521,14 +521,33 @@ pub(super) fn audit(ctx: &AdminCtx, event: Event) -> Result<(), String> {
     ctx.audit.append(&event).map(drop).map_err(store_err)
 }
 
-fn connector_add(
+/// An enrolment token as `connector add` issues it.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The token, encoded (`sallyport-connector run --token`). Shown once:
+    /// the relay keeps only what checks it.
+    pub token: String,
+    /// Unix seconds after which it no longer enrols.
+    pub expires: u64,
+    /// What the connector may serve once enrolled.
+    pub granted: Vec<String>,
+    /// What the CLI prints: the token's terms, how to use it, the token last.
+    pub text: String,
+}
+
+/// `connector add`: issues a single-use enrolment token for connector
+/// `name`, valid `ttl_secs`, granting it `services` (with `replace`, it may
+/// enrol over an enrolled or revoked connector of that name); an
+/// `enrolment_token_issued` audit event names `by`. Earlier unused tokens of
+/// the name stop working.
+pub fn connector_add(
     ctx: &AdminCtx,
     by: &Actor,
     name: &str,
     ttl_secs: u64,
     services: &[String],
     replace: bool,
-) -> Result<String, String> {
+) -> Result<IssuedToken, String> {
     check_name("connector name", name).map_err(|e| e.to_string())?;
     let mut canonical: Vec<String> = Vec::with_capacity(services.len());
     for (i, s) in services.iter().enumerate() {
@@ -628,12 +647,17 @@ fn connector_add(
     } else {
         out.push_str(&format!("\nIt may serve: {}.", grants.join(", ")));
     }
+    let encoded = token.encode();
     out.push_str(&format!(
         "\nOn the connector's host run:\n  \
-         sallyport-connector run --token TOKEN --state-dir /var/lib/sallyport-connector --service NAME=HOST:PORT\n{}",
-        token.encode()
+         sallyport-connector run --token TOKEN --state-dir /var/lib/sallyport-connector --service NAME=HOST:PORT\n{encoded}"
     ));
-    Ok(out)
+    Ok(IssuedToken {
+        token: encoded,
+        expires,
+        granted: grants,
+        text: out,
+    })
 }
 
 fn connector_grant(

@@ -9,16 +9,20 @@
 //! Three parts: [`protocol`] is what crosses the socket ([`Request`],
 //! [`ReplyFrame`] and their limits), [`commands`] is what each command does,
 //! [`socket`] serves the socket in the relay and talks to it from the CLI;
-//! [`client`] picks the running relay or the data dir for the CLI.
+//! [`client`] picks the running relay or the data dir for the CLI. The
+//! admin pages (`web/admin.rs`) run the same commands, and read their lists
+//! from [`views`].
 
 pub mod client;
 pub mod commands;
 pub mod protocol;
 pub mod socket;
 mod users;
+pub mod views;
 
 pub use commands::{
-    execute, execute_to, AdminCtx, Sink, WriteSink, META_PUBLIC_URL, META_TUNNEL_ADDR,
+    connector_add, execute, execute_as, execute_to, AdminCtx, Sink, WriteSink, META_PUBLIC_URL,
+    META_TUNNEL_ADDR,
 };
 pub use protocol::{DeviceIssued, PolicyTest, ReplyFrame, Request, MAX_MESSAGE_LEN, OUTPUT_CHUNK};
 pub use socket::{send_to_running, serve_socket, socket_path, AdminError};

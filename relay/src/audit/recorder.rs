@@ -52,6 +52,9 @@ pub struct Recorder {
     pub stream: String,
     /// The policy records keystrokes for this service (`record_input`).
     pub record_input: bool,
+    /// The live session's account, set from its client's `start` event once
+    /// stored (the admin pages show it).
+    pub seen: Arc<crate::live::Seen>,
 }
 
 impl Recorder {
@@ -130,6 +133,13 @@ async fn record(recorder: Recorder, link: EventLink) {
             end.end();
             break;
         }
+        let account = batch.iter().find_map(|e| match e {
+            Event::Client {
+                event: SessionEvent::Start { principal, .. },
+                ..
+            } => Some(principal.clone()),
+            _ => None,
+        });
         let audit = recorder.audit.clone();
         let user = recorder.user.clone();
         let backed = carried.saturating_sub(backed_used);
@@ -158,6 +168,9 @@ async fn record(recorder: Recorder, link: EventLink) {
                 ..
             })) => {
                 backed_used += used;
+                if let Some(account) = &account {
+                    recorder.seen.set_account(account);
+                }
                 acknowledge(&acks, dropped.into_iter().chain(stored));
             }
             // Acknowledging anything after a batch that failed would

@@ -23,6 +23,8 @@ pub struct LiveConn {
     pub remote: SocketAddr,
     /// Set when the connector announced a drain: no new sessions go here.
     pub draining: Arc<AtomicBool>,
+    /// The connector's software version, as its hello said.
+    pub version: String,
 }
 
 impl LiveConn {
@@ -147,6 +149,18 @@ impl Registry {
         let mut out = BTreeMap::new();
         for c in self.lock().values() {
             *out.entry(c.connector.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Connector name → the software versions its live connections
+    /// announced (one, unless it is being upgraded), sorted.
+    pub fn versions(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for c in self.lock().values() {
+            out.entry(c.connector.clone())
+                .or_default()
+                .insert(c.version.clone());
         }
         out
     }

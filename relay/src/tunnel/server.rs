@@ -209,6 +209,7 @@ async fn run_connection(
         services: Arc::new(hello.services),
         remote: conn.remote_address(),
         draining: Arc::new(AtomicBool::new(false)),
+        version: hello.version.clone(),
     };
     if !ctx
         .registry

@@ -24,23 +24,25 @@ pub struct Me {
     pub second_factor_enrolled: bool,
     /// This session's sign-in used one.
     pub second_factor: bool,
+    /// The user is an admin (group `admin`): the pages link to the admin pages.
+    pub admin: bool,
 }
 
 /// `GET /api/me`: who the session belongs to (the page prefills the SSH
-/// login name with it).
+/// login name with it), and whether they are an admin.
 pub async fn me(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Me>, ApiErr> {
     let sign_in = require_sign_in(&state, &headers)?;
-    let enrolled = state
-        .store
-        .user(&sign_in.user)?
-        .is_some_and(|u| u.totp_secret.is_some());
+    let user = state.store.user(&sign_in.user)?;
+    let enrolled = user.as_ref().is_some_and(|u| u.totp_secret.is_some());
+    let admin = user.is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
     Ok(Json(Me {
         user: sign_in.user,
         second_factor_enrolled: enrolled,
         second_factor: sign_in.second_factor,
+        admin,
     }))
 }
 

@@ -195,11 +195,11 @@ pub fn require_admin(
         .user(&sign_in.user)?
         .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
     if !admin {
-        tracing::warn!(user = %sign_in.user, "audit log refused: not an admin");
+        tracing::warn!(user = %sign_in.user, "admin route refused: not an admin");
         return Err(ApiErr(
             StatusCode::FORBIDDEN,
             format!(
-                "only admins (group {}) may read the audit log and recordings",
+                "only admins (group {}) may use the admin pages, the audit log and recordings",
                 crate::identity::ADMIN_GROUP
             ),
         ));

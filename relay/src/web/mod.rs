@@ -6,6 +6,7 @@
 
 mod access;
 mod account;
+pub(crate) mod admin;
 mod api;
 mod auth;
 mod cli_login;
@@ -111,6 +112,8 @@ pub struct AppState {
     pub max_sessions_per_user_per_service: usize,
     /// OpenID Connect providers and the sign-ins in progress with them.
     pub sso: Arc<crate::oidc::Sso>,
+    /// What the admin pages run the admin commands on (the admin socket's).
+    pub admin: Arc<crate::admin::AdminCtx>,
 }
 
 /// An error answer: a status and a message the user can act on, as JSON.
@@ -159,6 +162,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ssh-ca.pub", get(ssh_cert::ca_public_key))
         .route("/ws/{service}", get(ws::session))
         .merge(cli_login::routes())
+        .merge(admin::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(body_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))

@@ -61,6 +61,7 @@ static ASSETS: &[Asset] = &[
     asset!("services.html", HTML),
     asset!("account.html", HTML),
     asset!("audit.html", HTML),
+    asset!("admin.html", HTML),
     asset!("replay.html", HTML),
     asset!("terminal.html", HTML),
     asset!("page.css", CSS),
@@ -69,6 +70,7 @@ static ASSETS: &[Asset] = &[
     asset!("services.js", JS),
     asset!("account.js", JS),
     asset!("audit.js", JS),
+    asset!("admin.js", JS),
     asset!("replay.js", JS),
     asset!("replay.css", CSS),
     asset!("terminal.js", JS),
@@ -123,7 +125,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 /// An embedded file as a response, gzipped if the browser accepts it (304
 /// when the browser has it already).
-fn serve(name: &str, headers: &HeaderMap) -> Response {
+pub(super) fn serve(name: &str, headers: &HeaderMap) -> Response {
     let Some(i) = ASSETS.iter().position(|a| a.name == name) else {
         return (StatusCode::NOT_FOUND, "no such file\n").into_response();
     };
@@ -236,7 +238,7 @@ pub async fn terminal(
 
 /// A page saying why the terminal cannot open: the policy's reason, for a
 /// person to read (and act on).
-fn denied_page(status: StatusCode, reason: &str) -> Response {
+pub(super) fn denied_page(status: StatusCode, reason: &str) -> Response {
     let escaped: String = reason
         .chars()
         .map(|c| match c {
@@ -291,6 +293,7 @@ mod tests {
             "services.html",
             "account.html",
             "audit.html",
+            "admin.html",
             "replay.html",
             "terminal.html",
         ] {

@@ -139,6 +139,7 @@ async fn open(
         service,
         stream: header.stream,
         record_input: policy.records_input(&header.service),
+        seen: slot.seen().clone(),
     };
     let ws = ws.take().ok_or_else(|| {
         ApiErr(

@@ -55,3 +55,6 @@ export async function signedIn(f) {
     throw e;
   }
 }
+
+/** One request to the relay's API (for the admin pages): the answer's JSON, null for 204, or an ApiError. */
+export const request = (method, path, body) => call(method, path, body);

@@ -57,7 +57,11 @@ document.getElementById("signout").addEventListener("click", async () => {
 });
 
 signedIn(me).then(
-  (m) => (document.getElementById("user").textContent = m.user),
+  (m) => {
+    document.getElementById("user").textContent = m.user;
+    // The relay answers 403 there to anyone else; the link only saves typing.
+    document.getElementById("admin").hidden = !m.admin;
+  },
   () => {},
 );
 refresh();
