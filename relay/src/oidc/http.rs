@@ -5,9 +5,12 @@
 //! endpoints are the URLs in its discovery document, nothing else: this
 //! keeps the relay from being sent to other hosts).
 //!
-//! TLS is rustls with the ring provider, as everywhere in Sallyport, and the
-//! web PKI roots (`webpki-roots`). Plain `http://` is used only for issuers
-//! on a loopback address (see `config::check_issuer`).
+//! TLS is rustls with the ring provider, as everywhere in Sallyport. It
+//! trusts the web PKI roots (`webpki-roots`) and the operating system's
+//! certificate store (`rustls-native-certs`), where an organization's own
+//! CA for an internal provider goes (`update-ca-certificates`). Plain
+//! `http://` is used only for issuers on a loopback address (see
+//! `config::check_issuer`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,11 +46,17 @@ pub struct ProviderHttp {
 }
 
 impl ProviderHttp {
-    /// A client trusting the web PKI roots.
+    /// A client trusting the web PKI roots and the system's store (a
+    /// store that cannot be read adds nothing; its errors are logged).
     pub fn new() -> Result<Self, HttpError> {
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::warn!(error = %e, "a certificate of the system's store cannot be read");
+        }
+        roots.add_parsable_certificates(native.certs);
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -149,7 +149,9 @@ pub struct Sso {
     providers: Vec<Provider>,
     /// The relay's public origin, for redirect URIs.
     origin: String,
-    http: http::ProviderHttp,
+    /// Made only when there are providers: it reads the system's
+    /// certificate store, which a relay without single sign-on need not.
+    http: Option<http::ProviderHttp>,
     pending: Mutex<HashMap<String, Pending>>,
     cache: HashMap<String, tokio::sync::Mutex<Cached>>,
     password_sign_in: bool,
@@ -168,10 +170,14 @@ impl Sso {
             .iter()
             .map(|p| (p.config.name.clone(), tokio::sync::Mutex::default()))
             .collect();
+        let http = match providers.is_empty() {
+            true => None,
+            false => Some(http::ProviderHttp::new()?),
+        };
         Ok(Self {
             providers,
             origin: origin.to_owned(),
-            http: http::ProviderHttp::new()?,
+            http,
             pending: Mutex::new(HashMap::new()),
             cache,
             password_sign_in,
@@ -182,6 +188,14 @@ impl Sso {
     /// `password_sign_in`).
     pub fn password_sign_in(&self) -> bool {
         self.password_sign_in
+    }
+
+    /// The HTTP client for provider `name` (there is one when there are
+    /// providers at all).
+    fn http(&self, name: &str) -> Result<&http::ProviderHttp, SsoError> {
+        self.http
+            .as_ref()
+            .ok_or_else(|| SsoError::NoSuchProvider(name.chars().take(64).collect()))
     }
 
     /// The providers, in config order.
@@ -228,7 +242,7 @@ impl Sso {
         }
         let issuer = IssuerUrl::new(p.config.issuer.clone())
             .map_err(|e| SsoError::Provider(name.clone(), e.to_string()))?;
-        let fetched = CoreProviderMetadata::discover_async(issuer, &self.http)
+        let fetched = CoreProviderMetadata::discover_async(issuer, self.http(name)?)
             .await
             .map_err(|e| SsoError::Provider(name.clone(), error_chain(&e)));
         cached.fetched = Some(Instant::now());
@@ -322,7 +336,7 @@ impl Sso {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| provider_err(e.to_string()))?
             .set_pkce_verifier(pending.verifier)
-            .request_async(&self.http)
+            .request_async(self.http(name)?)
             .await
             .map_err(|e| provider_err(error_chain(&e)))?;
         use openidconnect::TokenResponse as _;
