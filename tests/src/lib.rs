@@ -993,6 +993,27 @@ impl Env {
         self.dir.path()
     }
 
+    /// An [`Env`] whose policy lets [`USER`] reach `web1` from anywhere
+    /// and `office` only from 10.0.0.0/8 (so not from loopback), and gives
+    /// `secret` to no one, with connector `c1` serving all three, online;
+    /// the connector's process comes with it.
+    pub fn start_with_office_only_service() -> (Self, Proc) {
+        let policy = format!(
+            "[policy]\n[[policy.services.web1.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n\
+             [[policy.services.office.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\ncidr = [\"10.0.0.0/8\"]\n"
+        );
+        let env = Self::start_configured(SshdAuth::Key, Some(&policy));
+        let token = env.relay.token("c1", "10m", &["web1", "office", "secret"]);
+        let services = [
+            format!("web1={}", env.sshd.target()),
+            format!("office={}", env.sshd.target()),
+            format!("secret={}", env.sshd.target()),
+        ];
+        let c1 = start_connector(env.path(), "c1", Some(&token), &services, &[]);
+        env.relay.wait_online("c1", 2);
+        (env, c1)
+    }
+
     /// Enrols and starts a connector exposing sshd as `service`.
     pub fn connector(&self, name: &str, service: &str, extra: &[&str]) -> Proc {
         let token = self.relay.token(name, "10m", &[service]);

@@ -540,19 +540,7 @@ fn with_certificates_on_a_browser_session_reaches_a_shell_with_no_password_typed
 
 #[test]
 fn a_second_factor_is_asked_for_after_the_password_and_a_denied_page_says_why() {
-    let policy = format!(
-        "[policy]\n[[policy.services.web1.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n\
-         [[policy.services.office.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\ncidr = [\"10.0.0.0/8\"]\n"
-    );
-    let env = Env::start_configured(SshdAuth::Key, Some(&policy));
-    let token = env.relay.token("c1", "10m", &["web1", "office", "secret"]);
-    let services = [
-        format!("web1={}", env.sshd.target()),
-        format!("office={}", env.sshd.target()),
-        format!("secret={}", env.sshd.target()),
-    ];
-    let _c1 = start_connector(env.path(), "c1", Some(&token), &services, &[]);
-    env.relay.wait_online("c1", 2);
+    let (env, _c1) = Env::start_with_office_only_service();
     let out = env.relay.admin(&["user", "totp", USER], "");
     assert!(out.status.success(), "user totp: {}", stderr(&out));
     let text = stdout(&out);

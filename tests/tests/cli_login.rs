@@ -202,19 +202,7 @@ fn status_says_so_when_the_relay_has_ended_the_sign_in() {
 
 #[test]
 fn ls_says_why_a_service_is_denied() {
-    let policy = format!(
-        "[policy]\n[[policy.services.web1.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\n\
-         [[policy.services.office.rules]]\naction = \"allow\"\nusers = [\"{USER}\"]\ncidr = [\"10.0.0.0/8\"]\n"
-    );
-    let env = Env::start_configured(SshdAuth::Key, Some(&policy));
-    let token = env.relay.token("c1", "10m", &["web1", "office", "secret"]);
-    let services = [
-        format!("web1={}", env.sshd.target()),
-        format!("office={}", env.sshd.target()),
-        format!("secret={}", env.sshd.target()),
-    ];
-    let _c1 = start_connector(env.path(), "c1", Some(&token), &services, &[]);
-    env.relay.wait_online("c1", 2);
+    let (env, _c1) = Env::start_with_office_only_service();
     let out = sallyport(&env.client, &["ls"]);
     assert!(out.status.success(), "ls: {}", stderr(&out));
     let text = stdout(&out);

@@ -38,6 +38,7 @@ use sallyport_proto::client::{CliTokenRequest, LoginResponse, CLI_LOGIN_PATH, CL
 use serde::Deserialize;
 
 use super::auth::{credential, require_sign_in};
+use super::pages::{escape, server_page};
 use super::{ApiErr, AppState};
 use crate::audit::Event;
 use crate::identity::IdentityError;
@@ -130,26 +131,15 @@ fn confirmation(credential: &str, q: &StartQuery) -> String {
 /// CLI. `user` is a checked user name and the link holds URL-safe
 /// characters only; both are escaped all the same.
 fn confirm_page(user: &str, link: &str) -> Response {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Sign in the command line · Sallyport</title>\
-         <link rel=\"icon\" href=\"/assets/favicon.svg\" type=\"image/svg+xml\">\
-         <link rel=\"stylesheet\" href=\"/assets/page.css\"></head>\
-         <body><main class=\"card\"><h1 class=\"brand\">Sallyport</h1>\
+    let body = format!(
+        "<h1 class=\"brand\">Sallyport</h1>\
          <p>Sign the <code>sallyport</code> command on this computer in as <strong id=\"user\">{}</strong>?</p>\
          <p>Continue only if you just ran <code>sallyport login</code>.</p>\
-         <p><a id=\"confirm\" href=\"{}\">Continue</a> · <a id=\"cancel\" href=\"/services\">Cancel</a></p>\
-         </main></body></html>\n",
-        esc(user),
-        esc(link)
+         <p><a id=\"confirm\" href=\"{}\">Continue</a> · <a id=\"cancel\" href=\"/services\">Cancel</a></p>",
+        escape(user),
+        escape(link)
     );
+    let html = server_page("Sign in the command line", "", &body);
     (
         [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
         html,

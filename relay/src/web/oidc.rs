@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::pages::{escape, server_page};
 use super::AppState;
 use crate::audit::Event;
 use crate::identity::IdentityError;
@@ -202,7 +203,7 @@ pub async fn callback(
     let next = escape(&sso.next);
     let mut resp = (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page(
+        server_page(
             "Signed in",
             &format!("<meta http-equiv=\"refresh\" content=\"0;url={next}\">"),
             &format!(
@@ -275,7 +276,7 @@ fn refused(status: StatusCode, reason: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page(
+        server_page(
             "Sign-in refused",
             "",
             &format!(
@@ -285,25 +286,4 @@ fn refused(status: StatusCode, reason: &str) -> Response {
         ),
     )
         .into_response()
-}
-
-fn page(title: &str, head: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{head}\
-         <title>{title} · Sallyport</title><link rel=\"stylesheet\" href=\"/assets/page.css\">\
-         </head><body><main class=\"card\">{body}</main></body></html>\n"
-    )
-}
-
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '&' => "&amp;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
 }

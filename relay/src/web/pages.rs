@@ -239,30 +239,51 @@ pub async fn terminal(
 /// A page saying why the terminal cannot open: the policy's reason, for a
 /// person to read (and act on).
 pub(super) fn denied_page(status: StatusCode, reason: &str) -> Response {
-    let escaped: String = reason
-        .chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '&' => "&amp;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect();
     let title = if status == StatusCode::FORBIDDEN {
         "Access denied"
     } else {
         "Cannot open the terminal"
     };
     let body = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} - Sallyport</title><link rel=\"stylesheet\" href=\"/assets/page.css\"></head>\
-         <body><main><h1>{title}</h1><p id=\"reason\">{escaped}</p>\
-         <p><a href=\"/services\">Back to your services</a></p></main></body></html>\n"
+        "<h1>{title}</h1><p id=\"reason\">{}</p><p><a href=\"/services\">Back to your services</a></p>",
+        escape(reason)
     );
-    (status, [(header::CONTENT_TYPE, HTML)], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, HTML)],
+        server_page(title, "", &body),
+    )
+        .into_response()
+}
+
+/// A small page the relay writes itself (not from the bundle): `head` goes
+/// into `<head>` as is, `body` into the page's card; both must be escaped
+/// by the caller ([`escape`]).
+pub(super) fn server_page(title: &str, head: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}\
+         <title>{title} · Sallyport</title>\
+         <link rel=\"icon\" href=\"/assets/favicon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/assets/page.css\"></head>\
+         <body><main class=\"card\">{body}</main></body></html>\n"
+    )
+}
+
+/// `text` safe in HTML text and in a quoted attribute value.
+pub(super) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `/assets/{file}`: the bundle's scripts, styles, the wasm client.
