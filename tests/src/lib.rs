@@ -693,19 +693,14 @@ impl RelayProc {
     /// The client events of one session in the audit log, oldest first, as
     /// `audit export` writes them.
     pub fn client_events(&self, session: &str) -> Vec<serde_json::Value> {
-        let out = self.admin(
-            &[
-                "audit",
-                "export",
-                "--format",
-                "jsonl",
-                "--session",
-                session,
-                "--type",
-                "client",
-            ],
-            "",
-        );
+        self.audit_export(&["--session", session, "--type", "client"])
+    }
+
+    /// The records `audit export --format jsonl FILTERS` gives (with
+    /// `time` and `code`), oldest first.
+    pub fn audit_export(&self, filters: &[&str]) -> Vec<serde_json::Value> {
+        let args = [&["audit", "export", "--format", "jsonl"], filters].concat();
+        let out = self.admin(&args, "");
         assert!(
             out.status.success(),
             "audit export: {}",
@@ -713,7 +708,7 @@ impl RelayProc {
         );
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .map(|l| serde_json::from_str(l).expect("an exported record is JSON"))
             .collect()
     }
 

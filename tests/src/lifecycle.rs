@@ -103,14 +103,5 @@ impl Drop for LongSsh {
 /// The events of type `kind` in the relay's audit log, as `audit export`
 /// gives them (with `time` and `code`).
 pub fn audit_events(relay: &RelayProc, kind: &str) -> Vec<serde_json::Value> {
-    let out = relay.admin(&["audit", "export", "--type", kind], "");
-    assert!(
-        out.status.success(),
-        "audit export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an exported record is JSON"))
-        .collect()
+    relay.audit_export(&["--type", kind])
 }
