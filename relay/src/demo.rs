@@ -151,8 +151,9 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
          and log in at the terminal's prompt with your own account's password.\n\n\
          With OpenSSH, in another terminal:\n\n  \
          cargo build --release -p sallyport-client   # builds the `sallyport` CLI into target/release\n  \
-         echo '{password}' | target/release/sallyport login --relay https://localhost:{port} --user demo --password-stdin --ca-cert {ca}\n  \
+         target/release/sallyport login --relay https://localhost:{port} --ca-cert {ca}   # signs in through the browser\n  \
          ssh -o ProxyCommand='target/release/sallyport proxy %n' $USER@localhost\n\n\
+         Without a browser, add `--user demo --password` to `sallyport login`: it asks for the password.\n\n\
          Press Ctrl-C to stop.",
         ca = ca.display(),
         target = args.ssh_target,
