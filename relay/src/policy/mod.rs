@@ -138,11 +138,13 @@ pub struct RuleConfig {
     pub not_countries: Vec<String>,
     /// The risk score is at most this.
     pub max_risk: Option<u32>,
-    /// Time window: days (`mon-fri`, `sat`), hours (`08:00-18:00`), offset.
+    /// Time window: days (`mon-fri`, `sat`), hours (`08:00-18:00`), read in
+    /// `timezone` (IANA, e.g. `Europe/Berlin`) or at `utc_offset` (`+01:00`).
     #[serde(default)]
     pub days: Vec<String>,
     pub hours: Option<String>,
     pub utc_offset: Option<String>,
+    pub timezone: Option<String>,
 }
 
 /// What a decision is made from. Everything here is recorded with it.
@@ -309,11 +311,18 @@ impl Rule {
             conditions.push(Condition::NotCountries(countries(r.not_countries)?));
         }
         if !r.days.is_empty() || r.hours.is_some() {
-            let w = TimeWindow::parse(&r.days, r.hours.as_deref(), r.utc_offset.as_deref())
-                .map_err(|e| format!("{at}: {e}"))?;
+            let w = TimeWindow::parse(
+                &r.days,
+                r.hours.as_deref(),
+                r.utc_offset.as_deref(),
+                r.timezone.as_deref(),
+            )
+            .map_err(|e| format!("{at}: {e}"))?;
             conditions.push(Condition::Window(w));
         } else if r.utc_offset.is_some() {
             return Err(format!("{at}: utc_offset needs days or hours"));
+        } else if r.timezone.is_some() {
+            return Err(format!("{at}: timezone needs days or hours"));
         }
         if let Some(max) = r.max_risk {
             conditions.push(Condition::MaxRisk(max));
@@ -878,6 +887,19 @@ mod tests {
             bad("[[policy.services.web.rules]]\naction = \"allow\"\nhours = \"9-5\"\n")
                 .contains("time of day")
         );
+        assert!(bad(
+            "[[policy.services.web.rules]]\naction = \"allow\"\nhours = \"08:00-18:00\"\ntimezone = \"Mars/Olympus\"\n"
+        )
+        .contains("\"Mars/Olympus\" is not a time zone"));
+        assert!(bad(
+            "[[policy.services.web.rules]]\naction = \"allow\"\nhours = \"08:00-18:00\"\n\
+             timezone = \"Europe/Berlin\"\nutc_offset = \"+01:00\"\n"
+        )
+        .contains("give one of them"));
+        assert!(bad(
+            "[[policy.services.web.rules]]\naction = \"allow\"\ntimezone = \"Europe/Berlin\"\n"
+        )
+        .contains("timezone needs days or hours"));
         assert!(
             bad("[[policy.services.web.rules]]\naction = \"allow\"\nuserz = []\n")
                 .contains("unknown field")

@@ -28,6 +28,9 @@ pub struct RiskWeights {
     pub quiet_hours: Option<String>,
     /// UTC offset of `quiet_hours`, e.g. "+01:00".
     pub utc_offset: Option<String>,
+    /// IANA time zone of `quiet_hours`, e.g. "Europe/Berlin" (daylight
+    /// saving included); instead of `utc_offset`.
+    pub timezone: Option<String>,
 }
 
 impl Default for RiskWeights {
@@ -39,6 +42,7 @@ impl Default for RiskWeights {
             quiet_hours_score: 15,
             quiet_hours: Some("22:00-06:00".into()),
             utc_offset: None,
+            timezone: None,
         }
     }
 }
@@ -98,8 +102,13 @@ impl RiskModel {
     pub fn new(weights: RiskWeights) -> Result<Self, String> {
         let quiet = match &weights.quiet_hours {
             Some(h) => Some(
-                TimeWindow::parse(&[], Some(h), weights.utc_offset.as_deref())
-                    .map_err(|e| format!("policy.risk.quiet_hours: {e}"))?,
+                TimeWindow::parse(
+                    &[],
+                    Some(h),
+                    weights.utc_offset.as_deref(),
+                    weights.timezone.as_deref(),
+                )
+                .map_err(|e| format!("policy.risk.quiet_hours: {e}"))?,
             ),
             None => None,
         };
@@ -164,5 +173,45 @@ mod tests {
         // Midnight UTC is in the default quiet hours.
         let night = RiskModel::default().score(&RiskFacts::default());
         assert_eq!(night.factors, vec![("quiet hours".to_owned(), 15)]);
+    }
+
+    #[test]
+    fn quiet_hours_in_a_time_zone_follow_its_daylight_saving() {
+        let model = RiskModel::new(RiskWeights {
+            quiet_hours: Some("22:00-06:00".into()),
+            timezone: Some("Europe/Berlin".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let quiet = |at: u64| {
+            !model
+                .score(&RiskFacts {
+                    at,
+                    ..Default::default()
+                })
+                .factors
+                .is_empty()
+        };
+        // 04:30 UTC: 05:30 in Berlin in winter (quiet), 06:30 in summer (not).
+        assert!(quiet(1_774_585_800), "2026-03-27T04:30Z, 05:30 CET");
+        assert!(!quiet(1_774_845_000), "2026-03-30T04:30Z, 06:30 CEST");
+        let both = RiskModel::new(RiskWeights {
+            utc_offset: Some("+01:00".into()),
+            timezone: Some("Europe/Berlin".into()),
+            ..Default::default()
+        });
+        let e = both.err().unwrap_or_default();
+        assert!(
+            e.starts_with("policy.risk.quiet_hours: ") && e.contains("give one of them"),
+            "{e}"
+        );
+        let unknown = RiskModel::new(RiskWeights {
+            timezone: Some("Nowhere/Special".into()),
+            ..Default::default()
+        });
+        assert!(unknown
+            .err()
+            .unwrap_or_default()
+            .contains("is not a time zone"));
     }
 }
