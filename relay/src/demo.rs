@@ -2,6 +2,8 @@
 //! local sshd as service `localhost`, and a user with a fresh password, in
 //! one process with everything kept in one data dir.
 
+mod ssh_target;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,6 +55,9 @@ fn default_dir() -> PathBuf {
 }
 
 pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    if !wait_for_ssh_target(&args.ssh_target, &stop).await? {
+        return Ok(());
+    }
     let data_dir = args.data_dir.unwrap_or_else(default_dir);
     let relay_dir = data_dir.join("relay");
     let connector_dir = data_dir.join("connector");
@@ -164,4 +169,37 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
     let _ = tokio::time::timeout(Duration::from_secs(6), connector).await;
     relay.shutdown().await;
     Ok(())
+}
+
+/// Waits until something answers at the SSH target, saying on the first
+/// screen what to run if nothing does. `false` when stopped while waiting.
+async fn wait_for_ssh_target(target: &str, stop: &CancellationToken) -> anyhow::Result<bool> {
+    let mut told = false;
+    loop {
+        match ssh_target::probe(target).await {
+            ssh_target::Probe::Answers => {
+                if told {
+                    println!("\n{target} answers now: starting the demo.");
+                }
+                return Ok(true);
+            }
+            ssh_target::Probe::Invalid(why) => {
+                anyhow::bail!("--ssh-target {target}: {why}; give HOST:PORT, e.g. 127.0.0.1:22")
+            }
+            ssh_target::Probe::Silent(why) => {
+                if !told {
+                    println!(
+                        "{}",
+                        ssh_target::first_screen(target, &why, ssh_target::sshd_installed())
+                    );
+                    tracing::warn!(%target, %why, "no SSH server answers; waiting for one");
+                    told = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(ssh_target::RETRY_EVERY) => {}
+        }
+    }
 }

@@ -52,7 +52,7 @@ impl Sshd {
     /// it forked for the harness's readiness probe may hold the listening
     /// socket for a moment after it died, and a new sshd could not bind it
     /// meanwhile (the next connection would then be reset).
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
