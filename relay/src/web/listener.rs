@@ -7,6 +7,15 @@
 //! acceptor, not code in handlers: a connection over a cap is closed before
 //! its TLS handshake, and the timeouts follow the connection, not a route.
 //!
+//! Behind a load balancer that speaks PROXY protocol (`proxy_protocol`), a
+//! connection from a trusted proxy is counted under the client's address,
+//! so only after its PROXY header is read: the header must come within
+//! `proxy_protocol::PROXY_HEADER_TIMEOUT` and the handshake timeout, which
+//! it shares with the TLS handshake, and until then the connection holds no
+//! place under the caps (only trusted proxies get that far). Counted under
+//! the balancer's address, every client together would share one
+//! per-address cap.
+//!
 //! Why not hyper's own `header_read_timeout`: it starts when a connection
 //! becomes ready for a request, so it is the idle timeout too, and
 //! hyper-util's protocol detection (HTTP/1 or 2) before it has no timer at
@@ -37,6 +46,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use super::client_addr::{ConnPeer, Forwarding};
+use super::proxy_protocol;
 use crate::metrics::Metrics;
 
 /// How long a client has for its TLS handshake, counted from the TCP accept.
@@ -318,22 +329,26 @@ pub struct GuardAcceptor<A> {
     limiter: Arc<Limiter>,
     limits: ConnLimits,
     metrics: Option<Arc<Metrics>>,
+    forwarding: Arc<Forwarding>,
 }
 
 impl<A> GuardAcceptor<A> {
     /// Guards `inner` with `limiter` and the timeouts of `limits`; counts
-    /// timeouts in `metrics`, if given.
+    /// timeouts in `metrics`, if given. `forwarding` says whose PROXY
+    /// headers are read and whose forwarding headers believed.
     pub fn new(
         inner: A,
         limiter: Arc<Limiter>,
         limits: ConnLimits,
         metrics: Option<Arc<Metrics>>,
+        forwarding: Arc<Forwarding>,
     ) -> Self {
         Self {
             inner,
             limiter,
             limits,
             metrics,
+            forwarding,
         }
     }
 }
@@ -342,38 +357,77 @@ type AcceptFuture<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 
 impl<A, S> Accept<TcpStream, S> for GuardAcceptor<A>
 where
-    A: Accept<TcpStream, S>,
+    A: Accept<TcpStream, S> + Clone + Send + Sync + 'static,
     A::Future: Send + 'static,
     A::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     A::Service: Send + 'static,
+    S: Send + 'static,
 {
     type Stream = GuardedStream<A::Stream>;
     type Service = GuardedService<A::Service>;
     type Future = AcceptFuture<(Self::Stream, Self::Service)>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let permit = match stream.peer_addr() {
-            Ok(peer) => self.limiter.try_acquire(peer.ip()),
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer.ip(),
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let permit = match permit {
-            Ok(p) => p,
-            Err(r) => {
-                // A reset, not a FIN: no TIME_WAIT left behind for the refused.
-                let _ = stream.set_zero_linger();
-                drop(stream);
-                return Box::pin(std::future::ready(Err(io::Error::other(format!(
-                    "connection refused over the cap ({r:?})"
-                )))));
+        // A trusted proxy's connection starts with a PROXY header naming the
+        // client, and is counted under the client's address once that is
+        // read. Anyone else is counted under its own address at once, before
+        // any byte is read, and no header is read from it: one it sends
+        // fails the TLS handshake (it is no ClientHello).
+        let from_proxy = self.forwarding.proxy_protocol && self.forwarding.is_trusted(peer);
+        let early = if from_proxy {
+            None
+        } else {
+            match self.limiter.try_acquire(peer) {
+                Ok(p) => Some(p),
+                Err(r) => return refuse(stream, r),
             }
         };
-        let handshake = tokio::time::timeout(
-            self.limits.handshake_timeout,
-            self.inner.accept(stream, service),
-        );
+        let inner = self.inner.clone();
+        let limiter = self.limiter.clone();
         let limits = self.limits;
         let metrics = self.metrics.clone();
+        let forwarding = self.forwarding.clone();
         Box::pin(async move {
+            let mut stream = stream;
+            let deadline = Instant::now() + limits.handshake_timeout;
+            let (client, permit) = match early {
+                Some(permit) => (peer, permit),
+                None => {
+                    let header_deadline =
+                        deadline.min(Instant::now() + proxy_protocol::PROXY_HEADER_TIMEOUT);
+                    let read = tokio::time::timeout_at(
+                        header_deadline,
+                        proxy_protocol::read_header(&mut stream),
+                    )
+                    .await;
+                    let client = match read {
+                        Ok(Ok(source)) => source.map_or(peer, |s| s.ip()),
+                        Ok(Err(e)) => {
+                            tracing::warn!(proxy = %peer, error = %e, "PROXY header refused; its connection is closed");
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                        }
+                        Err(_) => {
+                            if let Some(m) = &metrics {
+                                Metrics::add(&m.https_timeouts_handshake, 1);
+                            }
+                            tracing::warn!(proxy = %peer, "PROXY header timed out; its connection is closed");
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "PROXY header timed out",
+                            ));
+                        }
+                    };
+                    match limiter.try_acquire(client) {
+                        Ok(p) => (client, p),
+                        Err(r) => return refuse(stream, r).await,
+                    }
+                }
+            };
+            let handshake = tokio::time::timeout_at(deadline, inner.accept(stream, service));
             let (stream, service) = match handshake.await {
                 Ok(Ok(accepted)) => accepted,
                 Ok(Err(e)) => {
@@ -413,10 +467,24 @@ where
                     inner: service,
                     conn,
                     body_timeout: limits.header_timeout,
+                    peer: ConnPeer {
+                        addr: client,
+                        forwarding,
+                    },
                 },
             ))
         })
     }
+}
+
+/// Closes a connection refused over a cap.
+fn refuse<T: Send + 'static>(stream: TcpStream, r: Refusal) -> AcceptFuture<T> {
+    // A reset, not a FIN: no TIME_WAIT left behind for the refused.
+    let _ = stream.set_zero_linger();
+    drop(stream);
+    Box::pin(std::future::ready(Err(io::Error::other(format!(
+        "connection refused over the cap ({r:?})"
+    )))))
 }
 
 /// A connection's stream: holds its [`Permit`] and enforces the timeouts.
@@ -571,6 +639,8 @@ pub struct GuardedService<S> {
     conn: Arc<ConnState>,
     /// How long a request's body may take, from its head (see [`BodyDeadline`]).
     body_timeout: Duration,
+    /// The connection's client, for [`super::client_addr::ClientAddr`].
+    peer: ConnPeer,
 }
 
 /// When a request's body must have arrived whole: its head's arrival plus
@@ -607,6 +677,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         req.extensions_mut()
             .insert(BodyDeadline(Instant::now() + self.body_timeout));
+        req.extensions_mut().insert(self.peer.clone());
         self.conn.busy.fetch_add(1, Ordering::AcqRel);
         self.conn.dispatched.fetch_add(1, Ordering::AcqRel);
         let busy = Busy(self.conn.clone());
