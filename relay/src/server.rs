@@ -356,6 +356,16 @@ fn start_https(
         listener::per_address_cap(max_https, https_limits.max_per_address),
         Some(metrics.clone()),
     );
+    let fwd = &config.forwarding;
+    if !fwd.trusted_proxies.is_empty() {
+        let ranges: Vec<String> = fwd.trusted_proxies.iter().map(|c| c.to_string()).collect();
+        tracing::info!(
+            trusted_proxies = %ranges.join(","),
+            proxy_protocol = fwd.proxy_protocol,
+            header = ?fwd.header,
+            "the client's address is taken from trusted proxies"
+        );
+    }
     let acceptor = GuardAcceptor::new(
         acceptor,
         limiter,

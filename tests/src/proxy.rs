@@ -53,6 +53,14 @@ pub fn v2_header(client: SocketAddr, relay: SocketAddr) -> Vec<u8> {
     b
 }
 
+/// A PROXY v2 `LOCAL` header, as a balancer's health check sends: the
+/// connection is the balancer's own.
+pub fn v2_local() -> Vec<u8> {
+    let mut b = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    b.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+    b
+}
+
 /// A TCP connection to the relay's HTTPS port from `source` that first
 /// sends `preamble` (a PROXY header, or nothing), then does TLS.
 pub async fn tls_after(

@@ -8,8 +8,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use sallyport_relay::limits;
 use sallyport_tests::proxy::{
-    self, get, login, sign_in_addresses, tls_after, v1_header, v2_header,
+    self, get, login, sign_in_addresses, tls_after, v1_header, v2_header, v2_local,
 };
 use sallyport_tests::*;
 
@@ -113,6 +114,47 @@ async fn proxy_headers_from_a_trusted_proxy_name_the_client() {
     .await
     .expect("terminal page from the internet");
     assert_eq!(code, 403, "{page}");
+
+    // A health check (v2 LOCAL) is the balancer itself, and is served.
+    let mut check = tls_after(&relay, PROXY, &v2_local())
+        .await
+        .expect("a health check");
+    let (code, _) = proxy::request(&mut check, "GET", "/healthz", &[], None)
+        .await
+        .expect("healthz");
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn sign_in_limits_count_the_client_a_proxy_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay_behind_proxy(dir.path(), "");
+    let at = relay.https_addr();
+    let guesser = v1_header(addr(REMOTE), at);
+    // One client's guesses (each at another name, so only its address
+    // counts) use up that client's budget...
+    for i in 0..limits::MAX_FAILURES_PER_WINDOW {
+        let (code, answer) = login(&relay, PROXY, &guesser, &[], &format!("nobody{i}"), "guess")
+            .await
+            .expect("a guess");
+        assert_eq!(code, 401, "{answer}");
+    }
+    let (code, answer) = login(&relay, PROXY, &guesser, &[], "nobody-else", "guess")
+        .await
+        .expect("one guess too many");
+    assert_eq!(code, 429, "{answer}");
+    // ...and not the budget of another client behind the same balancer.
+    let (code, answer) = login(
+        &relay,
+        PROXY,
+        &v1_header(addr(OFFICE), at),
+        &[],
+        USER,
+        PASSWORD,
+    )
+    .await
+    .expect("another client's sign-in");
+    assert_eq!(code, 200, "{answer}");
 }
 
 #[tokio::test]
