@@ -296,3 +296,38 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     assert_eq!(code, 403, "{page}");
     assert_eq!(sign_in_addresses(&relay), ["10.1.2.3", "127.0.0.2"]);
 }
+
+#[tokio::test]
+async fn rfc_7239_forwarded_is_read_instead_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProc::start_with_config(
+        dir.path(),
+        Some(&config("forwarded_header = \"forwarded\"")),
+    );
+    relay.add_user(USER, PASSWORD);
+    // The balancer writes Forwarded; an X-Forwarded-For is the client's own
+    // and is not read.
+    let headers = [
+        (
+            "forwarded",
+            "for=192.0.2.66, for=\"10.1.2.3:40002\";proto=https",
+        ),
+        ("x-forwarded-for", "10.9.9.9"),
+    ];
+    let (code, answer) = login(&relay, PROXY, b"", &headers, USER, PASSWORD)
+        .await
+        .expect("login through an HTTP balancer");
+    assert_eq!(code, 200, "{answer}");
+    let (code, page) = get(
+        &relay,
+        PROXY,
+        b"",
+        &headers,
+        &token_of(&answer),
+        "/t/office",
+    )
+    .await
+    .expect("terminal page");
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(sign_in_addresses(&relay), ["10.1.2.3"]);
+}
