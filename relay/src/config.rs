@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::web::client_addr::{ForwardedHeader, Forwarding};
 use crate::web::listener::{self, ConnLimits};
 use crate::web::PublicUrl;
 use sallyport_common::time::parse_duration;
@@ -98,6 +99,22 @@ pub struct ServeArgs {
     /// open-file limit less 256].
     #[arg(long, env = "SALLYPORT_MAX_HTTPS_CONNECTIONS")]
     pub max_https_connections: Option<usize>,
+    /// Address ranges of the load balancers in front of the relay
+    /// (repeatable, e.g. 10.0.0.0/8): only they may name the client's
+    /// address (PROXY header, X-Forwarded-For) [default: none].
+    #[arg(
+        long = "trusted-proxy",
+        env = "SALLYPORT_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// Connections from a trusted proxy start with a PROXY protocol header (v1 or v2) [default: false].
+    #[arg(long, env = "SALLYPORT_PROXY_PROTOCOL")]
+    pub proxy_protocol: Option<bool>,
+    /// The header trusted proxies put the client's address in:
+    /// x-forwarded-for or forwarded (RFC 7239) [default: x-forwarded-for].
+    #[arg(long, env = "SALLYPORT_FORWARDED_HEADER")]
+    pub forwarded_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +144,9 @@ struct FileConfig {
     https_idle_timeout: Option<String>,
     max_https_connections_per_address: Option<usize>,
     max_https_connections: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    proxy_protocol: Option<bool>,
+    forwarded_header: Option<String>,
     /// OpenID providers people may sign in with (`[[oidc]]` tables).
     #[serde(default)]
     oidc: Vec<crate::oidc::config::ProviderConfig>,
@@ -206,6 +226,8 @@ pub struct ServeConfig {
     pub metrics_listen_is_default: bool,
     /// Timeouts and caps of the HTTPS listener.
     pub https_limits: ConnLimits,
+    /// Whose word about the client's address the HTTPS listener takes.
+    pub forwarding: Forwarding,
     /// OpenID providers, checked, with their client secrets read.
     pub oidc: Vec<crate::oidc::Provider>,
     /// Whether local users may sign in with a password (config file
@@ -329,6 +351,30 @@ impl ServeArgs {
                 .or(file.max_https_connections)
                 .map(|n| n.max(1)),
         };
+        // A list is one setting: flags (or the environment) replace the file's.
+        let trusted_proxies = if self.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            self.trusted_proxies
+        };
+        let forwarding = Forwarding {
+            trusted_proxies: trusted_proxies
+                .iter()
+                .map(|c| c.parse().map_err(|e| format!("trusted_proxies: {e}")))
+                .collect::<Result<_, String>>()?,
+            proxy_protocol: self.proxy_protocol.or(file.proxy_protocol).unwrap_or(false),
+            header: match self.forwarded_header.or(file.forwarded_header) {
+                Some(h) => h.parse()?,
+                None => ForwardedHeader::default(),
+            },
+        };
+        if forwarding.proxy_protocol && forwarding.trusted_proxies.is_empty() {
+            return Err(
+                "proxy_protocol = true needs trusted_proxies (the balancers' addresses): \
+                 a PROXY header is read only from them"
+                    .into(),
+            );
+        }
         let oidc = crate::oidc::config::resolve(file.oidc)?;
         let password_sign_in = file.password_sign_in.unwrap_or(true);
         if !password_sign_in && oidc.is_empty() {
@@ -343,6 +389,7 @@ impl ServeArgs {
             metrics_listen,
             metrics_listen_is_default,
             https_limits,
+            forwarding,
             audit_retention,
             max_connections_per_connector,
             max_sessions_per_user,
@@ -423,6 +470,42 @@ mod tests {
         assert_eq!(cfg.https_limits.idle_timeout, Duration::from_secs(5));
         assert_eq!(cfg.https_limits.max_per_address, Some(10));
         assert_eq!(cfg.max_sessions_per_user_per_service, 3);
+
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/relay\"\nproxy_protocol = true\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\nforwarded_header = \"forwarded\"\n",
+        )
+        .unwrap();
+        let cfg = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(cfg.forwarding.proxy_protocol);
+        assert_eq!(cfg.forwarding.header, ForwardedHeader::Forwarded);
+        assert!(cfg.forwarding.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(!cfg.forwarding.is_trusted("192.0.2.1".parse().unwrap()));
+        let cfg = ServeArgs {
+            config: Some(file.clone()),
+            trusted_proxies: vec!["192.0.2.1".into()],
+            proxy_protocol: Some(false),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(!cfg.forwarding.proxy_protocol);
+        assert!(!cfg.forwarding.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(cfg.forwarding.is_trusted("192.0.2.1".parse().unwrap()));
+        std::fs::write(&file, "data_dir = \"/x\"\nproxy_protocol = true\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("trusted_proxies"), "{err}");
 
         std::fs::write(&file, "data_dirr = \"/x\"\n").unwrap();
         let err = ServeArgs {

@@ -84,6 +84,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         },
         metrics_listen_is_default: false,
         https_limits: Default::default(),
+        forwarding: Default::default(),
         oidc: Vec::new(),
         password_sign_in: true,
     };

@@ -47,6 +47,7 @@ pub mod limits {
         MAX_UNBACKED_TERMINAL_BYTES_PER_SESSION,
     };
     pub use crate::config::DEFAULT_MAX_CONNECTIONS_PER_CONNECTOR;
+    pub use crate::identity::MAX_FAILURES_PER_WINDOW;
     pub use crate::live::{
         DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE,
     };

@@ -348,14 +348,31 @@ fn start_https(
         .handshake_timeout(https_limits.handshake_timeout)
         .acceptor(axum_server::accept::NoDelayAcceptor::new());
     // Caps and timeouts around it: a connection over a cap is closed
-    // before its TLS handshake.
+    // before its TLS handshake (a trusted proxy's, once its PROXY header
+    // has named the client).
     let limiter = Limiter::new(
         "https",
         max_https,
         listener::per_address_cap(max_https, https_limits.max_per_address),
         Some(metrics.clone()),
     );
-    let acceptor = GuardAcceptor::new(acceptor, limiter, https_limits, Some(metrics.clone()));
+    let fwd = &config.forwarding;
+    if !fwd.trusted_proxies.is_empty() {
+        let ranges: Vec<String> = fwd.trusted_proxies.iter().map(|c| c.to_string()).collect();
+        tracing::info!(
+            trusted_proxies = %ranges.join(","),
+            proxy_protocol = fwd.proxy_protocol,
+            header = ?fwd.header,
+            "the client's address is taken from trusted proxies"
+        );
+    }
+    let acceptor = GuardAcceptor::new(
+        acceptor,
+        limiter,
+        https_limits,
+        Some(metrics.clone()),
+        Arc::new(config.forwarding.clone()),
+    );
     let server = axum_server::from_tcp(listener)?
         .acceptor(acceptor)
         .handle(https.clone());
@@ -409,6 +426,8 @@ fn start_metrics(
                     limiter,
                     https_limits,
                     None,
+                    // Scrapers connect directly: nobody speaks for them.
+                    Default::default(),
                 );
                 let server = axum_server::from_tcp(listener)?
                     .acceptor(acceptor)

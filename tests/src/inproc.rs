@@ -172,6 +172,7 @@ impl InProc {
             metrics_listen: None,
             metrics_listen_is_default: false,
             https_limits: Default::default(),
+            forwarding: Default::default(),
             oidc: Vec::new(),
             password_sign_in: true,
         };

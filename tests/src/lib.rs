@@ -9,6 +9,7 @@ pub mod compat;
 pub mod inproc;
 pub mod lifecycle;
 pub mod oidc;
+pub mod proxy;
 pub mod raw_session;
 pub mod screen;
 

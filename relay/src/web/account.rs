@@ -5,10 +5,9 @@
 //! already on needs a current code as well. Changing the password needs
 //! the current one. Each change is an audit event by the user.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +15,7 @@ use base64::Engine as _;
 use sallyport_proto::client::{TotpConfirmRequest, TotpSetupRequest, TotpSetupResponse};
 
 use super::auth::require_sign_in;
+use super::client_addr::ClientAddr;
 use super::{ApiErr, AppState};
 use crate::admin::META_PUBLIC_URL;
 use crate::audit::{Actor, Event};
@@ -39,7 +39,7 @@ fn identity_err(e: IdentityError) -> ApiErr {
 /// `POST /api/totp/setup`: a new pending secret, as URI and QR code.
 pub async fn setup(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Json(req): Json<TotpSetupRequest>,
 ) -> Result<Json<TotpSetupResponse>, ApiErr> {
@@ -47,12 +47,12 @@ pub async fn setup(
     // Who holds the session must also know the password (see TotpSetupRequest).
     state
         .identity
-        .confirm_password(&user, &req.password, peer.ip())
+        .confirm_password(&user, &req.password, peer)
         .await
         .map_err(identity_err)?;
     let secret = state
         .identity
-        .start_totp_setup(&user, req.code.as_deref(), peer.ip())
+        .start_totp_setup(&user, req.code.as_deref(), peer)
         .map_err(identity_err)?;
     let issuer = match state.store.meta(META_PUBLIC_URL)? {
         Some(url) => format!("Sallyport {}", url.trim_start_matches("https://")),
@@ -108,14 +108,14 @@ pub struct PasswordChangeRequest {
 /// sign-in. The user's sign-ins stay.
 pub async fn change_password(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Json(req): Json<PasswordChangeRequest>,
 ) -> Result<Response, ApiErr> {
     let user = require_sign_in(&state, &headers)?.user;
     state
         .identity
-        .change_password(&user, &req.current, &req.new, peer.ip())
+        .change_password(&user, &req.current, &req.new, peer)
         .await
         .map_err(identity_err)?;
     state.audit.append(&Event::PasswordChanged {

@@ -2,15 +2,14 @@
 
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
 use super::auth::{require_admin, require_sign_in};
+use super::client_addr::ClientAddr;
 use super::{access, ApiErr, AppState};
 
 pub async fn healthz() -> &'static str {
@@ -77,13 +76,13 @@ pub struct ServiceView {
 /// services it denies to who they are are not listed at all.
 pub async fn services(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     tls: access::Tls,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ServiceView>>, ApiErr> {
     let sign_in = require_sign_in(&state, &headers)?;
     let policy = state.policy.current();
-    let mut inputs = access::inputs(&state, &sign_in, peer.ip(), &tls, &policy)?;
+    let mut inputs = access::inputs(&state, &sign_in, peer, &tls, &policy)?;
     let groups = inputs.groups.clone();
     let principals = |service: &str| {
         if policy.certificates(service) {

@@ -1,14 +1,14 @@
 //! Sign-in and finding the signed-in user of a request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sallyport_proto::client::{LoginRequest, LoginResponse, SIGN_IN_COOKIE};
 
+use super::client_addr::ClientAddr;
 use super::{ApiErr, AppState};
 use crate::audit::Event;
 use crate::identity::{IdentityError, SIGN_IN_TTL};
@@ -17,7 +17,7 @@ use crate::store::SignInRecord;
 
 pub async fn login(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiErr> {
     if !state.sso.password_sign_in() {
@@ -28,7 +28,7 @@ pub async fn login(
     }
     let outcome = state
         .identity
-        .sign_in(&req.user, &req.password, req.code.as_deref(), peer.ip())
+        .sign_in(&req.user, &req.password, req.code.as_deref(), peer)
         .await;
     // On disk before the answer. Refusals by the rate limiter are not
     // recorded one by one (a flood would fill the log); metrics count them.
@@ -41,7 +41,7 @@ pub async fn login(
     if let Some((ok, second_factor, reason)) = event {
         state.audit.append(&Event::SignIn {
             user: req.user.chars().take(64).collect(),
-            ip: peer.ip(),
+            ip: peer,
             ok,
             second_factor,
             reason,

@@ -23,11 +23,10 @@
 //! route cannot be used to send a code anywhere else.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -38,6 +37,7 @@ use sallyport_proto::client::{CliTokenRequest, LoginResponse, CLI_LOGIN_PATH, CL
 use serde::Deserialize;
 
 use super::auth::{credential, require_sign_in};
+use super::client_addr::ClientAddr;
 use super::pages::{escape, server_page};
 use super::{ApiErr, AppState};
 use crate::audit::Event;
@@ -241,7 +241,7 @@ async fn start(
 async fn exchange(
     State(state): State<Arc<AppState>>,
     Extension(codes): Extension<Arc<PendingCodes>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Json(req): Json<CliTokenRequest>,
 ) -> Result<Json<LoginResponse>, ApiErr> {
     let refused = || {
@@ -268,14 +268,14 @@ async fn exchange(
     }
     let (token, sign_in) = state
         .identity
-        .new_sign_in(&pending.user, pending.second_factor, peer.ip())
+        .new_sign_in(&pending.user, pending.second_factor, peer)
         .map_err(|e| match e {
             IdentityError::Store(e) => ApiErr::from(e),
             e => ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })?;
     state.audit.append(&Event::SignIn {
         user: sign_in.user.clone(),
-        ip: peer.ip(),
+        ip: peer,
         ok: true,
         second_factor: sign_in.second_factor,
         reason: None,

@@ -7,6 +7,15 @@
 //! acceptor, not code in handlers: a connection over a cap is closed before
 //! its TLS handshake, and the timeouts follow the connection, not a route.
 //!
+//! Behind a load balancer that speaks PROXY protocol (`proxy_protocol`), a
+//! connection from a trusted proxy is counted under the client's address,
+//! so only after its PROXY header is read: the header must come within
+//! `proxy_protocol::PROXY_HEADER_TIMEOUT` and the handshake timeout, which
+//! it shares with the TLS handshake, and until then the connection holds no
+//! place under the caps (only trusted proxies get that far). Counted under
+//! the balancer's address, every client together would share one
+//! per-address cap.
+//!
 //! Why not hyper's own `header_read_timeout`: it starts when a connection
 //! becomes ready for a request, so it is the idle timeout too, and
 //! hyper-util's protocol detection (HTTP/1 or 2) before it has no timer at
@@ -37,6 +46,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use super::client_addr::{ConnPeer, Forwarding};
+use super::proxy_protocol;
 use crate::metrics::Metrics;
 
 /// How long a client has for its TLS handshake, counted from the TCP accept.
@@ -200,51 +211,18 @@ impl Limiter {
 
     /// Takes a place for a connection from `ip`, or says why there is none.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
-        let key = address_key(ip);
+        self.try_acquire_unnamed()?.name(ip)
+    }
+
+    /// Takes a place in the total only, for a connection whose client is
+    /// not known yet (a trusted proxy's, before its PROXY header): the
+    /// total cap, and so the descriptor reserve, holds for it too.
+    /// [`Permit::name`] then counts it under its client.
+    pub fn try_acquire_unnamed(self: &Arc<Self>) -> Result<Permit, Refusal> {
         let mut c = self.counts();
-        let held = c.per_address.get(&key).copied().unwrap_or(0);
-        let refusal = if c.total >= self.max_total {
-            Some(Refusal::Total)
-        } else if held >= self.max_per_address {
-            Some(Refusal::PerAddress)
-        } else {
-            None
-        };
-        if let Some(r) = refusal {
-            match r {
-                Refusal::PerAddress => c.unlogged_per_address += 1,
-                Refusal::Total => c.unlogged_total += 1,
-            }
-            if let Some(m) = &self.metrics {
-                Metrics::add(
-                    match r {
-                        Refusal::PerAddress => &m.https_refused_per_address,
-                        Refusal::Total => &m.https_refused_total,
-                    },
-                    1,
-                );
-            }
-            let now = Instant::now();
-            if c.last_log
-                .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
-            {
-                tracing::warn!(
-                    listener = self.listener,
-                    per_address = c.unlogged_per_address,
-                    total = c.unlogged_total,
-                    last_from = %key,
-                    max_per_address = self.max_per_address,
-                    max_total = self.max_total,
-                    "connections refused over the cap since the last such line \
-                     (one line per {REFUSAL_LOG_INTERVAL:?} at most; the metric counts each)"
-                );
-                c.last_log = Some(now);
-                c.unlogged_per_address = 0;
-                c.unlogged_total = 0;
-            }
-            return Err(r);
+        if c.total >= self.max_total {
+            return Err(self.refused(&mut c, Refusal::Total, None));
         }
-        *c.per_address.entry(key).or_default() += 1;
         c.total += 1;
         if let Some(m) = &self.metrics {
             m.https_connections_open
@@ -252,17 +230,57 @@ impl Limiter {
         }
         Ok(Permit {
             limiter: self.clone(),
-            key,
+            key: None,
         })
     }
 
-    fn release(&self, key: IpAddr) {
+    /// Counts a refusal (metric every time, log line at most once per
+    /// [`REFUSAL_LOG_INTERVAL`]) and returns it.
+    fn refused(&self, c: &mut Counts, r: Refusal, key: Option<IpAddr>) -> Refusal {
+        match r {
+            Refusal::PerAddress => c.unlogged_per_address += 1,
+            Refusal::Total => c.unlogged_total += 1,
+        }
+        if let Some(m) = &self.metrics {
+            Metrics::add(
+                match r {
+                    Refusal::PerAddress => &m.https_refused_per_address,
+                    Refusal::Total => &m.https_refused_total,
+                },
+                1,
+            );
+        }
+        let now = Instant::now();
+        if c.last_log
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
+        {
+            let last_from = key.map_or_else(|| "a trusted proxy".to_owned(), |k| k.to_string());
+            tracing::warn!(
+                listener = self.listener,
+                per_address = c.unlogged_per_address,
+                total = c.unlogged_total,
+                last_from = %last_from,
+                max_per_address = self.max_per_address,
+                max_total = self.max_total,
+                "connections refused over the cap since the last such line \
+                 (one line per {REFUSAL_LOG_INTERVAL:?} at most; the metric counts each)"
+            );
+            c.last_log = Some(now);
+            c.unlogged_per_address = 0;
+            c.unlogged_total = 0;
+        }
+        r
+    }
+
+    fn release(&self, key: Option<IpAddr>) {
         let mut c = self.counts();
         c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_address.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_address.remove(&key);
+        if let Some(k) = key {
+            if let Some(n) = c.per_address.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_address.remove(&k);
+                }
             }
         }
         if let Some(m) = &self.metrics {
@@ -275,7 +293,36 @@ impl Limiter {
 /// A connection's place under the caps, given back on drop.
 pub struct Permit {
     limiter: Arc<Limiter>,
-    key: IpAddr,
+    /// The address it counts under; `None` while its client is unknown.
+    key: Option<IpAddr>,
+}
+
+impl Permit {
+    /// Counts this place under the client `ip` too, or says why it cannot
+    /// be (the place in the total is then given back).
+    pub fn name(mut self, ip: IpAddr) -> Result<Permit, Refusal> {
+        let key = address_key(ip);
+        let limiter = self.limiter.clone();
+        let mut c = limiter.counts();
+        if let Some(old) = self.key.take() {
+            // Named already: count it under the new address instead.
+            if let Some(n) = c.per_address.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_address.remove(&old);
+                }
+            }
+        }
+        let held = c.per_address.get(&key).copied().unwrap_or(0);
+        if held >= limiter.max_per_address {
+            let r = limiter.refused(&mut c, Refusal::PerAddress, Some(key));
+            drop(c);
+            return Err(r);
+        }
+        *c.per_address.entry(key).or_default() += 1;
+        self.key = Some(key);
+        Ok(self)
+    }
 }
 
 impl Drop for Permit {
@@ -318,22 +365,26 @@ pub struct GuardAcceptor<A> {
     limiter: Arc<Limiter>,
     limits: ConnLimits,
     metrics: Option<Arc<Metrics>>,
+    forwarding: Arc<Forwarding>,
 }
 
 impl<A> GuardAcceptor<A> {
     /// Guards `inner` with `limiter` and the timeouts of `limits`; counts
-    /// timeouts in `metrics`, if given.
+    /// timeouts in `metrics`, if given. `forwarding` says whose PROXY
+    /// headers are read and whose forwarding headers believed.
     pub fn new(
         inner: A,
         limiter: Arc<Limiter>,
         limits: ConnLimits,
         metrics: Option<Arc<Metrics>>,
+        forwarding: Arc<Forwarding>,
     ) -> Self {
         Self {
             inner,
             limiter,
             limits,
             metrics,
+            forwarding,
         }
     }
 }
@@ -342,38 +393,77 @@ type AcceptFuture<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 
 impl<A, S> Accept<TcpStream, S> for GuardAcceptor<A>
 where
-    A: Accept<TcpStream, S>,
+    A: Accept<TcpStream, S> + Clone + Send + Sync + 'static,
     A::Future: Send + 'static,
     A::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     A::Service: Send + 'static,
+    S: Send + 'static,
 {
     type Stream = GuardedStream<A::Stream>;
     type Service = GuardedService<A::Service>;
     type Future = AcceptFuture<(Self::Stream, Self::Service)>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let permit = match stream.peer_addr() {
-            Ok(peer) => self.limiter.try_acquire(peer.ip()),
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer.ip(),
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let permit = match permit {
-            Ok(p) => p,
-            Err(r) => {
-                // A reset, not a FIN: no TIME_WAIT left behind for the refused.
-                let _ = stream.set_zero_linger();
-                drop(stream);
-                return Box::pin(std::future::ready(Err(io::Error::other(format!(
-                    "connection refused over the cap ({r:?})"
-                )))));
-            }
+        // A trusted proxy's connection starts with a PROXY header naming the
+        // client, and is counted under the client's address once that is
+        // read. Anyone else is counted under its own address at once, before
+        // any byte is read, and no header is read from it: one it sends
+        // fails the TLS handshake (it is no ClientHello).
+        let from_proxy = self.forwarding.proxy_protocol && self.forwarding.is_trusted(peer);
+        let place = if from_proxy {
+            self.limiter.try_acquire_unnamed()
+        } else {
+            self.limiter.try_acquire(peer)
         };
-        let handshake = tokio::time::timeout(
-            self.limits.handshake_timeout,
-            self.inner.accept(stream, service),
-        );
+        let place = match place {
+            Ok(p) => p,
+            Err(r) => return refuse(stream, r),
+        };
+        let inner = self.inner.clone();
         let limits = self.limits;
         let metrics = self.metrics.clone();
+        let forwarding = self.forwarding.clone();
         Box::pin(async move {
+            let mut stream = stream;
+            let deadline = Instant::now() + limits.handshake_timeout;
+            let (client, permit) = match from_proxy {
+                false => (peer, place),
+                true => {
+                    let header_deadline =
+                        deadline.min(Instant::now() + proxy_protocol::PROXY_HEADER_TIMEOUT);
+                    let read = tokio::time::timeout_at(
+                        header_deadline,
+                        proxy_protocol::read_header(&mut stream),
+                    )
+                    .await;
+                    let client = match read {
+                        Ok(Ok(source)) => source.map_or(peer, |s| s.ip()),
+                        Ok(Err(e)) => {
+                            tracing::warn!(proxy = %peer, error = %e, "PROXY header refused; its connection is closed");
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                        }
+                        Err(_) => {
+                            if let Some(m) = &metrics {
+                                Metrics::add(&m.https_timeouts_handshake, 1);
+                            }
+                            tracing::warn!(proxy = %peer, "PROXY header timed out; its connection is closed");
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "PROXY header timed out",
+                            ));
+                        }
+                    };
+                    match place.name(client) {
+                        Ok(p) => (client, p),
+                        Err(r) => return refuse(stream, r).await,
+                    }
+                }
+            };
+            let handshake = tokio::time::timeout_at(deadline, inner.accept(stream, service));
             let (stream, service) = match handshake.await {
                 Ok(Ok(accepted)) => accepted,
                 Ok(Err(e)) => {
@@ -413,10 +503,24 @@ where
                     inner: service,
                     conn,
                     body_timeout: limits.header_timeout,
+                    peer: ConnPeer {
+                        addr: client,
+                        forwarding,
+                    },
                 },
             ))
         })
     }
+}
+
+/// Closes a connection refused over a cap.
+fn refuse<T: Send + 'static>(stream: TcpStream, r: Refusal) -> AcceptFuture<T> {
+    // A reset, not a FIN: no TIME_WAIT left behind for the refused.
+    let _ = stream.set_zero_linger();
+    drop(stream);
+    Box::pin(std::future::ready(Err(io::Error::other(format!(
+        "connection refused over the cap ({r:?})"
+    )))))
 }
 
 /// A connection's stream: holds its [`Permit`] and enforces the timeouts.
@@ -571,6 +675,8 @@ pub struct GuardedService<S> {
     conn: Arc<ConnState>,
     /// How long a request's body may take, from its head (see [`BodyDeadline`]).
     body_timeout: Duration,
+    /// The connection's client, for [`super::client_addr::ClientAddr`].
+    peer: ConnPeer,
 }
 
 /// When a request's body must have arrived whole: its head's arrival plus
@@ -607,6 +713,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         req.extensions_mut()
             .insert(BodyDeadline(Instant::now() + self.body_timeout));
+        req.extensions_mut().insert(self.peer.clone());
         self.conn.busy.fetch_add(1, Ordering::AcqRel);
         self.conn.dispatched.fetch_add(1, Ordering::AcqRel);
         let busy = Busy(self.conn.clone());
@@ -681,6 +788,26 @@ mod tests {
         assert_eq!(l.try_acquire(c).err(), Some(Refusal::Total));
         drop(p1);
         assert!(l.try_acquire(c).is_ok());
+    }
+
+    #[test]
+    fn an_unnamed_place_counts_in_the_total_then_under_its_client() {
+        let l = Limiter::new("test", 3, 1, None);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let _held = l.try_acquire(a).unwrap();
+        let unnamed = l.try_acquire_unnamed().unwrap();
+        // Its client already holds its one place: refused, and the place
+        // in the total comes back.
+        assert_eq!(unnamed.name(a).err(), Some(Refusal::PerAddress));
+        let u1 = l.try_acquire_unnamed().unwrap();
+        let u2 = l.try_acquire_unnamed().unwrap();
+        assert_eq!(l.try_acquire_unnamed().err(), Some(Refusal::Total));
+        assert_eq!(l.try_acquire(b).err(), Some(Refusal::Total));
+        let _b = u2.name(b).unwrap();
+        assert_eq!(l.try_acquire(b).err(), Some(Refusal::Total));
+        drop(u1);
+        assert_eq!(l.try_acquire(b).err(), Some(Refusal::PerAddress));
     }
 
     #[test]

@@ -13,15 +13,16 @@
 //! The cookie that binds a pending sign-in to its browser is `SameSite=Lax`,
 //! which a top-level GET from the provider carries.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::client_addr::ClientAddr;
 use super::pages::{escape, server_page};
 use super::AppState;
 use crate::audit::Event;
@@ -122,7 +123,7 @@ pub struct CallbackQuery {
 /// signs the user in.
 pub async fn callback(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(name): Path<String>,
     Query(query): Query<CallbackQuery>,
     headers: HeaderMap,
@@ -168,7 +169,7 @@ pub async fn callback(
         link,
         &sso.groups,
         sso.second_factor,
-        peer.ip(),
+        peer,
     ) {
         Ok(v) => v,
         Err(e) => {
@@ -190,7 +191,7 @@ pub async fn callback(
         subject: sso.subject.clone(),
         user: sign_in.user.clone(),
         groups: sso.groups.clone(),
-        ip: peer.ip(),
+        ip: peer,
         ok: true,
         second_factor: sign_in.second_factor,
         reason: None,
@@ -229,7 +230,7 @@ pub async fn callback(
 fn audit_failure(
     state: &AppState,
     provider: &str,
-    peer: SocketAddr,
+    peer: IpAddr,
     who: Option<&crate::oidc::SsoIdentity>,
     reason: &str,
 ) -> Result<(), super::ApiErr> {
@@ -240,7 +241,7 @@ fn audit_failure(
             subject: who.map(|w| w.subject.clone()).unwrap_or_default(),
             user: who.map(|w| w.user.clone()).unwrap_or_default(),
             groups: who.map(|w| w.groups.clone()).unwrap_or_default(),
-            ip: peer.ip(),
+            ip: peer,
             ok: false,
             second_factor: false,
             reason: Some(reason.to_owned()),

@@ -12,14 +12,13 @@
 
 use std::sync::{Arc, OnceLock};
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use sallyport_proto::frame::service_name;
 
 use super::auth::{require_admin, require_sign_in};
+use super::client_addr::ClientAddr;
 use super::{access, AppState, TERMINAL_CSP};
 use crate::policy::Stage;
 
@@ -214,7 +213,7 @@ fn admin_page(state: &AppState, headers: &HeaderMap, page: &str) -> Response {
 /// (and its host keys) through the API; here only the name's shape counts.
 pub async fn terminal(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(service): Path<String>,
     tls: access::Tls,
     headers: HeaderMap,
@@ -225,7 +224,7 @@ pub async fn terminal(
     let Ok(service) = service_name("service name", &service) else {
         return (StatusCode::NOT_FOUND, "no such service\n").into_response();
     };
-    if let Err(e) = access::check(&state, &sign_in, peer.ip(), &tls, &service, Stage::Page) {
+    if let Err(e) = access::check(&state, &sign_in, peer, &tls, &service, Stage::Page) {
         return denied_page(e.0, &e.1);
     }
     let mut resp = serve("terminal.html", &headers);

@@ -1,10 +1,9 @@
 //! The SSH certificate authority's routes: its public key for sshd's
 //! `TrustedUserCAKeys`, and certificates for signed-in users' own keys.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -12,6 +11,7 @@ use sallyport_proto::client::{SshCertRequest, SshCertResponse};
 use sallyport_proto::frame::service_name;
 
 use super::auth::{credential, require_sign_in};
+use super::client_addr::ClientAddr;
 use super::{access, ApiErr, AppState};
 use crate::policy::Stage;
 use crate::ssh_ca::{CertRequest, SshCa};
@@ -77,7 +77,7 @@ pub async fn ca_public_key(
 /// policy maps them to (by default the first).
 pub async fn issue(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     tls: access::Tls,
     headers: HeaderMap,
     Json(mut req): Json<SshCertRequest>,
@@ -94,7 +94,7 @@ pub async fn issue(
     let (policy, inputs) = access::check(
         &state,
         &sign_in,
-        peer.ip(),
+        peer,
         &tls,
         &req.service,
         Stage::Certificate,

@@ -4,12 +4,12 @@
 //! the bytes are the pipe's (`crate::pipe`) and the client's events the
 //! recorder's (`audit::recorder`).
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use sallyport_proto::client::Control;
@@ -19,6 +19,7 @@ use sallyport_proto::tunnel::StreamHeader;
 use tracing::Instrument as _;
 
 use super::auth::require_sign_in;
+use super::client_addr::ClientAddr;
 use super::{access, session_limits, ApiErr, AppState};
 use crate::audit::recorder::Recorder;
 use crate::audit::Event;
@@ -48,7 +49,7 @@ pub struct SessionQuery {
 /// Others get the status and a JSON `{"error"}` body.
 pub async fn session(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(service): Path<String>,
     axum::extract::Query(query): axum::extract::Query<SessionQuery>,
     tls: access::Tls,
@@ -86,7 +87,7 @@ fn refuse_over_socket(ws: WebSocketUpgrade, refusal: ApiErr) -> Response {
 #[allow(clippy::too_many_arguments)]
 async fn open(
     state: Arc<AppState>,
-    peer: SocketAddr,
+    peer: IpAddr,
     service: String,
     query: SessionQuery,
     tls: access::Tls,
@@ -98,14 +99,7 @@ async fn open(
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     // Policy first: a denied request learns nothing about the service and
     // opens no stream.
-    let (policy, _) = access::check(
-        &state,
-        &sign_in,
-        peer.ip(),
-        &tls,
-        &service,
-        Stage::Websocket,
-    )?;
+    let (policy, _) = access::check(&state, &sign_in, peer, &tls, &service, Stage::Websocket)?;
     let user = sign_in.user;
     // Counted before the stream opens, until the pipe ends.
     let mut slot = session_limits::acquire(&state, headers, &policy, &user, &service)?;
