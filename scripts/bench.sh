@@ -7,7 +7,10 @@
 # Knobs: BENCH_BYTES (default 1 GiB), BENCH_ROUNDS (2), BENCH_ECHO (2000
 # round trips), BENCH_SETUP (100 sessions), BENCH_BROWSER_RUNS (10 page
 # loads), BENCH_SEQ_RUNS (3), BENCH_SIAB_SEQ_S (60: shellinabox's time for
-# the large `seq`), BENCH_BROWSER (1; 0 skips the browser table), BENCH_OUT.
+# the large `seq`), BENCH_BROWSER (1; 0 skips the browser table), BENCH_OUT,
+# and for the table at 5 % datagram loss (through the `lossy-udp` forwarder,
+# built with the other binaries): BENCH_LOSS_BYTES (64 MiB),
+# BENCH_LOSS_SETUP (20 sessions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -104,9 +104,36 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(parent(path))?.sync_all()
 }
 
+/// Reads at most `max` bytes from `reader` to its end: for input a peer or an
+/// admin controls (a config file, a certificate, a token on stdin), read
+/// whole only when it is small enough.
+///
+/// # Errors
+/// The reader's I/O error, or [`std::io::ErrorKind::FileTooLarge`] when it
+/// holds more than `max` bytes.
+pub fn read_bounded(reader: impl std::io::Read, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    reader.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("over {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_bounded_reads_up_to_its_limit_and_refuses_more() {
+        assert_eq!(read_bounded(&b"12345"[..], 5).unwrap(), b"12345");
+        let err = read_bounded(&b"123456"[..], 5).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+    }
     use std::os::unix::fs::MetadataExt as _;
     use std::sync::{Arc, Barrier};
 

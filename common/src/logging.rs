@@ -9,29 +9,108 @@
 
 use std::fmt;
 use std::io::IsTerminal as _;
+use std::sync::OnceLock;
 
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::EnvFilter;
 
-/// Human-readable logs on stderr by default, JSON lines with `json`;
-/// `RUST_LOG` filters (default `info`). Colours only on a terminal (and
-/// not with `NO_COLOR`), so a log file holds no escape codes at all.
+/// A log level as `--log-level` takes it: `off`, `error`, `warn`, `info`,
+/// `debug` or `trace` (any case).
+pub use tracing_subscriber::filter::LevelFilter;
+
+/// The level when neither `RUST_LOG` nor `--log-level` says otherwise.
+pub const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// Replaces the filter of the subscriber [`init`] installed.
+type Reload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Set once by [`init`]: how to change the filter later, unless `RUST_LOG`
+/// is in force (then `None`: nothing else may change it).
+static RELOAD: OnceLock<Option<Reload>> = OnceLock::new();
+
+/// Human-readable logs on stderr by default, JSON lines with `json`, at
+/// [`DEFAULT_LEVEL`] unless `RUST_LOG` says otherwise; see [`init_with_level`].
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_level(json, None);
+}
+
+/// Installs the process's logger. Colours only on a terminal (and not
+/// with `NO_COLOR`), so a log file holds no escape codes at all.
+///
+/// Which filter applies, first match wins:
+/// 1. `RUST_LOG`, when set to a valid filter: a full `tracing` filter
+///    (`info,sallyport_relay=debug,quinn=warn`), for whoever debugs with
+///    the environment of one run. `--log-level` is then ignored.
+/// 2. `level` (`--log-level`, or `SALLYPORT_LOG_LEVEL`), or one set later by
+///    [`set_level`] (the relay's config file `log_level`): every target at
+///    that level.
+/// 3. [`DEFAULT_LEVEL`].
+pub fn init_with_level(json: bool, level: Option<LevelFilter>) {
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| EnvFilter::try_new(v).map_err(|e| e.to_string()));
+    let (filter, env_in_force, env_error) = match from_env {
+        Some(Ok(f)) => (f, true, None),
+        Some(Err(e)) => (level_filter(level.unwrap_or(DEFAULT_LEVEL)), false, Some(e)),
+        None => (level_filter(level.unwrap_or(DEFAULT_LEVEL)), false, None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let reload: Reload = if json {
+        let builder = builder.json().with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = builder.try_init();
+        Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
     } else {
         let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        builder
+        let builder = builder
             .fmt_fields(EscapedFields::default())
             .with_ansi(colour)
-            .init();
+            .with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = builder.try_init();
+        Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+    };
+    let _ = RELOAD.set((!env_in_force).then_some(reload));
+    if let Some(e) = env_error {
+        tracing::warn!(error = %e, "RUST_LOG is not a valid filter; ignoring it");
     }
+    if env_in_force && level.is_some() {
+        tracing::info!("RUST_LOG is set: it decides what is logged, not --log-level");
+    }
+}
+
+/// Sets every target to `level` from now on, unless `RUST_LOG` is in force
+/// (see [`init_with_level`]); a no-op before [`init`].
+pub fn set_level(level: LevelFilter) {
+    match RELOAD.get() {
+        Some(Some(reload)) => {
+            if let Err(e) = reload(level_filter(level)) {
+                tracing::warn!(error = %e, "cannot change the log level");
+            }
+        }
+        Some(None) => {
+            tracing::info!("RUST_LOG is set: it decides what is logged, not log_level");
+        }
+        None => {}
+    }
+}
+
+/// Parses a `--log-level` value (see [`LevelFilter`]), with an error that
+/// lists the levels.
+pub fn parse_level(text: &str) -> Result<LevelFilter, String> {
+    text.trim().parse().map_err(|_| {
+        format!("log level {text:?} is not one of off, error, warn, info, debug, trace")
+    })
+}
+
+/// A filter that lets every target log at `level` and above.
+fn level_filter(level: LevelFilter) -> EnvFilter {
+    EnvFilter::new(level.to_string())
 }
 
 /// The default field formatter, with control characters escaped in what

@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sallyport_common::transport::{RecvStream, SendStream};
 use sallyport_proto::io::{write_frame, FrameReader, ReadError};
 use sallyport_proto::tunnel::{Code, StreamHeader, StreamReply};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
+
+use crate::metrics::Metrics;
 
 /// How long the relay may take to send the stream header.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,12 +27,13 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Service name → `host:port`, exactly as configured; nothing else is reachable.
 pub type Services = BTreeMap<String, String>;
 
-/// Serves one stream (one session's bytes).
+/// Serves one stream (one session's bytes), counted in `metrics`.
 pub async fn serve(
     connector: &str,
     services: &Services,
-    mut send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    metrics: &Metrics,
+    mut send: SendStream,
+    recv: RecvStream,
 ) {
     // The reader stops at the header's last byte; the session's bytes stay
     // in the stream for `copy_both`.
@@ -39,11 +43,17 @@ pub async fn serve(
     let header = match header {
         Ok(Ok(h)) => h,
         Ok(Err(ReadError::Closed)) => return,
-        Ok(Err(e)) => return refuse(&mut send, &mut recv, format!("bad stream header: {e}")).await,
-        Err(_) => return refuse(&mut send, &mut recv, "no stream header in time".into()).await,
+        Ok(Err(e)) => {
+            metrics.sessions_refused.inc();
+            return refuse(&mut send, &mut recv, format!("bad stream header: {e}")).await;
+        }
+        Err(_) => {
+            metrics.sessions_refused.inc();
+            return refuse(&mut send, &mut recv, "no stream header in time".into()).await;
+        }
     };
     let span = tracing::info_span!("stream", stream = %header.stream, service = %header.service, user = %header.user);
-    connect_and_copy(connector, services, header, send, recv)
+    connect_and_copy(connector, services, metrics, header, send, recv)
         .instrument(span)
         .await
 }
@@ -52,13 +62,15 @@ pub async fn serve(
 async fn connect_and_copy(
     connector: &str,
     services: &Services,
+    metrics: &Metrics,
     header: StreamHeader,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendStream,
+    mut recv: RecvStream,
 ) {
     // Relays send the canonical (lowercase) name; older ones may not.
     let Some(target) = services.get(&header.service.to_ascii_lowercase()) else {
         tracing::warn!("refused: service not exposed here");
+        metrics.sessions_refused.inc();
         return refuse(
             &mut send,
             &mut recv,
@@ -69,15 +81,21 @@ async fn connect_and_copy(
         )
         .await;
     };
+    let started = std::time::Instant::now();
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await
     {
-        Ok(Ok(tcp)) => tcp,
+        Ok(Ok(tcp)) => {
+            metrics.observe_service_connect(started.elapsed());
+            tcp
+        }
         Ok(Err(e)) => {
+            metrics.sessions_refused.inc();
             tracing::warn!(%target, error = %e, "refused: service unreachable");
             let reason = format!("cannot reach service {:?} at {target}: {e}", header.service);
             return refuse(&mut send, &mut recv, reason).await;
         }
         Err(_) => {
+            metrics.sessions_refused.inc();
             let reason = format!(
                 "cannot reach service {:?} at {target}: timed out",
                 header.service
@@ -90,7 +108,10 @@ async fn connect_and_copy(
         return;
     }
     tracing::info!(client = %header.client_addr, %target, "session accepted");
-    let (up, down) = copy_both(tcp, send, recv).await;
+    metrics.sessions_opened.inc();
+    metrics.sessions_active.inc();
+    let (up, down) = copy_both(tcp, send, recv, metrics).await;
+    metrics.sessions_active.dec();
     tracing::info!(
         bytes_to_service = up,
         bytes_from_service = down,
@@ -98,10 +119,10 @@ async fn connect_and_copy(
     );
 }
 
-async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, reason: String) {
+async fn refuse(send: &mut SendStream, recv: &mut RecvStream, reason: String) {
     let _ = write_frame(send, &StreamReply::Refuse { reason }).await;
-    let _ = send.finish();
-    let _ = recv.stop(Code::Done.code().into());
+    send.finish();
+    recv.stop(Code::Done);
 }
 
 /// Copies relay → service and service → relay until both are done. A clean
@@ -109,8 +130,9 @@ async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, reas
 /// side ends both.
 async fn copy_both(
     tcp: TcpStream,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    metrics: &Metrics,
 ) -> (u64, u64) {
     let (mut tcp_r, mut tcp_w) = tcp.into_split();
     let abort = CancellationToken::new();
@@ -131,6 +153,7 @@ async fn copy_both(
                         break;
                     }
                     n += k as u64;
+                    metrics.bytes_to_service.inc_by(k as u64);
                 }
                 Ok(None) => {
                     let _ = tcp_w.shutdown().await;
@@ -143,7 +166,7 @@ async fn copy_both(
             }
         }
         if abort.is_cancelled() {
-            let _ = recv.stop(Code::ServiceFailed.code().into());
+            recv.stop(Code::ServiceFailed);
         }
         n
     };
@@ -157,7 +180,7 @@ async fn copy_both(
             };
             match read {
                 Ok(0) => {
-                    let _ = send.finish();
+                    send.finish();
                     // Wait until the relay has everything: closing the
                     // connection (on drain) would discard what is in flight.
                     let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
@@ -169,6 +192,7 @@ async fn copy_both(
                         break;
                     }
                     n += k as u64;
+                    metrics.bytes_to_relay.inc_by(k as u64);
                 }
                 Err(_) => {
                     abort.cancel();
@@ -177,7 +201,7 @@ async fn copy_both(
             }
         }
         if abort.is_cancelled() {
-            let _ = send.reset(Code::ServiceFailed.code().into());
+            send.reset(Code::ServiceFailed);
         }
         n
     };

@@ -14,11 +14,14 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sallyport_proto::io::{write_frame, FrameReader};
 use sallyport_proto::token::EnrolmentToken;
-use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest, TUNNEL_SERVER_NAME};
+use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest};
 
 use crate::identity::Identity;
 use sallyport_common::hash::sha256_hex;
-use sallyport_common::{quic, tls as common_tls};
+use sallyport_common::tls as common_tls;
+use sallyport_common::transport::Closed;
+
+use crate::dial::{Dialer, TransportConfig};
 
 use crate::ConnectorError;
 
@@ -91,10 +94,13 @@ impl ServerCertVerifier for PinnedCa {
     }
 }
 
-/// Enrols with the relay named in `token`; returns the new identity (not yet saved).
+/// Enrols with the relay named in `token` over the transports `transport`
+/// allows (so a connector whose network blocks UDP enrols over TCP);
+/// returns the new identity (not yet saved).
 pub async fn enrol(
-    endpoint: &quinn::Endpoint,
+    endpoint: quinn::Endpoint,
     token: &EnrolmentToken,
+    transport: TransportConfig,
 ) -> Result<Identity, ConnectorError> {
     if token.expires <= sallyport_common::time::now_secs() {
         return Err(ConnectorError::Enrolment(
@@ -121,17 +127,13 @@ pub async fn enrol(
             provider,
         }))
         .with_no_client_auth();
-    let config = quic::client_config(tls).map_err(|e| ConnectorError::Tls(e.to_string()))?;
-    let addr = crate::supervisor::resolve(&token.relay).await?;
-    let conn = endpoint
-        .connect_with(config, addr, TUNNEL_SERVER_NAME)
-        .map_err(|e| ConnectorError::Connect(token.relay.clone(), e.to_string()))?;
-    let conn = tokio::time::timeout(crate::supervisor::CONNECT_TIMEOUT, conn)
-        .await
-        .map_err(|_| ConnectorError::Connect(token.relay.clone(), "timed out".into()))?
-        .map_err(|e| ConnectorError::Connect(token.relay.clone(), e.to_string()))?;
+    let dialer = Dialer::new(token.relay.clone(), transport, tls, endpoint)?;
+    let conn = dialer.connect().await.map_err(|e| match e {
+        Closed::ByPeer { reason, .. } if !reason.is_empty() => ConnectorError::Enrolment(reason),
+        other => ConnectorError::Connect(token.relay.clone(), other.to_string()),
+    })?;
     let exchange = async {
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_control().await.map_err(|e| e.to_string())?;
         let req = EnrolRequest {
             secret: token.secret.clone(),
             csr_pem,
@@ -140,17 +142,17 @@ pub async fn enrol(
         write_frame(&mut send, &req)
             .await
             .map_err(|e| e.to_string())?;
-        let _ = send.finish();
+        send.finish();
         FrameReader::new(recv)
             .read_frame::<EnrolReply>()
             .await
             .map_err(|e| e.to_string())
     };
-    let reply = tokio::time::timeout(crate::supervisor::CONNECT_TIMEOUT, exchange)
+    let reply = tokio::time::timeout(crate::dial::CONNECT_TIMEOUT, exchange)
         .await
         .map_err(|_| ConnectorError::Enrolment("the relay did not answer".into()))?
         .map_err(ConnectorError::Enrolment)?;
-    conn.close(Code::Done.code().into(), b"enrolled");
+    conn.close(Code::Done, "enrolled");
     match reply {
         EnrolReply::Enrolled {
             connector,

@@ -7,7 +7,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-use sallyport_common::{quic, tls};
+use sallyport_common::tls;
 
 use crate::ConnectorError;
 
@@ -96,8 +96,9 @@ impl Identity {
         write_private(&path(dir, "connector.json"), &json)
     }
 
-    /// QUIC client settings: trust only the pinned relay CA, present our certificate.
-    pub fn client_config(&self) -> Result<quinn::ClientConfig, ConnectorError> {
+    /// TLS client settings for either transport: TLS 1.3, trust only the
+    /// pinned relay CA, present our certificate.
+    pub fn tls_config(&self) -> Result<rustls::ClientConfig, ConnectorError> {
         let bad = |what: &str| ConnectorError::Corrupt(format!("stored {what} is not valid PEM"));
         let ca =
             CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).map_err(|_| bad("relay CA"))?;
@@ -112,6 +113,6 @@ impl Identity {
             .with_root_certificates(roots)
             .with_client_auth_cert(vec![cert], key)
             .map_err(|e| ConnectorError::Tls(e.to_string()))?;
-        quic::client_config(tls).map_err(|e| ConnectorError::Tls(e.to_string()))
+        Ok(tls)
     }
 }

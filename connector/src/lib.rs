@@ -1,15 +1,23 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 //! The Sallyport connector: enrols once with a relay, then keeps QUIC
-//! connections to it and bridges each stream to one of the services
-//! named in its own configuration, and nothing else. It never listens.
+//! connections to it (TLS over TCP where UDP is blocked) and bridges each stream to one of the services
+//! named in its own configuration, and nothing else. It never listens,
+//! unless an admin turns on its metrics listener (`--metrics-listen`,
+//! `metrics_listener`), which serves metrics and health and nothing else.
 
 mod bridge;
+pub mod config;
+pub mod dial;
 mod enrol;
 mod hostkeys;
 mod identity;
+mod metrics;
+mod metrics_listener;
+pub mod service;
 mod supervisor;
 
+pub use dial::{TransportChoice, TransportConfig};
 pub use hostkeys::scan as scan_host_keys;
 pub use identity::Identity;
 
@@ -91,12 +99,20 @@ pub struct RunConfig {
     pub token: Option<String>,
     /// Where the identity lives (0700; its files 0600).
     pub state_dir: PathBuf,
+    /// `host:port` to dial instead of the relay address stored at
+    /// enrolment (a relay that moved).
+    pub relay: Option<String>,
     /// `NAME=HOST:PORT` specs, already split.
     pub services: Vec<(String, String)>,
     /// How many QUIC connections to keep to the relay, for failover.
     pub ha_connections: usize,
     /// How long open streams may take to finish at shutdown.
     pub drain_timeout: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` in plain HTTP;
+    /// `None` (the default): nowhere, the connector listens on nothing.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// QUIC, TCP or both (and where TCP dials).
+    pub transport: TransportConfig,
 }
 
 /// Parses `NAME=HOST:PORT` (an SSH service) or `NAME=tcp://HOST:PORT` (any
@@ -134,6 +150,7 @@ fn endpoint() -> Result<quinn::Endpoint, ConnectorError> {
 pub async fn enrol_or_load(
     token: Option<&str>,
     state_dir: &Path,
+    transport: &TransportConfig,
 ) -> Result<Identity, ConnectorError> {
     let token = token.filter(|t| !t.trim().is_empty());
     match token {
@@ -156,7 +173,7 @@ pub async fn enrol_or_load(
                     source,
                 })?;
             let ep = endpoint()?;
-            let identity = enrol::enrol(&ep, &token).await?;
+            let identity = enrol::enrol(ep.clone(), &token, transport.clone()).await?;
             identity.save(state_dir)?;
             ep.close(sallyport_proto::tunnel::Code::Done.code().into(), b"");
             tracing::info!(connector = %identity.name, relay = %identity.relay, "enrolled");
@@ -204,22 +221,62 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), C
             host_keys,
         });
     }
-    let identity = enrol_or_load(config.token.as_deref(), &config.state_dir).await?;
+    // Bound first: an address the admin asked for that cannot be had stops
+    // the connector before it enrols or connects.
+    let ops_listener = match config.metrics_listen {
+        Some(addr) => Some(metrics_listener::bind(addr).await?),
+        None => None,
+    };
+    let identity = enrol_or_load(
+        config.token.as_deref(),
+        &config.state_dir,
+        &config.transport,
+    )
+    .await?;
+    // The address dialled: the admin's `relay` setting, else the enrolled
+    // one. The same string labels the metrics and names it in /readyz.
+    let relay = config.relay.clone().unwrap_or(identity.relay.clone());
+    let metrics = Arc::new(metrics::Metrics::new());
+    metrics.add_relay(&relay);
+    let ops_stop = CancellationToken::new();
+    let ops_task = ops_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics listener on http://{addr}/metrics (and /healthz, /readyz)");
+        }
+        let ops = Arc::new(metrics_listener::Ops {
+            metrics: metrics.clone(),
+            relay: relay.clone(),
+            stopping: shutdown.clone(),
+        });
+        tokio::spawn(metrics_listener::serve(listener, ops, ops_stop.clone()))
+    });
+    let dialer = dial::Dialer::new(
+        relay.clone(),
+        config.transport.clone(),
+        identity.tls_config()?,
+        endpoint()?,
+    )?;
     let shared = Arc::new(supervisor::Shared {
         name: identity.name.clone(),
-        relay: identity.relay.clone(),
-        client_config: identity.client_config()?,
-        endpoint: endpoint()?,
+        relay,
+        dialer,
         services,
         announced,
         drain_timeout: config.drain_timeout,
+        metrics,
     });
     tracing::info!(
         connector = %shared.name,
         relay = %shared.relay,
         services = ?shared.services,
         connections = config.ha_connections,
+        transport = ?config.transport.choice,
         "connector starting"
     );
-    supervisor::run(shared, config.ha_connections.max(1), shutdown).await
+    let result = supervisor::run(shared, config.ha_connections.max(1), shutdown).await;
+    ops_stop.cancel();
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
+    result
 }

@@ -1,19 +1,25 @@
-//! Keeps `--ha-connections` QUIC connections to the relay alive, each with
-//! its own control stream, reconnecting with jittered exponential backoff,
-//! and drains them on shutdown.
+//! Keeps `--ha-connections` connections to the relay alive (QUIC, or TCP
+//! where UDP is blocked: `dial.rs`), each with its own control stream,
+//! reconnecting with jittered exponential backoff, and drains them on
+//! shutdown. A slot that fell back to TCP moves back to QUIC when a probe
+//! gets through, and leaves its open sessions to finish on the TCP
+//! connection.
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
+use sallyport_common::transport::{tcp, Closed, Connection, Transport};
 use sallyport_proto::io::{write_frame, FrameReader, ReadError};
-use sallyport_proto::tunnel::{Code, Control, Hello, ServiceInfo, TUNNEL_SERVER_NAME};
+use sallyport_proto::tunnel::{Code, Control, Hello, ServiceInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::bridge::{self, Services};
+use crate::dial::{Dialer, TransportChoice};
 use crate::ConnectorError;
 
 /// First reconnect delay, doubled after each failure up to [`BACKOFF_MAX`].
@@ -26,8 +32,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const FAST_RECONNECT_WINDOW: Duration = Duration::from_secs(300);
 /// Longest reconnect delay within [`FAST_RECONNECT_WINDOW`].
 pub const FAST_BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// How long one connection attempt (QUIC handshake) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the relay may take to answer hello.
 pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeat interval used until the relay says otherwise (and its bounds).
@@ -37,27 +41,21 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 pub struct Shared {
     /// The connector's name.
     pub name: String,
-    /// `host:port` of the relay's tunnel listener.
+    /// `host:port` of the relay's tunnel listener (QUIC), as the metrics
+    /// and logs name the relay.
     pub relay: String,
-    /// TLS with the connector's certificate, trusting the relay's CA only.
-    pub client_config: quinn::ClientConfig,
-    /// The one UDP socket all connections use.
-    pub endpoint: quinn::Endpoint,
+    /// Connects over the transports allowed, with the connector's
+    /// certificate, trusting the relay's CA only; one UDP socket for all
+    /// QUIC connections.
+    pub dialer: Dialer,
     /// What it may connect streams to.
     pub services: Services,
     /// The service list sent in hello, host keys included.
     pub announced: Vec<ServiceInfo>,
     /// How long open streams may take to finish at shutdown.
     pub drain_timeout: Duration,
-}
-
-/// Resolves `host:port` to one socket address.
-pub async fn resolve(relay: &str) -> Result<SocketAddr, ConnectorError> {
-    tokio::net::lookup_host(relay)
-        .await
-        .map_err(|e| ConnectorError::Connect(relay.to_owned(), format!("cannot resolve: {e}")))?
-        .next()
-        .ok_or_else(|| ConnectorError::Connect(relay.to_owned(), "no address".into()))
+    /// Tunnel and session metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Why a connection ended.
@@ -68,6 +66,9 @@ enum Ended {
     Refused(String),
     /// Our own shutdown.
     Shutdown,
+    /// A QUIC probe got through: the slot moves to this connection, and
+    /// the sessions on the old one finish there.
+    Moved(Connection),
 }
 
 /// Runs `count` connection workers until `shutdown` or a permanent refusal.
@@ -78,17 +79,21 @@ pub async fn run(
 ) -> Result<(), ConnectorError> {
     let fatal = CancellationToken::new();
     let workers = TaskTracker::new();
+    // Connections left behind by a slot that moved to QUIC, until their
+    // sessions end.
+    let draining = TaskTracker::new();
     let (refusal_tx, mut refusal_rx) = tokio::sync::mpsc::channel::<String>(count.max(1));
     for i in 0..count {
         let shared = shared.clone();
         let stop = shutdown.child_token();
         let fatal = fatal.clone();
         let refusal_tx = refusal_tx.clone();
+        let draining = draining.clone();
         let span = tracing::info_span!("tunnel", connector = %shared.name, conn = i);
         workers.spawn(
             async move {
                 tokio::select! {
-                    reason = worker(shared, stop) => {
+                    reason = worker(shared, stop, draining) => {
                         if let Some(reason) = reason {
                             let _ = refusal_tx.try_send(reason);
                             fatal.cancel();
@@ -103,10 +108,19 @@ pub async fn run(
     drop(refusal_tx);
     workers.close();
     workers.wait().await;
-    shared
-        .endpoint
-        .close(Code::Done.code().into(), b"connector stopped");
-    let _ = tokio::time::timeout(Duration::from_secs(2), shared.endpoint.wait_idle()).await;
+    // Sessions left on connections that moved to QUIC finish, unless the
+    // relay refused this connector for good.
+    draining.close();
+    tokio::select! {
+        _ = draining.wait() => {}
+        _ = fatal.cancelled() => {}
+    }
+    // TCP connections closed gracefully send what their sessions left
+    // queued before the process exits.
+    shared.dialer.wait_closed(tcp::DRAIN_LINGER).await;
+    let endpoint = shared.dialer.endpoint();
+    endpoint.close(Code::Done.code().into(), b"connector stopped");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     match refusal_rx.try_recv() {
         Ok(reason) => Err(ConnectorError::Refused(reason)),
         Err(_) => Ok(()),
@@ -115,18 +129,39 @@ pub async fn run(
 
 /// One connection slot: connect, serve, reconnect. Returns a reason when
 /// the relay refused us for good.
-async fn worker(shared: Arc<Shared>, shutdown: CancellationToken) -> Option<String> {
+async fn worker(
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    draining: TaskTracker,
+) -> Option<String> {
     let mut delay = BACKOFF_MIN;
     // When a tunnel that had been welcomed was last lost.
     let mut lost_at: Option<std::time::Instant> = None;
+    let mut first = true;
+    // A connection a QUIC probe opened, to serve next.
+    let mut next: Option<Connection> = None;
     loop {
         if shutdown.is_cancelled() {
             return None;
         }
-        match connect(&shared).await {
-            Ok(conn) => match serve(&shared, conn, &shutdown).await {
+        let connected = match next.take() {
+            Some(conn) => Ok(conn),
+            None => {
+                if !std::mem::take(&mut first) {
+                    shared.metrics.reconnects.inc();
+                }
+                shared.dialer.connect().await.map_err(ended_by)
+            }
+        };
+        match connected {
+            Ok(conn) => match serve(&shared, conn, &shutdown, &draining).await {
                 (Ended::Shutdown, _) => return None,
                 (Ended::Refused(reason), _) => return Some(reason),
+                (Ended::Moved(conn), _) => {
+                    next = Some(conn);
+                    delay = BACKOFF_MIN;
+                    continue;
+                }
                 (Ended::Lost(reason), true) => {
                     tracing::warn!(%reason, "tunnel lost; reconnecting");
                     delay = BACKOFF_MIN;
@@ -139,7 +174,7 @@ async fn worker(shared: Arc<Shared>, shutdown: CancellationToken) -> Option<Stri
             },
             Err(Ended::Refused(reason)) => return Some(reason),
             Err(Ended::Lost(reason)) => tracing::debug!(%reason, ?delay, "connect failed"),
-            Err(Ended::Shutdown) => return None,
+            Err(Ended::Shutdown | Ended::Moved(_)) => return None,
         }
         // Full jitter over the upper half keeps a fleet from reconnecting in step.
         let jittered = rand::rng().random_range(delay / 2..=delay);
@@ -155,40 +190,27 @@ async fn worker(shared: Arc<Shared>, shutdown: CancellationToken) -> Option<Stri
     }
 }
 
-/// The relay's reason when it closed the connection on purpose.
-fn closed_reason(e: &quinn::ConnectionError) -> Ended {
-    match e {
-        quinn::ConnectionError::ApplicationClosed(c)
-            if c.error_code == Code::Revoked.code().into()
-                || c.error_code == Code::Unauthorized.code().into() =>
-        {
-            Ended::Refused(String::from_utf8_lossy(&c.reason).into_owned())
+/// What a connection's end means for its slot: the relay refusing this
+/// connector for good (revoked, unknown), or a loss to reconnect after.
+fn ended_by(closed: Closed) -> Ended {
+    match (&closed, closed.peer_code()) {
+        (Closed::ByPeer { reason, .. }, Some(Code::Revoked | Code::Unauthorized)) => {
+            Ended::Refused(reason.clone())
         }
-        other => Ended::Lost(other.to_string()),
+        _ => Ended::Lost(closed.to_string()),
     }
 }
 
-async fn connect(shared: &Shared) -> Result<quinn::Connection, Ended> {
-    let addr = resolve(&shared.relay)
-        .await
-        .map_err(|e| Ended::Lost(e.to_string()))?;
-    let connecting = shared
-        .endpoint
-        .connect_with(shared.client_config.clone(), addr, TUNNEL_SERVER_NAME)
-        .map_err(|e| Ended::Lost(e.to_string()))?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(closed_reason(&e)),
-        Err(_) => Err(Ended::Lost("connection attempt timed out".into())),
-    }
-}
+/// A QUIC connection attempt running beside a TCP connection's work.
+type Probe<'a> = Pin<Box<dyn Future<Output = Result<Connection, Closed>> + Send + 'a>>;
 
 /// Serves one connection until it ends; also says whether the relay
 /// welcomed it (a tunnel that was up, as opposed to a failed attempt).
 async fn serve(
     shared: &Arc<Shared>,
-    conn: quinn::Connection,
+    conn: Connection,
     shutdown: &CancellationToken,
+    draining: &TaskTracker,
 ) -> (Ended, bool) {
     let hello = Control::Hello(Hello {
         protocol: sallyport_proto::tunnel::PROTOCOL_VERSION,
@@ -197,7 +219,7 @@ async fn serve(
         services: shared.announced.clone(),
     });
     let handshake = async {
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| closed_reason(&e))?;
+        let (mut send, recv) = conn.open_control().await.map_err(ended_by)?;
         write_frame(&mut send, &hello)
             .await
             .map_err(|e| Ended::Lost(e.to_string()))?;
@@ -206,7 +228,7 @@ async fn serve(
             Ok(Control::Welcome(w)) => Ok((send, recv, w)),
             Ok(other) => Err(Ended::Lost(format!("expected welcome, got {other:?}"))),
             Err(e) => Err(match conn.close_reason() {
-                Some(reason) => closed_reason(&reason),
+                Some(reason) => ended_by(reason),
                 None => Ended::Lost(format!("no welcome: {e}")),
             }),
         }
@@ -220,14 +242,16 @@ async fn serve(
                 if let Ok(reason) =
                     tokio::time::timeout(Duration::from_millis(500), conn.closed()).await
                 {
-                    return (closed_reason(&reason), false);
+                    return (ended_by(reason), false);
                 }
             }
             return (ended, false);
         }
         Err(_) => return (Ended::Lost("no welcome in time".into()), false),
     };
-    tracing::info!(relay = %shared.relay, relay_version = %welcome.relay_version, "tunnel up");
+    let transport = conn.transport();
+    tracing::info!(relay = %shared.relay, relay_version = %welcome.relay_version, %transport, "tunnel up");
+    let up = shared.metrics.tunnel_up(&shared.relay, transport);
     for r in &welcome.refused {
         tracing::warn!(service = %r.service, reason = %r.reason, "the relay refused a service");
     }
@@ -238,14 +262,36 @@ async fn serve(
     let mut ticker = tokio::time::interval(heartbeat);
     let mut seq = 0u64;
     let sessions = TaskTracker::new();
+    // On TCP in auto mode, QUIC is tried again now and then.
+    let probing =
+        transport == Transport::Tcp && shared.dialer.transport.choice == TransportChoice::Auto;
+    let every = shared.dialer.transport.quic_probe_interval;
+    let mut probe_ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    probe_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe: Option<Probe<'_>> = None;
     let ended = loop {
         tokio::select! {
-            stream = conn.accept_bi() => match stream {
+            _ = probe_ticker.tick(), if probing && probe.is_none() => {
+                probe = Some(Box::pin(shared.dialer.quic(crate::dial::QUIC_FALLBACK_AFTER)));
+            }
+            result = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                probe = None;
+                match result {
+                    Ok(quic) => {
+                        tracing::info!("QUIC gets through again; moving this connection to it");
+                        break Ended::Moved(quic);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "QUIC probe failed; staying on TCP"),
+                }
+            }
+            stream = conn.accept_stream() => match stream {
                 Ok((s, r)) => {
                     let shared = shared.clone();
-                    sessions.spawn(async move { bridge::serve(&shared.name, &shared.services, s, r).await });
+                    sessions.spawn(async move {
+                        bridge::serve(&shared.name, &shared.services, &shared.metrics, s, r).await
+                    });
                 }
-                Err(e) => break closed_reason(&e),
+                Err(e) => break ended_by(e),
             },
             // Cancel-safe: a frame half read when another branch wins stays in `recv`.
             msg = recv.read_frame::<Control>() => match msg {
@@ -260,9 +306,14 @@ async fn serve(
                     break Ended::Lost(format!("relay drained: {reason}"));
                 }
                 Ok(other) => break Ended::Lost(format!("unexpected control message {other:?}")),
-                Err(ReadError::Closed) => break Ended::Lost("relay closed the control stream".into()),
+                // The relay's close (with its reason: revoked, too many)
+                // may trail its end of the control stream on TCP.
+                Err(ReadError::Closed) => break match tokio::time::timeout(Duration::from_millis(500), conn.closed()).await {
+                    Ok(reason) => ended_by(reason),
+                    Err(_) => Ended::Lost("relay closed the control stream".into()),
+                },
                 Err(e) => break match conn.close_reason() {
-                    Some(reason) => closed_reason(&reason),
+                    Some(reason) => ended_by(reason),
                     None => Ended::Lost(format!("control stream: {e}")),
                 },
             },
@@ -270,7 +321,7 @@ async fn serve(
                 seq += 1;
                 if write_frame(&mut send, &Control::Heartbeat { seq }).await.is_err() {
                     break match conn.close_reason() {
-                        Some(reason) => closed_reason(&reason),
+                        Some(reason) => ended_by(reason),
                         None => Ended::Lost("control stream failed".into()),
                     };
                 }
@@ -281,21 +332,56 @@ async fn serve(
             }
         }
     };
+    // Down for new sessions from here, whatever is still draining.
+    drop(up);
     // Open sessions finish on this connection (up to the drain timeout);
     // new ones go to our other connections or the next one. Tell the relay
     // first, whatever ended the loop, so it routes nothing more here.
+    drop(probe);
     sessions.close();
-    if let Ended::Lost(_) = ended {
+    let why = match &ended {
+        Ended::Lost(_) => Some("connector reconnecting"),
+        Ended::Moved(_) => Some("connector moving to QUIC"),
+        _ => None,
+    };
+    if let Some(reason) = why {
         let drain = Control::Drain {
-            reason: "connector reconnecting".into(),
+            reason: reason.into(),
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(&mut send, &drain)).await;
+    }
+    if let Ended::Moved(_) = ended {
+        // Not an outage: the sessions here go on for as long as they last
+        // (the drain timeout counts only from a shutdown), while the slot
+        // serves new ones over QUIC.
+        let (shutdown, drain_timeout) = (shutdown.clone(), shared.drain_timeout);
+        draining.spawn(
+            async move {
+                if !sessions.is_empty() {
+                    tracing::info!(
+                        open = sessions.len(),
+                        "sessions stay on the TCP connection until they end"
+                    );
+                }
+                tokio::select! {
+                    _ = sessions.wait() => {}
+                    _ = async {
+                        shutdown.cancelled().await;
+                        tokio::time::sleep(drain_timeout).await;
+                    } => {}
+                }
+                send.finish();
+                conn.close(Code::Done, "connector moved to QUIC");
+            }
+            .in_current_span(),
+        );
+        return (ended, true);
     }
     if !sessions.is_empty() && !matches!(ended, Ended::Refused(_)) {
         tracing::info!(open = sessions.len(), "waiting for open sessions to finish");
         let _ = tokio::time::timeout(shared.drain_timeout, sessions.wait()).await;
     }
-    let _ = send.finish();
-    conn.close(Code::Done.code().into(), b"connector closing");
+    send.finish();
+    conn.close(Code::Done, "connector closing");
     (ended, true)
 }

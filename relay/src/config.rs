@@ -27,12 +27,32 @@ pub struct ServeArgs {
     /// Where the relay keeps its database, CA and certificates.
     #[arg(long, env = "SALLYPORT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the relay keeps users, sign-ins, connectors and the audit
+    /// chain: "sled" (embedded, in the data dir) or a PostgreSQL URL,
+    /// postgres://USER@HOST:PORT/DB?sslmode=require, shared by the relays
+    /// of a cluster [default: sled].
+    #[allow(rustdoc::bare_urls)]
+    #[arg(long, env = "SALLYPORT_STORE")]
+    pub store: Option<String>,
+    /// The cluster key (64 hex digits or 32 raw bytes, mode 0600) that seals
+    /// the CAs the relays of a cluster share in PostgreSQL; required with a
+    /// PostgreSQL store. `sallyport-relay cluster-key generate PATH` makes one.
+    #[arg(long, env = "SALLYPORT_CLUSTER_KEY_FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// This relay's id in its cluster (PostgreSQL store); a second process
+    /// started with the same id fences this one [default: the host name].
+    #[arg(long, env = "SALLYPORT_RELAY_ID")]
+    pub relay_id: Option<String>,
     /// HTTPS and WebSocket listener for people [default: 0.0.0.0:8443].
     #[arg(long, env = "SALLYPORT_LISTEN_HTTPS")]
     pub listen_https: Option<SocketAddr>,
     /// QUIC (UDP) listener for connectors [default: 0.0.0.0:4433].
     #[arg(long, env = "SALLYPORT_LISTEN_TUNNEL")]
     pub listen_tunnel: Option<SocketAddr>,
+    /// TCP listener for connectors whose network blocks UDP (TLS, HTTP/2);
+    /// "" turns it off [default: the tunnel's address, on TCP].
+    #[arg(long, env = "SALLYPORT_LISTEN_TUNNEL_TCP")]
+    pub listen_tunnel_tcp: Option<String>,
     /// The URL people open, e.g. https://relay.example.com [default: https://localhost:PORT].
     // The doc comment is the help text: a bare URL reads better there.
     #[allow(rustdoc::bare_urls)]
@@ -47,6 +67,29 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "SALLYPORT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Obtain and renew the HTTPS certificate over ACME for these names
+    /// (repeatable or comma-separated), instead of --tls-cert.
+    #[arg(
+        long = "acme-domain",
+        env = "SALLYPORT_ACME_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub acme_domains: Vec<String>,
+    /// Contact address given to the ACME CA (expiry warnings, policy changes).
+    #[arg(long, env = "SALLYPORT_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// ACME directory: an https:// URL, letsencrypt or letsencrypt-staging [default: letsencrypt].
+    #[arg(long, env = "SALLYPORT_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// PEM CA certificate to trust for the ACME server, beyond the usual roots (a private CA).
+    #[arg(long, env = "SALLYPORT_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// How the CA checks the names: tls-alpn-01 (port 443) or http-01 (port 80) [default: tls-alpn-01].
+    #[arg(long, env = "SALLYPORT_ACME_CHALLENGE")]
+    pub acme_challenge: Option<String>,
+    /// Plain-HTTP listener for http-01 challenges (the rest redirects to HTTPS) [default: 0.0.0.0:80].
+    #[arg(long, env = "SALLYPORT_ACME_LISTEN_HTTP")]
+    pub acme_listen_http: Option<SocketAddr>,
     /// How long shutdown waits for open sessions, e.g. 30s [default: 30s].
     #[arg(long, env = "SALLYPORT_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<String>,
@@ -80,6 +123,10 @@ pub struct ServeArgs {
     /// Plain-HTTP listener for Prometheus /metrics; "" turns it off [default: 127.0.0.1:9464].
     #[arg(long, env = "SALLYPORT_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// What to log: off, error, warn, info, debug or trace, for every
+    /// target. RUST_LOG, when set, wins as a full filter [default: info].
+    #[arg(long, env = "SALLYPORT_LOG_LEVEL")]
+    pub log_level: Option<String>,
     /// How long an HTTPS client has for its TLS handshake [default: 10s].
     #[arg(long, env = "SALLYPORT_HTTPS_HANDSHAKE_TIMEOUT")]
     pub https_handshake_timeout: Option<String>,
@@ -121,12 +168,22 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    store: Option<String>,
+    cluster_key_file: Option<PathBuf>,
+    relay_id: Option<String>,
     listen_https: Option<SocketAddr>,
     listen_tunnel: Option<SocketAddr>,
+    listen_tunnel_tcp: Option<String>,
     public_url: Option<String>,
     public_tunnel_addr: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    acme_domains: Option<Vec<String>>,
+    acme_email: Option<String>,
+    acme_directory: Option<String>,
+    acme_ca_root: Option<PathBuf>,
+    acme_challenge: Option<String>,
+    acme_listen_http: Option<SocketAddr>,
     drain_timeout: Option<String>,
     ssh_cert_ttl: Option<String>,
     #[serde(default)]
@@ -139,6 +196,7 @@ struct FileConfig {
     max_sessions_per_user: Option<usize>,
     max_sessions_per_user_per_service: Option<usize>,
     metrics_listen: Option<String>,
+    log_level: Option<String>,
     https_handshake_timeout: Option<String>,
     https_header_timeout: Option<String>,
     https_idle_timeout: Option<String>,
@@ -190,10 +248,23 @@ fn parse_timeout(flag: &str, text: Option<String>, default: Duration) -> Result<
 pub struct ServeConfig {
     /// The data dir (0700): database, CAs, keys, admin socket.
     pub data_dir: PathBuf,
+    /// The store's engine.
+    pub store: StoreLocation,
+    /// The cluster key file (`--cluster-key-file`), if given: required
+    /// (and only read) with a PostgreSQL store.
+    pub cluster_key_file: Option<PathBuf>,
+    /// This relay's id in its cluster (`--relay-id`, default the host name).
+    pub relay_id: String,
     /// Where people's HTTPS is served.
     pub listen_https: SocketAddr,
     /// Where connectors' QUIC is served (UDP).
     pub listen_tunnel: SocketAddr,
+    /// Where connectors' TCP fallback is served, if anywhere.
+    pub listen_tunnel_tcp: Option<SocketAddr>,
+    /// `listen_tunnel_tcp` is the default (the tunnel's address, on TCP)
+    /// because nobody set one: if that port is taken, the relay starts
+    /// without the TCP fallback (with a warning) rather than not at all.
+    pub listen_tunnel_tcp_is_default: bool,
     /// The URL people open; its origin is the only one the relay accepts.
     pub public_url: PublicUrl,
     /// `host:port` that enrolment tokens tell connectors to dial.
@@ -201,6 +272,8 @@ pub struct ServeConfig {
     /// The HTTPS certificate chain and key files; without them the relay
     /// serves a certificate of its own CA.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The HTTPS certificate over ACME, when `acme_domains` is set.
+    pub acme: Option<crate::tls::acme::AcmeSettings>,
     /// How long live sessions may take to finish at shutdown.
     pub drain_timeout: Duration,
     /// Validity of the SSH certificates the relay signs.
@@ -224,6 +297,10 @@ pub struct ServeConfig {
     /// one: if that port is taken, the relay starts without metrics (with a
     /// warning) rather than not at all. An address an admin chose must bind.
     pub metrics_listen_is_default: bool,
+    /// The log level set by `--log-level` or the config file's
+    /// `log_level`; `None`: the default. `RUST_LOG` overrides it (see
+    /// `sallyport_common::logging::init_with_level`).
+    pub log_level: Option<sallyport_common::logging::LevelFilter>,
     /// Timeouts and caps of the HTTPS listener.
     pub https_limits: ConnLimits,
     /// Whose word about the client's address the HTTPS listener takes.
@@ -244,6 +321,17 @@ impl ServeArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let store = StoreLocation::parse(self.store.as_deref().or(file.store.as_deref()))?;
+        let cluster_key_file = self.cluster_key_file.or(file.cluster_key_file);
+        let relay_id = self
+            .relay_id
+            .or(file.relay_id)
+            .unwrap_or_else(crate::cluster::default_relay_id);
+        if relay_id.is_empty() || relay_id.len() > MAX_RELAY_ID_LEN {
+            return Err(format!(
+                "--relay-id (SALLYPORT_RELAY_ID, relay_id in --config) is 1 to {MAX_RELAY_ID_LEN} bytes"
+            ));
+        }
         let data_dir = self
             .data_dir
             .or(file.data_dir)
@@ -279,6 +367,22 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err("give both --tls-cert and --tls-key, or neither".into()),
         };
+        let acme = crate::tls::acme::AcmeInput {
+            domains: if self.acme_domains.is_empty() {
+                file.acme_domains.unwrap_or_default()
+            } else {
+                self.acme_domains
+            },
+            email: self.acme_email.or(file.acme_email),
+            directory: self.acme_directory.or(file.acme_directory),
+            ca_root: self.acme_ca_root.or(file.acme_ca_root),
+            challenge: self.acme_challenge.or(file.acme_challenge),
+            listen_http: self.acme_listen_http.or(file.acme_listen_http),
+        }
+        .resolve()?;
+        if acme.is_some() && tls.is_some() {
+            return Err("give --tls-cert/--tls-key or acme_domains, not both".into());
+        }
         let drain_timeout = match self.drain_timeout.or(file.drain_timeout) {
             Some(d) => parse_duration(&d)?,
             None => Duration::from_secs(30),
@@ -319,11 +423,27 @@ impl ServeArgs {
             .or(file.max_sessions_per_user_per_service)
             .unwrap_or(crate::live::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE)
             .max(1);
+        let tcp_setting = self.listen_tunnel_tcp.or(file.listen_tunnel_tcp);
+        let listen_tunnel_tcp_is_default = tcp_setting.is_none();
+        let listen_tunnel_tcp = match tcp_setting.as_deref().map(str::trim) {
+            None => Some(listen_tunnel),
+            Some("") => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                format!("--listen-tunnel-tcp {text:?} is not an address like 0.0.0.0:4433 (or \"\" for none)")
+            })?),
+        };
         let metrics_setting = self.metrics_listen.or(file.metrics_listen);
         let metrics_listen_is_default = metrics_setting.is_none();
         let metrics_listen = match metrics_setting {
             Some(text) => parse_metrics_listen(&text)?,
             None => Some(DEFAULT_METRICS_LISTEN),
+        };
+        let log_level = match self.log_level.or(file.log_level) {
+            Some(text) => Some(
+                sallyport_common::logging::parse_level(&text)
+                    .map_err(|e| format!("--log-level: {e}"))?,
+            ),
+            None => None,
         };
         let https_limits = ConnLimits {
             handshake_timeout: parse_timeout(
@@ -386,8 +506,11 @@ impl ServeArgs {
         Ok(ServeConfig {
             oidc,
             password_sign_in,
+            cluster_key_file,
+            relay_id,
             metrics_listen,
             metrics_listen_is_default,
+            log_level,
             https_limits,
             forwarding,
             audit_retention,
@@ -395,11 +518,15 @@ impl ServeArgs {
             max_sessions_per_user,
             max_sessions_per_user_per_service,
             data_dir,
+            store,
             listen_https,
             listen_tunnel,
+            listen_tunnel_tcp,
+            listen_tunnel_tcp_is_default,
             public_url,
             public_tunnel_addr,
             tls,
+            acme,
             drain_timeout,
             ssh_cert_ttl,
             ssh_cert_services,
@@ -414,6 +541,83 @@ pub fn read_policy(path: &Path) -> Result<Option<crate::policy::PolicyConfig>, S
     Ok(read_file(path)?.policy)
 }
 
+/// Longest `--relay-id`, bytes.
+pub const MAX_RELAY_ID_LEN: usize = 128;
+
+/// The cluster key file the admin commands use when no relay is running:
+/// the environment's `SALLYPORT_CLUSTER_KEY_FILE`, else `cluster_key_file`
+/// in the config file.
+pub fn cluster_key_file_for_admin(config: Option<&Path>) -> Result<Option<PathBuf>, String> {
+    if let Some(v) = std::env::var_os("SALLYPORT_CLUSTER_KEY_FILE") {
+        return Ok(Some(PathBuf::from(v)));
+    }
+    match config {
+        Some(path) => Ok(read_file(path)?.cluster_key_file),
+        None => Ok(None),
+    }
+}
+
+/// Where a relay's state is kept (`--store`).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum StoreLocation {
+    /// sled, embedded in the data dir.
+    #[default]
+    Sled,
+    /// A PostgreSQL database, by its URL (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+/// The URL may carry a password: never printed.
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sled => f.write_str("Sled"),
+            Self::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+impl StoreLocation {
+    /// `None` or "sled": sled; a `postgres://` or `postgresql://` URL:
+    /// PostgreSQL. Anything else is an error naming the setting.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.map(str::trim) {
+            None | Some("") | Some("sled") => Ok(Self::Sled),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Self::Postgres(url.to_owned()))
+            }
+            Some(_) => Err(
+                "--store (SALLYPORT_STORE, store in --config) is \"sled\" or a postgres:// URL"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The setting the admin commands use when no relay is running: the
+    /// environment's `SALLYPORT_STORE`, else `store` in the config file.
+    pub fn for_admin(config: Option<&Path>) -> Result<Self, String> {
+        if let Ok(v) = std::env::var("SALLYPORT_STORE") {
+            return Self::parse(Some(&v));
+        }
+        match config {
+            Some(path) => Self::parse(read_file(path)?.store.as_deref()),
+            None => Ok(Self::Sled),
+        }
+    }
+
+    /// Opens the store this names: sled in `data_dir`, or a connection
+    /// pool to PostgreSQL with its migrations applied.
+    pub async fn open(
+        &self,
+        data_dir: &Path,
+    ) -> Result<crate::store::Store, crate::store::StoreError> {
+        match self {
+            Self::Sled => crate::store::Store::open(data_dir),
+            Self::Postgres(url) => crate::store::Store::connect(url).await,
+        }
+    }
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -424,6 +628,34 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acme_settings_come_from_the_file_and_exclude_certificate_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/relay\"\nacme_domains = [\"relay.example.com\"]\n\
+             acme_email = \"admin@example.com\"\nacme_challenge = \"http-01\"\n\
+             acme_directory = \"letsencrypt-staging\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let acme = args.clone().resolve().unwrap().acme.unwrap();
+        assert_eq!(acme.domains, vec!["relay.example.com"]);
+        assert_eq!(acme.challenge, crate::tls::acme::Challenge::Http01);
+        assert_eq!(acme.directory, crate::tls::acme::LETS_ENCRYPT_STAGING);
+        assert_eq!(acme.listen_http, crate::tls::acme::DEFAULT_LISTEN_HTTP);
+        let both = ServeArgs {
+            tls_cert: Some("/etc/c.pem".into()),
+            tls_key: Some("/etc/k.pem".into()),
+            ..args
+        };
+        assert!(both.resolve().unwrap_err().contains("not both"));
+    }
 
     #[test]
     fn flags_override_file_and_defaults_fill_the_rest() {
@@ -515,5 +747,52 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn log_level_from_the_flag_over_the_file() {
+        use sallyport_common::logging::LevelFilter;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "data_dir = \"/x\"\nlog_level = \"warn\"\n").unwrap();
+        let resolve = |flag: Option<&str>| {
+            ServeArgs {
+                config: Some(file.clone()),
+                log_level: flag.map(str::to_owned),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        assert_eq!(resolve(None).unwrap().log_level, Some(LevelFilter::WARN));
+        assert_eq!(
+            resolve(Some("DEBUG")).unwrap().log_level,
+            Some(LevelFilter::DEBUG)
+        );
+        let err = resolve(Some("loud")).unwrap_err();
+        assert!(
+            err.contains("--log-level") && err.contains("debug"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_config_files_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The packages' /etc/sallyport/relay.toml.
+        let cfg = ServeArgs {
+            config: Some(root.join("debian/relay.toml")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/sallyport-relay"));
+        // docker-compose.yml's.
+        let cfg = ServeArgs {
+            config: Some(root.join("../docker/relay.toml")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.public_tunnel_addr, "relay:4433");
     }
 }

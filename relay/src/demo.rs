@@ -64,12 +64,18 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
     let port = args.listen_https.port();
     let config = ServeConfig {
         data_dir: relay_dir.clone(),
+        store: crate::config::StoreLocation::Sled,
+        cluster_key_file: None,
+        relay_id: crate::cluster::default_relay_id(),
         listen_https: args.listen_https,
         listen_tunnel: args.listen_tunnel,
+        listen_tunnel_tcp: Some(args.listen_tunnel),
+        listen_tunnel_tcp_is_default: true,
         public_url: PublicUrl::parse(&format!("https://localhost:{port}"))
             .map_err(anyhow::Error::msg)?,
         public_tunnel_addr: args.listen_tunnel.to_string(),
         tls: None,
+        acme: None,
         drain_timeout: Duration::from_secs(5),
         ssh_cert_ttl: crate::ssh_ca::DEFAULT_CERT_TTL,
         ssh_cert_services: Vec::new(),
@@ -83,6 +89,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
             None => None,
         },
         metrics_listen_is_default: false,
+        log_level: None,
         https_limits: Default::default(),
         forwarding: Default::default(),
         oidc: Vec::new(),
@@ -92,16 +99,19 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
 
     // A fresh password each start: the demo prints it, nobody has to remember it.
     let password = random_secret(12);
-    relay.store.put_user(&UserRecord {
-        name: "demo".into(),
-        password_hash: hash_password(&password)?,
-        groups: vec!["demo".into()],
-        created: now_secs(),
-        totp_secret: None,
-        totp_pending: None,
-        locked: None,
-        sso: None,
-    })?;
+    relay
+        .store
+        .put_user(&UserRecord {
+            name: "demo".into(),
+            password_hash: hash_password(&password)?,
+            groups: vec!["demo".into()],
+            created: now_secs(),
+            totp_secret: None,
+            totp_pending: None,
+            locked: None,
+            sso: None,
+        })
+        .await?;
 
     let token = if sallyport_connector::Identity::exists(&connector_dir) {
         None
@@ -118,6 +128,7 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
                 services: vec!["localhost".into()],
                 replace: false,
             })
+            .await
             .map_err(anyhow::Error::msg)?;
         out.lines().last().map(str::to_owned)
     };
@@ -126,9 +137,12 @@ pub async fn run(args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> 
         sallyport_connector::RunConfig {
             token,
             state_dir: connector_dir,
+            relay: None,
             services: vec![("localhost".into(), args.ssh_target.clone())],
             ha_connections: 1,
+            transport: Default::default(),
             drain_timeout: Duration::from_secs(5),
+            metrics_listen: None,
         },
         connector_stop.clone(),
     ));

@@ -102,7 +102,7 @@ fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// Creates a local user.
-pub fn add_user(
+pub async fn add_user(
     store: &Store,
     name: &str,
     password: &str,
@@ -113,19 +113,21 @@ pub fn add_user(
         check_name("group name", g).map_err(|e| IdentityError::Invalid(e.to_string()))?;
     }
     check_new_password(password)?;
-    if store.user(name)?.is_some() {
+    if store.user(name).await?.is_some() {
         return Err(IdentityError::Exists(name.to_owned()));
     }
-    store.put_user(&UserRecord {
-        name: name.to_owned(),
-        password_hash: hash_password(password)?,
-        groups: groups.to_vec(),
-        created: now_secs(),
-        totp_secret: None,
-        totp_pending: None,
-        locked: None,
-        sso: None,
-    })?;
+    store
+        .put_user(&UserRecord {
+            name: name.to_owned(),
+            password_hash: hash_password(password)?,
+            groups: groups.to_vec(),
+            created: now_secs(),
+            totp_secret: None,
+            totp_pending: None,
+            locked: None,
+            sso: None,
+        })
+        .await?;
     Ok(())
 }
 
@@ -139,24 +141,32 @@ fn check_new_password(password: &str) -> Result<(), IdentityError> {
 }
 
 /// The user `name`, or [`IdentityError::NoSuchUser`].
-pub fn user(store: &Store, name: &str) -> Result<UserRecord, IdentityError> {
+pub async fn user(store: &Store, name: &str) -> Result<UserRecord, IdentityError> {
     store
-        .user(name)?
+        .user(name)
+        .await?
         .ok_or_else(|| IdentityError::NoSuchUser(name.to_owned()))
 }
 
-/// Gives `name` a new password (`user passwd`, or the user on their account page).
-pub fn set_password(store: &Store, name: &str, password: &str) -> Result<(), IdentityError> {
+/// Gives `name` a new password (`user passwd`, or the user on their account
+/// page). Hashes it here: call it from a blocking thread, or hash first and
+/// call [`set_password_hash`].
+pub async fn set_password(store: &Store, name: &str, password: &str) -> Result<(), IdentityError> {
     check_new_password(password)?;
-    let mut record = user(store, name)?;
+    set_password_hash(store, name, hash_password(password)?).await
+}
+
+/// Gives `name` the password whose argon2id hash (PHC string) is `hash`.
+async fn set_password_hash(store: &Store, name: &str, hash: String) -> Result<(), IdentityError> {
+    let mut record = user(store, name).await?;
     local_only(&record)?;
-    record.password_hash = hash_password(password)?;
-    store.put_user(&record)?;
+    record.password_hash = hash;
+    store.put_user(&record).await?;
     Ok(())
 }
 
 /// Replaces the groups of `name`; returns the groups it had.
-pub fn set_groups(
+pub async fn set_groups(
     store: &Store,
     name: &str,
     groups: &[String],
@@ -164,9 +174,9 @@ pub fn set_groups(
     for g in groups {
         check_name("group name", g).map_err(|e| IdentityError::Invalid(e.to_string()))?;
     }
-    let mut record = user(store, name)?;
+    let mut record = user(store, name).await?;
     let before = std::mem::replace(&mut record.groups, groups.to_vec());
-    store.put_user(&record)?;
+    store.put_user(&record).await?;
     Ok(before)
 }
 
@@ -174,40 +184,41 @@ pub fn set_groups(
 /// A locked user cannot sign in and their sign-ins stop working (see
 /// [`Identity::sign_in_of`]); ending their sign-ins and live sessions is
 /// the caller's.
-pub fn set_locked(store: &Store, name: &str, locked: bool) -> Result<bool, IdentityError> {
-    let mut record = user(store, name)?;
+pub async fn set_locked(store: &Store, name: &str, locked: bool) -> Result<bool, IdentityError> {
+    let mut record = user(store, name).await?;
     if record.locked.is_some() == locked {
         return Ok(false);
     }
     record.locked = locked.then(now_secs);
-    store.put_user(&record)?;
+    store.put_user(&record).await?;
     Ok(true)
 }
 
 /// Turns off the one-time codes of `name` (`user totp --off`); returns
 /// whether they were on.
-pub fn reset_totp(store: &Store, name: &str) -> Result<bool, IdentityError> {
-    let mut record = user(store, name)?;
+pub async fn reset_totp(store: &Store, name: &str) -> Result<bool, IdentityError> {
+    let mut record = user(store, name).await?;
     let had = record.totp_secret.is_some();
     record.totp_secret = None;
     record.totp_pending = None;
-    store.reset_totp_steps(name)?;
-    store.put_user(&record)?;
+    store.reset_totp_steps(name).await?;
+    store.put_user(&record).await?;
     Ok(had)
 }
 
 /// Gives `name` a new TOTP secret (replacing any old one); from now on
 /// sign-in needs a code. Returns the secret, base32.
-pub fn enrol_totp(store: &Store, name: &str) -> Result<String, IdentityError> {
+pub async fn enrol_totp(store: &Store, name: &str) -> Result<String, IdentityError> {
     let mut user = store
-        .user(name)?
+        .user(name)
+        .await?
         .ok_or_else(|| IdentityError::NoSuchUser(name.to_owned()))?;
     local_only(&user)?;
     let secret = crate::totp::new_secret();
     user.totp_secret = Some(secret.clone());
     user.totp_pending = None;
-    store.reset_totp_steps(name)?;
-    store.put_user(&user)?;
+    store.reset_totp_steps(name).await?;
+    store.put_user(&user).await?;
     Ok(secret)
 }
 
@@ -224,8 +235,8 @@ fn failure(from: IpAddr, at: u64, code: bool) -> Failure {
     }
 }
 
-fn record_exists(store: &Store, user: &str) -> bool {
-    matches!(store.user(user), Ok(Some(_)))
+async fn record_exists(store: &Store, user: &str) -> bool {
+    matches!(store.user(user).await, Ok(Some(_)))
 }
 
 /// Sign-in and session checks, with a limit on failed attempts.
@@ -302,7 +313,7 @@ impl Identity {
         if !valid {
             return Err(IdentityError::BadCredentials);
         }
-        let record = self.store.user(user)?;
+        let record = self.store.user(user).await?;
         let hash = record
             .as_ref()
             .map(|r| r.password_hash.clone())
@@ -310,9 +321,10 @@ impl Identity {
         let ok = self.verify_hash(password, hash).await?;
         let now = now_secs();
         let Some(record) = record.filter(|_| ok) else {
-            if record_exists(&self.store, user) {
+            if record_exists(&self.store, user).await {
                 self.store
-                    .record_failed_sign_in(user, failure(from, now, false))?;
+                    .record_failed_sign_in(user, failure(from, now, false))
+                    .await?;
             }
             return Err(IdentityError::BadCredentials);
         };
@@ -328,12 +340,12 @@ impl Identity {
                     self.refund_attempt(&keys);
                     return Err(IdentityError::CodeRequired);
                 };
-                self.verify_code(user, secret, code, from, now)?;
+                self.verify_code(user, secret, code, from, now).await?;
                 true
             }
         };
         self.refund_attempt(&keys);
-        self.new_sign_in(user, second_factor, from)
+        self.new_sign_in(user, second_factor, from).await
     }
 
     /// Whether `password` matches the argon2 `hash`. argon2 is deliberately
@@ -374,13 +386,15 @@ impl Identity {
         }
         let hash = self
             .store
-            .user(user)?
+            .user(user)
+            .await?
             .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?
             .password_hash;
         let ok = self.verify_hash(password, hash).await?;
         if !ok {
             self.store
-                .record_failed_sign_in(user, failure(from, now_secs(), false))?;
+                .record_failed_sign_in(user, failure(from, now_secs(), false))
+                .await?;
             return Err(IdentityError::WrongPassword);
         }
         self.refund_attempt(&keys);
@@ -392,7 +406,7 @@ impl Identity {
     /// [`CODE_FAILURE_WINDOW`] no code is checked at all, which caps
     /// guessing by someone who has the password far below what the
     /// per-minute limit alone allows.
-    fn verify_code(
+    async fn verify_code(
         &self,
         user: &str,
         secret: &str,
@@ -401,17 +415,24 @@ impl Identity {
         now: u64,
     ) -> Result<(), IdentityError> {
         let since = now.saturating_sub(CODE_FAILURE_WINDOW.as_secs());
-        if self.store.failed_sign_ins_since(user, since, |f| f.code)? >= MAX_CODE_FAILURES {
+        if self
+            .store
+            .failed_sign_ins_since(user, since, |f| f.code)
+            .await?
+            >= MAX_CODE_FAILURES
+        {
             return Err(IdentityError::CodesLocked);
         }
         let Some(step) = crate::totp::matching_step(secret, code, now) else {
             self.store
-                .record_failed_sign_in(user, failure(from, now, true))?;
+                .record_failed_sign_in(user, failure(from, now, true))
+                .await?;
             return Err(IdentityError::BadCode);
         };
-        if !self.store.claim_totp_step(user, step)? {
+        if !self.store.claim_totp_step(user, step).await? {
             self.store
-                .record_failed_sign_in(user, failure(from, now, true))?;
+                .record_failed_sign_in(user, failure(from, now, true))
+                .await?;
             return Err(IdentityError::CodeReused);
         }
         Ok(())
@@ -419,7 +440,7 @@ impl Identity {
 
     /// [`Identity::verify_code`] within the user's per-minute budget, for a
     /// signed-in session (which must not guess codes without limit either).
-    fn check_code(
+    async fn check_code(
         &self,
         user: &str,
         secret: &str,
@@ -429,7 +450,8 @@ impl Identity {
         let keys = [format!("user:{user}")];
         self.take_attempt(&keys)
             .map_err(IdentityError::RateLimited)?;
-        self.verify_code(user, secret, code, from, now_secs())?;
+        self.verify_code(user, secret, code, from, now_secs())
+            .await?;
         self.refund_attempt(&keys);
         Ok(())
     }
@@ -437,7 +459,7 @@ impl Identity {
     /// Starts (or restarts) setting up one-time codes for `user`: a new
     /// secret, pending until confirmed. A user who already has codes must
     /// give a current one. Returns the new secret.
-    pub fn start_totp_setup(
+    pub async fn start_totp_setup(
         &self,
         user: &str,
         code: Option<&str>,
@@ -445,26 +467,28 @@ impl Identity {
     ) -> Result<String, IdentityError> {
         let mut record = self
             .store
-            .user(user)?
+            .user(user)
+            .await?
             .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?;
         local_only(&record)?;
         if let Some(current) = &record.totp_secret {
             let code = code
                 .filter(|c| !c.is_empty())
                 .ok_or(IdentityError::CodeRequired)?;
-            self.check_code(user, current, code, from)?;
+            self.check_code(user, current, code, from).await?;
         }
         let secret = crate::totp::new_secret();
         record.totp_pending = Some(secret.clone());
-        self.store.put_user(&record)?;
+        self.store.put_user(&record).await?;
         Ok(secret)
     }
 
     /// Puts the pending secret in force if `code` comes from it.
-    pub fn confirm_totp_setup(&self, user: &str, code: &str) -> Result<(), IdentityError> {
+    pub async fn confirm_totp_setup(&self, user: &str, code: &str) -> Result<(), IdentityError> {
         let mut record = self
             .store
-            .user(user)?
+            .user(user)
+            .await?
             .ok_or_else(|| IdentityError::NoSuchUser(user.to_owned()))?;
         let pending = record
             .totp_pending
@@ -479,10 +503,10 @@ impl Identity {
         self.refund_attempt(&keys);
         record.totp_secret = Some(pending);
         record.totp_pending = None;
-        self.store.reset_totp_steps(user)?;
-        self.store.put_user(&record)?;
+        self.store.reset_totp_steps(user).await?;
+        self.store.put_user(&record).await?;
         // The code that confirmed the secret is used.
-        self.store.claim_totp_step(user, step)?;
+        self.store.claim_totp_step(user, step).await?;
         Ok(())
     }
 
@@ -494,7 +518,7 @@ impl Identity {
     /// locked user is refused ([`IdentityError::Locked`]). `second_factor`
     /// is whether the provider's `amr`/`acr` counts as one. Returns the
     /// bearer token, as [`Identity::sign_in`] does.
-    pub fn sign_in_sso(
+    pub async fn sign_in_sso(
         &self,
         user: &str,
         link: SsoLink,
@@ -504,7 +528,7 @@ impl Identity {
     ) -> Result<(String, SignInRecord), IdentityError> {
         check_name("user name", user).map_err(|e| IdentityError::Invalid(e.to_string()))?;
         let now = now_secs();
-        let record = match self.store.user(user)? {
+        let record = match self.store.user(user).await? {
             Some(r) if r.sso.as_ref() == Some(&link) && r.locked.is_some() => {
                 return Err(IdentityError::Locked)
             }
@@ -524,15 +548,15 @@ impl Identity {
                 sso: Some(link),
             },
         };
-        self.store.put_user(&record)?;
-        self.new_sign_in(user, second_factor, from)
+        self.store.put_user(&record).await?;
+        self.new_sign_in(user, second_factor, from).await
     }
 
     /// A new sign-in of `user` from `from`, for [`SIGN_IN_TTL`], stored:
     /// its bearer token (also the cookie's value) and record. The caller
     /// has checked who it is (password, provider, or a live browser sign-in
     /// for the CLI's).
-    pub fn new_sign_in(
+    pub async fn new_sign_in(
         &self,
         user: &str,
         second_factor: bool,
@@ -547,30 +571,30 @@ impl Identity {
             second_factor,
             ip: Some(from),
         };
-        self.store.put_sign_in(&token, &sign_in)?;
+        self.store.put_sign_in(&token, &sign_in).await?;
         Ok((token, sign_in))
     }
 
     /// Ends the sign-in of a bearer token or cookie value; returns its user.
-    pub fn sign_out(&self, token: &str) -> Result<Option<String>, IdentityError> {
+    pub async fn sign_out(&self, token: &str) -> Result<Option<String>, IdentityError> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
-        Ok(self.store.remove_sign_in(token)?.map(|s| s.user))
+        Ok(self.store.remove_sign_in(token).await?.map(|s| s.user))
     }
 
     /// The sign-in a bearer token or cookie value belongs to: `None` when
     /// there is none, it expired, or its user has since been locked or
     /// removed (`user lock` and `user remove` also delete the records; this
     /// covers a sign-in that raced them).
-    pub fn sign_in_of(&self, token: &str) -> Result<Option<SignInRecord>, IdentityError> {
+    pub async fn sign_in_of(&self, token: &str) -> Result<Option<SignInRecord>, IdentityError> {
         if token.is_empty() || token.len() > 128 {
             return Ok(None);
         }
-        let Some(sign_in) = self.store.sign_in(token)? else {
+        let Some(sign_in) = self.store.sign_in(token).await? else {
             return Ok(None);
         };
-        match self.store.user(&sign_in.user)? {
+        match self.store.user(&sign_in.user).await? {
             Some(u) if u.locked.is_none() => Ok(Some(sign_in)),
             _ => Ok(None),
         }
@@ -590,9 +614,10 @@ impl Identity {
         let store = self.store.clone();
         let (user, new) = (user.to_owned(), new.to_owned());
         // argon2 is slow: off the async workers.
-        tokio::task::spawn_blocking(move || set_password(&store, &user, &new))
+        let hash = tokio::task::spawn_blocking(move || hash_password(&new))
             .await
-            .map_err(|e| IdentityError::Hash(e.to_string()))?
+            .map_err(|e| IdentityError::Hash(e.to_string()))??;
+        set_password_hash(&store, &user, hash).await
     }
 }
 
@@ -600,11 +625,11 @@ impl Identity {
 mod tests {
     use super::*;
 
-    fn identity() -> (tempfile::TempDir, Identity, String) {
+    async fn identity() -> (tempfile::TempDir, Identity, String) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        add_user(&store, "tom", "pw", &[]).unwrap();
-        let secret = enrol_totp(&store, "tom").unwrap();
+        add_user(&store, "tom", "pw", &[]).await.unwrap();
+        let secret = enrol_totp(&store, "tom").await.unwrap();
         (dir, Identity::new(store).unwrap(), secret)
     }
 
@@ -619,42 +644,48 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn wrong_codes_lock_the_second_factor_for_an_hour() {
-        let (_dir, id, secret) = identity();
+    #[tokio::test]
+    async fn wrong_codes_lock_the_second_factor_for_an_hour() {
+        let (_dir, id, secret) = identity().await;
         let from: IpAddr = "192.0.2.7".parse().unwrap();
         let now = now_secs();
         for _ in 0..MAX_CODE_FAILURES {
-            let e = id.verify_code("tom", &secret, wrong(&secret, now), from, now);
+            let e = id
+                .verify_code("tom", &secret, wrong(&secret, now), from, now)
+                .await;
             assert!(matches!(e, Err(IdentityError::BadCode)), "{e:?}");
         }
         // Even the right code is not checked now.
         let right = crate::totp::code_now(&secret, now).unwrap();
-        let e = id.verify_code("tom", &secret, &right, from, now);
+        let e = id.verify_code("tom", &secret, &right, from, now).await;
         assert!(matches!(e, Err(IdentityError::CodesLocked)), "{e:?}");
         // An hour later it is.
         let later = now + CODE_FAILURE_WINDOW.as_secs() + 1;
         let right = crate::totp::code_now(&secret, later).unwrap();
-        id.verify_code("tom", &secret, &right, from, later).unwrap();
+        id.verify_code("tom", &secret, &right, from, later)
+            .await
+            .unwrap();
     }
 
-    #[test]
-    fn wrong_passwords_do_not_lock_the_second_factor() {
-        let (_dir, id, secret) = identity();
+    #[tokio::test]
+    async fn wrong_passwords_do_not_lock_the_second_factor() {
+        let (_dir, id, secret) = identity().await;
         let now = now_secs();
         for _ in 0..2 * MAX_CODE_FAILURES {
             id.store
                 .record_failed_sign_in("tom", failure("203.0.113.9".parse().unwrap(), now, false))
+                .await
                 .unwrap();
         }
         let right = crate::totp::code_now(&secret, now).unwrap();
         id.verify_code("tom", &secret, &right, "192.0.2.7".parse().unwrap(), now)
+            .await
             .unwrap();
     }
 
     #[tokio::test]
     async fn sso_users_are_created_refreshed_and_never_take_over_another() {
-        let (_dir, id, _secret) = identity();
+        let (_dir, id, _secret) = identity().await;
         let id = std::sync::Arc::new(id);
         let from: IpAddr = "192.0.2.7".parse().unwrap();
         let link = |sub: &str| SsoLink {
@@ -662,10 +693,12 @@ mod tests {
             subject: sub.into(),
         };
         id.sign_in_sso("ann", link("s1"), &["ops".into()], false, from)
+            .await
             .unwrap();
         id.sign_in_sso("ann", link("s1"), &["dev".into()], false, from)
+            .await
             .unwrap();
-        let ann = id.store.user("ann").unwrap().unwrap();
+        let ann = id.store.user("ann").await.unwrap().unwrap();
         assert_eq!(ann.groups, ["dev"]);
         assert_eq!(ann.sso, Some(link("s1")));
         // No password signs an SSO user in locally.
@@ -675,31 +708,34 @@ mod tests {
         ));
         // Another subject of the same name, or a local user's name: refused.
         assert!(matches!(
-            id.sign_in_sso("ann", link("s2"), &[], false, from),
+            id.sign_in_sso("ann", link("s2"), &[], false, from).await,
             Err(IdentityError::SsoConflict(_))
         ));
         assert!(matches!(
-            id.sign_in_sso("tom", link("s3"), &[], false, from),
+            id.sign_in_sso("tom", link("s3"), &[], false, from).await,
             Err(IdentityError::SsoConflict(_))
         ));
         // Passwords and one-time codes are the provider's.
         assert!(matches!(
-            set_password(&id.store, "ann", "a long new password"),
+            set_password(&id.store, "ann", "a long new password").await,
             Err(IdentityError::SsoUser(..))
         ));
         assert!(matches!(
-            enrol_totp(&id.store, "ann"),
+            enrol_totp(&id.store, "ann").await,
             Err(IdentityError::SsoUser(..))
         ));
         // The provider's second factor is the sign-in's.
-        let (_, s) = id.sign_in_sso("ann", link("s1"), &[], true, from).unwrap();
+        let (_, s) = id
+            .sign_in_sso("ann", link("s1"), &[], true, from)
+            .await
+            .unwrap();
         assert!(s.second_factor);
         // A locked SSO user stays locked whatever the provider says.
-        let mut ann = id.store.user("ann").unwrap().unwrap();
+        let mut ann = id.store.user("ann").await.unwrap().unwrap();
         ann.locked = Some(1);
-        id.store.put_user(&ann).unwrap();
+        id.store.put_user(&ann).await.unwrap();
         assert!(matches!(
-            id.sign_in_sso("ann", link("s1"), &[], true, from),
+            id.sign_in_sso("ann", link("s1"), &[], true, from).await,
             Err(IdentityError::Locked)
         ));
     }

@@ -7,9 +7,12 @@
 mod admin;
 mod audit;
 pub mod cli;
+mod cluster;
 mod config;
 mod data_dir;
 mod demo;
+mod health;
+mod http_client;
 mod identity;
 mod live;
 mod metrics;
@@ -20,14 +23,25 @@ mod policy;
 mod server;
 mod ssh_ca;
 mod store;
+mod tls;
 mod totp;
 mod tunnel;
 mod web;
 
 pub use audit::{Filter as AuditFilter, Record as AuditRecord};
-pub use config::{ServeArgs, ServeConfig};
+pub use config::{ServeArgs, ServeConfig, StoreLocation};
 pub use server::Relay;
-pub use store::Store;
+pub use store::{SledStore, Store};
+
+/// The relay's stored records and its PostgreSQL engine, for tools and
+/// tests that use them directly.
+pub mod storage {
+    pub use crate::store::{
+        ConnectorRecord, ConnectorState, DeviceRecord, Failure, Migration, PgStore, RelayRecord,
+        SignInRecord, SsoLink, StoreError, TokenRecord, TokenRefusal, UserRecord,
+        MAX_FAILURES_KEPT, MIGRATIONS,
+    };
+}
 pub use web::PublicUrl;
 
 /// The admin socket's messages, for programs (and tests) that drive a relay
@@ -61,4 +75,11 @@ pub mod limits {
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks {
     pub use crate::totp::code_now;
+
+    /// The audit chain's two engines and what they store, for the tests of
+    /// the chain in PostgreSQL.
+    pub mod audit {
+        pub use crate::audit::pg::{PgAuditLog, AUDIT_BATCH_MAX, SCHEMA};
+        pub use crate::audit::{AuditLog, ClientAppend, Event, Filter, Record, Retention};
+    }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt as _, StreamExt as _};
+use sallyport_common::transport::{Closed, RecvStream, SendStream, StreamError};
 use sallyport_proto::client::{Control, SessionEvent};
 use sallyport_proto::limits::MAX_WS_MESSAGE_LEN;
 use sallyport_proto::tunnel::Code;
@@ -139,8 +140,8 @@ pub struct ClientEvents<A, C> {
 /// the byte counts each way. Ends early when the slot's sign-in ends.
 pub async fn pipe<A, C>(
     socket: WebSocket,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendStream,
+    mut recv: RecvStream,
     metrics: &Metrics,
     slot: &SessionSlot,
     events: ClientEvents<A, C>,
@@ -208,7 +209,7 @@ where
                 Some(Ok(Message::Text(t))) => match Control::parse(t.as_str()) {
                     Ok(Control::Eof) if !eof => {
                         eof = true;
-                        let _ = send.finish();
+                        send.finish();
                     }
                     Ok(Control::Error { reason }) => {
                         tracing::info!(%reason, "client ended the session");
@@ -269,7 +270,7 @@ where
             }
         }
         if abort.is_cancelled() {
-            let _ = send.reset(Code::ClientGone.code().into());
+            send.reset(Code::ClientGone);
         }
         drop(events_tx);
         bytes
@@ -335,7 +336,11 @@ where
                     down_done.cancel();
                     break Ok(());
                 }
-                Err(quinn::ReadError::ConnectionLost(quinn::ConnectionError::LocallyClosed)) => {
+                // The relay is ending the session and has reset the stream
+                // (on HTTP/2 that ends both directions): not the connector's
+                // doing, and the relay's reason goes to the client below.
+                Err(_) if abort.is_cancelled() => break Ok(()),
+                Err(StreamError::Connection(Closed::Locally)) => {
                     // The relay itself closed the tunnel: at the end of its
                     // drain time, or revoking the connector.
                     abort.cancel();
@@ -346,18 +351,12 @@ where
                 }
                 Err(e) => {
                     abort.cancel();
-                    let why = match &e {
-                        quinn::ReadError::Reset(code) => Code::from_code(code.into_inner())
-                            .map(|c| c.describe().to_owned())
-                            .unwrap_or_else(|| e.to_string()),
-                        _ => e.to_string(),
-                    };
-                    break Err(format!("the connector ended the session: {why}"));
+                    break Err(format!("the connector ended the session: {}", e.describe()));
                 }
             }
         };
         if abort.is_cancelled() {
-            let _ = recv.stop(Code::ClientGone.code().into());
+            recv.stop(Code::ClientGone);
         }
         if let Err(reason) = outcome {
             let _ = ws_tx

@@ -65,22 +65,41 @@ impl RelayCa {
         let key_path = dir.join("ca.key");
         if cert_path.exists() {
             let cert_pem = read(&cert_path)?;
-            let key = KeyPair::from_pem(&read(&key_path)?).map_err(|_| PkiError::BadPem {
-                path: key_path.clone(),
-                what: "private key",
-            })?;
-            let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| {
-                PkiError::BadPem {
-                    path: cert_path.clone(),
-                    what: "certificate",
-                }
-            })?;
-            return Ok(Self {
-                cert_der,
-                cert_pem,
-                key,
-            });
+            let key_pem = read(&key_path)?;
+            return Self::from_pem(&cert_pem, &key_pem, &cert_path, &key_path);
         }
+        let ca = Self::generate()?;
+        write(&key_path, &ca.key_pem())?;
+        write(&cert_path, &ca.cert_pem)?;
+        Ok(ca)
+    }
+
+    /// The CA of `cert_pem` and `key_pem`; `cert_path` and `key_path`
+    /// name where they came from in errors.
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<Self, PkiError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|_| PkiError::BadPem {
+            path: key_path.to_owned(),
+            what: "private key",
+        })?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| PkiError::BadPem {
+                path: cert_path.to_owned(),
+                what: "certificate",
+            })?;
+        Ok(Self {
+            cert_der,
+            cert_pem: cert_pem.to_owned(),
+            key,
+        })
+    }
+
+    /// A new CA with a fresh key, valid for a century.
+    pub fn generate() -> Result<Self, PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params
@@ -91,13 +110,16 @@ impl RelayCa {
         params.not_before = rcgen::date_time_ymd(2025, 1, 1);
         params.not_after = rcgen::date_time_ymd(2125, 1, 1);
         let cert = params.self_signed(&key)?;
-        write(&key_path, &key.serialize_pem())?;
-        write(&cert_path, &cert.pem())?;
         Ok(Self {
             cert_der: cert.der().clone(),
             cert_pem: cert.pem(),
             key,
         })
+    }
+
+    /// The CA's private key, PEM (PKCS#8).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
     }
 
     pub fn cert_der(&self) -> &CertificateDer<'static> {

@@ -12,11 +12,16 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminCtx, META_TUNNEL_ADDR};
 use crate::audit::AuditLog;
 use crate::config::ServeConfig;
+use crate::health::{Health, Part};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::pki::{self, RelayCa};
 use crate::policy::PolicyHandle;
 use crate::store::Store;
+use crate::tls::acme::{Acme, Challenge};
+use crate::tls::files::FileWatch;
+use crate::tls::http01::Http01Tokens;
+use crate::tls::HttpsCert;
 use crate::tunnel::{self, Registry, TunnelServer};
 use crate::web::listener::{self, GuardAcceptor, Limiter};
 use crate::web::{self, AppState};
@@ -43,6 +48,8 @@ pub struct Relay {
     pub tunnel_addr: SocketAddr,
     /// The plain-HTTP `/metrics` listener's address, when there is one.
     pub metrics_addr: Option<SocketAddr>,
+    /// The plain-HTTP listener of ACME HTTP-01 challenges, when there is one.
+    pub acme_http_addr: Option<SocketAddr>,
     /// The settings it was started with.
     pub config: ServeConfig,
     /// What its admin socket runs commands on.
@@ -52,7 +59,15 @@ pub struct Relay {
     sessions: TaskTracker,
     https: axum_server::Handle<SocketAddr>,
     metrics_http: axum_server::Handle<SocketAddr>,
+    acme_http: Option<(axum_server::Handle<SocketAddr>, SocketAddr)>,
+    /// What `/readyz` answers from.
+    health: Arc<Health>,
     endpoint: quinn::Endpoint,
+    /// Cancelled at the end of the drain time: every tunnel connection
+    /// still open closes, whatever its transport.
+    tunnel_closing: CancellationToken,
+    /// See [`Relay::fenced`].
+    fenced: CancellationToken,
 }
 
 impl Relay {
@@ -63,18 +78,40 @@ impl Relay {
     /// key cannot be used, or when an address cannot be bound.
     pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
         let caps = HttpsCaps::from_fd_limit(&config);
-        let store = open_store(&config)?;
-        let ca = Arc::new(RelayCa::load_or_create(&config.data_dir)?);
-        store.set_meta(META_TUNNEL_ADDR, &config.public_tunnel_addr)?;
+        let store = open_store(&config).await?;
+        let cluster = open_cluster(&config, &store).await?;
+        let (ca, ssh_ca) = match &cluster {
+            Some(secrets) => {
+                let ca = secrets.relay_ca().await?;
+                // The cluster CA's certificate (public) where a single
+                // relay keeps its own, for tools that trust it; the key
+                // stays sealed in PostgreSQL.
+                let cert_path = config.data_dir.join("ca.pem");
+                sallyport_common::fs::write_private(&cert_path, ca.cert_pem().as_bytes())
+                    .with_context(|| format!("cannot write {}", cert_path.display()))?;
+                (ca, secrets.ssh_ca().await?)
+            }
+            None => (
+                RelayCa::load_or_create(&config.data_dir)?,
+                crate::ssh_ca::SshCa::load_or_create(&config.data_dir)?,
+            ),
+        };
+        let ca = Arc::new(ca);
+        store
+            .set_meta(META_TUNNEL_ADDR, &config.public_tunnel_addr)
+            .await?;
         let registry = Arc::new(Registry::default());
         let live = Arc::new(crate::live::LiveSessions::default());
         let audit = Arc::new(AuditLog::open(&store)?);
         let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health::new(store.clone()));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();
 
+        let tunnel_closing = CancellationToken::new();
         let tunnel_ctx = Arc::new(tunnel::server::TunnelCtx {
+            closing: tunnel_closing.clone(),
             store: store.clone(),
             ca: ca.clone(),
             registry: registry.clone(),
@@ -83,12 +120,25 @@ impl Relay {
             max_connections_per_connector: config.max_connections_per_connector,
             enrolments: Default::default(),
         });
-        let endpoint = start_tunnel(&config, tunnel_ctx, &shutdown, &tasks)?;
+        let endpoint = start_tunnel(&config, tunnel_ctx, &health, &shutdown, &tasks)?;
         let tunnel_addr = endpoint.local_addr()?;
-        let tls = https_tls(&config, &ca)?;
+        let (tls, https_cert) = https_tls(&config, &ca)?;
+        let http01_tokens = Arc::new(Http01Tokens::default());
+        let acme = match &config.acme {
+            Some(settings) => Some(Acme::new(
+                settings.clone(),
+                &config.data_dir,
+                https_cert.clone(),
+                http01_tokens.clone(),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
         let policy = start_policy(&config, &audit, &shutdown, &tasks)?;
 
-        store.set_meta(admin::META_PUBLIC_URL, &config.public_url.origin)?;
+        store
+            .set_meta(admin::META_PUBLIC_URL, &config.public_url.origin)
+            .await?;
         // One context for the admin socket and the admin pages: the same
         // commands on the same state.
         let admin_ctx = Arc::new(AdminCtx {
@@ -98,6 +148,7 @@ impl Relay {
             policy: Some(policy.clone()),
             audit: audit.clone(),
             live: Some(live.clone()),
+            acme: acme.clone(),
         });
         let state = Arc::new(AppState {
             store: store.clone(),
@@ -106,7 +157,8 @@ impl Relay {
             metrics: metrics.clone(),
             public: config.public_url.clone(),
             sessions: sessions.clone(),
-            ssh_ca: Arc::new(crate::ssh_ca::SshCa::load_or_create(&config.data_dir)?),
+            ssh_ca: Arc::new(ssh_ca),
+            cluster: cluster.clone(),
             service_cas: Default::default(),
             data_dir: config.data_dir.clone(),
             ssh_cert_ttl: config.ssh_cert_ttl,
@@ -122,11 +174,34 @@ impl Relay {
                 config.password_sign_in,
             )?),
         });
-        let metrics_router = crate::metrics::router(metrics.clone(), registry.clone());
-        let (https, https_addr) = start_https(&config, &caps, state, tls, &metrics, &tasks)?;
+        let metrics_router =
+            crate::metrics::router(metrics.clone(), registry.clone(), health.clone());
+        let (https, https_addr) =
+            start_https(&config, &caps, state, tls, &metrics, &health, &tasks)?;
         let (metrics_http, metrics_addr) = start_metrics(&config, metrics_router, &tasks)?;
+        let acme_http = start_certificate_renewal(
+            &config,
+            https_cert,
+            acme,
+            http01_tokens,
+            &metrics,
+            &shutdown,
+            &tasks,
+        )?;
+        let acme_http_addr = acme_http.as_ref().map(|(_, addr)| *addr);
 
         start_admin_socket(&config, admin_ctx.clone(), &shutdown, &tasks);
+        let fenced = CancellationToken::new();
+        if let Some(pg) = store.postgres() {
+            let registration = crate::cluster::Registration::register(
+                pg,
+                &config.relay_id,
+                &config.public_tunnel_addr,
+                &config.public_url.origin,
+            )
+            .await?;
+            tasks.spawn(registration.renew_until(pg.clone(), shutdown.clone(), fenced.clone()));
+        }
         start_audit_retention(&config, audit.clone(), &shutdown, &tasks);
 
         tracing::info!(
@@ -150,21 +225,37 @@ impl Relay {
             https_addr,
             tunnel_addr,
             metrics_addr,
+            acme_http_addr,
+            acme_http,
             config,
             shutdown,
             tasks,
             sessions,
             https,
             metrics_http,
+            health,
             endpoint,
+            tunnel_closing,
+            fenced,
         })
+    }
+
+    /// Cancelled when a newer process with this relay's id has fenced this
+    /// one (PostgreSQL store): the relay must stop serving. Never cancelled
+    /// on sled.
+    pub fn fenced(&self) -> CancellationToken {
+        self.fenced.clone()
     }
 
     /// Runs one admin command in this relay, as its admin socket would
     /// (`sallyport-relay user add ...` while it runs); the output, or the
-    /// error the CLI would print.
-    pub fn admin(&self, req: crate::admin::Request) -> Result<String, String> {
-        crate::admin::execute(&self.admin, req)
+    /// error the CLI would print. Runs on a blocking thread, as the admin
+    /// socket's commands do.
+    pub async fn admin(&self, req: crate::admin::Request) -> Result<String, String> {
+        let ctx = self.admin.clone();
+        tokio::task::spawn_blocking(move || crate::admin::execute(&ctx, req))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     /// Stops taking new sessions, tells connectors to drain, waits up to the
@@ -172,9 +263,13 @@ impl Relay {
     pub async fn shutdown(self) {
         let drain = self.config.drain_timeout;
         tracing::info!(?drain, "relay shutting down");
+        self.health.stopping();
         self.shutdown.cancel();
         self.https.graceful_shutdown(Some(drain));
         self.metrics_http.shutdown();
+        if let Some((handle, _)) = &self.acme_http {
+            handle.shutdown();
+        }
         self.tasks.close();
         // Upgraded WebSockets are no longer the HTTP server's connections:
         // wait for the session pipes themselves, up to the drain time. The
@@ -187,13 +282,14 @@ impl Relay {
             );
         }
         let _ = tokio::time::timeout(drain, self.sessions.wait()).await;
+        self.tunnel_closing.cancel();
         self.endpoint.close(
             sallyport_proto::tunnel::Code::Done.code().into(),
             b"relay shutting down",
         );
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
-        if let Err(e) = self.store.flush() {
+        if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "final store flush failed");
         }
     }
@@ -239,8 +335,27 @@ impl HttpsCaps {
     }
 }
 
+/// The cluster's secrets, when the store is PostgreSQL: the cluster key
+/// read from `--cluster-key-file` (required then). `None` on sled.
+async fn open_cluster(
+    config: &ServeConfig,
+    store: &Store,
+) -> anyhow::Result<Option<crate::cluster::ClusterSecrets>> {
+    let Some(pg) = store.postgres() else {
+        return Ok(None);
+    };
+    let path = config
+        .cluster_key_file
+        .as_deref()
+        .ok_or(crate::cluster::ClusterError::NoKeyFile)?;
+    let key = crate::cluster::ClusterKey::load(path)?;
+    Ok(Some(
+        crate::cluster::ClusterSecrets::new(pg.clone(), key).adopting(&config.data_dir),
+    ))
+}
+
 /// Makes the data dir private (warning when it was not) and opens the store in it.
-fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
     let repaired = crate::data_dir::prepare(&config.data_dir)?;
     if repaired.were_readable > 0 {
         tracing::warn!(
@@ -250,14 +365,15 @@ fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
              if others could log in here, consider its keys exposed"
         );
     }
-    Ok(Store::open(&config.data_dir)?)
+    Ok(config.store.open(&config.data_dir).await?)
 }
 
-/// Binds the tunnel listener (QUIC on UDP) and serves connectors on it
-/// until `shutdown`.
+/// Binds the tunnel listeners (QUIC on UDP, and TLS on TCP unless turned
+/// off) and serves connectors on them until `shutdown`.
 fn start_tunnel(
     config: &ServeConfig,
     ctx: Arc<tunnel::server::TunnelCtx>,
+    health: &Arc<Health>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<quinn::Endpoint> {
@@ -273,22 +389,62 @@ fn start_tunnel(
         socket,
         Arc::new(quinn::TokioRuntime),
     )?;
+    if let Some(addr) = config.listen_tunnel_tcp {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => {
+                listener.set_nonblocking(true)?;
+                let tcp = tunnel::TcpTunnel {
+                    ctx: ctx.clone(),
+                    listener: tokio::net::TcpListener::from_std(listener)?,
+                    tls: Arc::new(tunnel::tls_config(&ctx.ca)?),
+                };
+                tasks.spawn(tcp.run(shutdown.clone(), tasks.clone()));
+            }
+            Err(e) if config.listen_tunnel_tcp_is_default => tracing::warn!(
+                %addr, error = %e,
+                "cannot listen for connectors on tcp; connectors whose network blocks UDP cannot connect \
+                 (set --listen-tunnel-tcp to another address, or \"\" to turn this off)"
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen for connectors on tcp {addr}"))
+            }
+        }
+    }
     let server = TunnelServer {
         ctx,
         endpoint: endpoint.clone(),
     };
-    tasks.spawn(server.run(shutdown.clone(), tasks.clone()));
+    let (health, shutdown, inner) = (health.clone(), shutdown.clone(), tasks.clone());
+    health.set(Part::Tunnel, true);
+    tasks.spawn(async move {
+        server.run(shutdown, inner).await;
+        health.set(Part::Tunnel, false);
+    });
     Ok(endpoint)
 }
 
-/// The HTTPS listener's TLS settings: its certificate (the configured one,
-/// or one the relay CA issues), and device certificates asked for.
-fn https_tls(config: &ServeConfig, ca: &Arc<RelayCa>) -> anyhow::Result<rustls::ServerConfig> {
-    let (chain, key) = pki::https_identity(
-        &config.data_dir,
-        config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-        &config.public_url.host,
-    )?;
+/// The HTTPS listener's TLS settings: a resolver holding its certificate
+/// (the configured one, or one the relay CA issues, until ACME has one),
+/// and device certificates asked for.
+fn https_tls(
+    config: &ServeConfig,
+    ca: &Arc<RelayCa>,
+) -> anyhow::Result<(rustls::ServerConfig, Arc<HttpsCert>)> {
+    let first = match &config.tls {
+        Some((cert, key)) => crate::tls::files::load_pair(cert, key)?,
+        None => {
+            let (chain, key) =
+                pki::https_identity(&config.data_dir, None, &config.public_url.host)?;
+            rustls::sign::CertifiedKey::from_der(
+                chain,
+                key,
+                &sallyport_common::tls::crypto_provider(),
+            )
+            .context("the relay's own HTTPS certificate (https.pem, https.key in the data dir) and key do not match")?
+        }
+    };
+    let resolver = HttpsCert::new(first);
     // Device certificates: asked for, never required. A browser without
     // one connects as before; the policy decides what a device is worth.
     let devices = pki::DeviceCertVerifier::new(ca)?;
@@ -296,10 +452,64 @@ fn https_tls(config: &ServeConfig, ca: &Arc<RelayCa>) -> anyhow::Result<rustls::
         rustls::ServerConfig::builder_with_provider(sallyport_common::tls::crypto_provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(devices)
-            .with_single_cert(chain, key)
-            .context("the HTTPS certificate and key do not match")?;
+            .with_cert_resolver(resolver.clone());
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
+    if config
+        .acme
+        .as_ref()
+        .is_some_and(|a| a.challenge == Challenge::TlsAlpn01)
+    {
+        // Only validation servers offer it, and they get only the
+        // challenge certificate (see `HttpsCert`).
+        tls.alpn_protocols
+            .push(crate::tls::resolver::ACME_TLS_ALPN.to_vec());
+    }
+    Ok((tls, resolver))
+}
+
+/// Keeps the HTTPS certificate current until `shutdown`: the files are
+/// reloaded on SIGHUP and change, or ACME orders and renews one (with its
+/// HTTP-01 listener, whose handle and address are returned).
+#[allow(clippy::too_many_arguments)]
+fn start_certificate_renewal(
+    config: &ServeConfig,
+    https_cert: Arc<HttpsCert>,
+    acme: Option<Arc<Acme>>,
+    http01_tokens: Arc<Http01Tokens>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<Option<(axum_server::Handle<SocketAddr>, SocketAddr)>> {
+    if let Some((cert_path, key_path)) = &config.tls {
+        let watch = FileWatch {
+            cert_path: cert_path.clone(),
+            key_path: key_path.clone(),
+            cert: https_cert,
+            metrics: metrics.clone(),
+        };
+        tasks.spawn(watch.run(shutdown.clone()));
+    }
+    let (Some(acme), Some(settings)) = (acme, &config.acme) else {
+        return Ok(None);
+    };
+    let http = match settings.challenge {
+        Challenge::Http01 => Some(crate::tls::http01::start(
+            settings.listen_http,
+            http01_tokens,
+            config.public_url.origin.clone(),
+            config.https_limits,
+            tasks,
+        )?),
+        Challenge::TlsAlpn01 => None,
+    };
+    tracing::info!(
+        domains = %settings.domains.join(","),
+        directory = %settings.directory,
+        challenge = ?settings.challenge,
+        "the HTTPS certificate comes from ACME"
+    );
+    tasks.spawn(acme.run(shutdown.clone()));
+    Ok(http)
 }
 
 /// Loads the access policy from the config file and reloads it when the
@@ -331,6 +541,7 @@ fn start_https(
     state: Arc<AppState>,
     tls: rustls::ServerConfig,
     metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
     tasks: &TaskTracker,
 ) -> anyhow::Result<(axum_server::Handle<SocketAddr>, SocketAddr)> {
     let https_limits = config.https_limits;
@@ -376,10 +587,14 @@ fn start_https(
     let server = axum_server::from_tcp(listener)?
         .acceptor(acceptor)
         .handle(https.clone());
+    // Bound already: connections wait in the backlog until it serves.
+    let health = health.clone();
+    health.set(Part::Https, true);
     tasks.spawn(async move {
         if let Err(e) = server.serve(app).await {
             tracing::error!(error = %e, "HTTPS listener failed");
         }
+        health.set(Part::Https, false);
     });
     Ok((https, https_addr))
 }
@@ -429,15 +644,22 @@ fn start_metrics(
                     // Scrapers connect directly: nobody speaks for them.
                     Default::default(),
                 );
-                let server = axum_server::from_tcp(listener)?
+                let mut server = axum_server::from_tcp(listener)?
                     .acceptor(acceptor)
                     .handle(metrics_http.clone());
+                // A scrape's request head is a few hundred bytes.
+                server
+                    .http_builder()
+                    .http1()
+                    .max_buf_size(listener::METRICS_MAX_REQUEST_HEAD);
                 tasks.spawn(async move {
                     if let Err(e) = server.serve(metrics_router.into_make_service()).await {
                         tracing::error!(error = %e, "metrics listener failed");
                     }
                 });
-                tracing::info!("metrics listener on http://{local}/metrics");
+                tracing::info!(
+                    "metrics listener on http://{local}/metrics (and /healthz, /readyz)"
+                );
                 Some(local)
             }
         },
@@ -480,12 +702,10 @@ fn start_audit_retention(
                 _ = sd.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let log = prune_audit.clone();
             let now = sallyport_common::time::now_millis();
-            match tokio::task::spawn_blocking(move || log.prune(retention, now)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(dropped = n, "audit retention"),
-                Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+            match prune_audit.prune(retention, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(dropped = n, "audit retention"),
                 Err(e) => tracing::error!(error = %e, "audit retention failed"),
             }
         }

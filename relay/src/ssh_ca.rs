@@ -13,6 +13,8 @@ use russh::keys::ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 use sallyport_common::fs::{create_private_new, write_private};
 use sallyport_common::time::now_secs;
 
+use crate::policy::permits::Permits;
+
 /// How long a certificate is valid unless the relay is configured otherwise.
 pub const DEFAULT_CERT_TTL: Duration = Duration::from_secs(5 * 60);
 /// Certificates are valid from this long before they are issued, so a
@@ -71,6 +73,9 @@ pub struct CertRequest<'a> {
     /// Names the Sallyport user and session, for sshd's logs.
     pub key_id: &'a str,
     pub ttl: Duration,
+    /// The `permit-*` extensions it carries: exactly what the policy
+    /// grants this user on this service (`Policy::permits`).
+    pub permits: Permits,
 }
 
 impl SshCa {
@@ -99,20 +104,13 @@ impl SshCa {
         };
         let load = |path: &Path| -> Result<Self, SshCaError> {
             let text = std::fs::read_to_string(path).map_err(io(path))?;
-            let key = PrivateKey::from_openssh(text)
-                .map_err(|_| SshCaError::BadKey(path.display().to_string()))?;
-            Ok(Self { key })
+            Self::from_openssh(&text).map_err(|_| SshCaError::BadKey(path.display().to_string()))
         };
         if path.exists() {
             return load(&path);
         }
-        let mut seed = [0u8; 32];
-        rand::fill(&mut seed);
-        let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
-        key.set_comment(comment);
-        let pem = key
-            .to_openssh(LineEnding::LF)
-            .map_err(|e| SshCaError::Sign(e.to_string()))?;
+        let ca = Self::generate(comment);
+        let pem = ca.to_openssh()?;
         // Written aside under a name of its own and moved into place only
         // if no key is there yet: of two processes creating the key at once
         // (two relays, or the relay and `ssh-ca show`), one wins and the
@@ -120,11 +118,35 @@ impl SshCa {
         if !create_private_new(&path, pem.as_bytes()).map_err(io(&path))? {
             return load(&path);
         }
-        let ca = Self { key };
         let pub_path = dir.join(format!("{name}.pub"));
         write_private(&pub_path, format!("{}\n", ca.public_line()).as_bytes())
             .map_err(io(&pub_path))?;
         Ok(ca)
+    }
+
+    /// A new CA with a fresh Ed25519 key; `comment` names it in its key.
+    pub fn generate(comment: &str) -> Self {
+        let mut seed = [0u8; 32];
+        rand::fill(&mut seed);
+        let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+        key.set_comment(comment);
+        Self { key }
+    }
+
+    /// The CA of an OpenSSH private key (as [`SshCa::to_openssh`] writes).
+    pub fn from_openssh(text: &str) -> Result<Self, SshCaError> {
+        let key = PrivateKey::from_openssh(text)
+            .map_err(|_| SshCaError::BadKey("the SSH CA key".into()))?;
+        Ok(Self { key })
+    }
+
+    /// The CA's private key in OpenSSH form.
+    pub fn to_openssh(&self) -> Result<String, SshCaError> {
+        Ok(self
+            .key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| SshCaError::Sign(e.to_string()))?
+            .to_string())
     }
 
     /// The CA's public key as one OpenSSH line, for `TrustedUserCAKeys`.
@@ -156,7 +178,9 @@ impl SshCa {
         builder.cert_type(CertType::User).map_err(sign_err)?;
         builder.valid_principal(req.principal).map_err(sign_err)?;
         builder.key_id(req.key_id).map_err(sign_err)?;
-        builder.extension("permit-pty", "").map_err(sign_err)?;
+        for name in req.permits.extensions() {
+            builder.extension(name, "").map_err(sign_err)?;
+        }
         let cert = builder.sign(&self.key).map_err(sign_err)?;
         Ok(Signed {
             certificate: cert.to_openssh().map_err(sign_err)?,
@@ -183,6 +207,7 @@ mod tests {
             principal: "alice",
             key_id: "sallyport user=alice session=abc",
             ttl: DEFAULT_CERT_TTL,
+            permits: Permits::default(),
         };
         let signed = ca.sign(&req).unwrap();
         let cert = russh::keys::ssh_key::Certificate::from_openssh(&signed.certificate).unwrap();
@@ -196,7 +221,31 @@ mod tests {
         assert_eq!(cert.valid_principals(), ["alice".to_string()]);
         assert_eq!(cert.key_id(), "sallyport user=alice session=abc");
         assert_eq!(cert.cert_type(), CertType::User);
-        assert!(cert.extensions().contains_key("permit-pty"));
+        assert_eq!(
+            cert.extensions().keys().collect::<Vec<_>>(),
+            ["permit-pty"],
+            "a terminal only, unless the policy grants more"
+        );
+        let forwarding = ca
+            .sign(&CertRequest {
+                permits: Permits {
+                    port_forwarding: true,
+                    agent_forwarding: true,
+                    ..Permits::default()
+                },
+                ..req
+            })
+            .unwrap();
+        let forwarding =
+            russh::keys::ssh_key::Certificate::from_openssh(&forwarding.certificate).unwrap();
+        assert_eq!(
+            forwarding.extensions().keys().collect::<Vec<_>>(),
+            [
+                "permit-agent-forwarding",
+                "permit-port-forwarding",
+                "permit-pty"
+            ]
+        );
         assert_eq!(
             cert.valid_before() - cert.valid_after(),
             DEFAULT_CERT_TTL.as_secs() + CLOCK_SKEW.as_secs()
@@ -206,7 +255,8 @@ mod tests {
                 public_key: "ssh-ed25519 junk",
                 principal: "a",
                 key_id: "k",
-                ttl: DEFAULT_CERT_TTL
+                ttl: DEFAULT_CERT_TTL,
+                permits: Permits::default(),
             })
             .is_err());
     }

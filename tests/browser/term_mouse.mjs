@@ -1,6 +1,8 @@
-// Default-mode mouse reports: the shell turns on mouse tracking (`\e[?1000h`,
-// X10 encoding, press and release), puts the pty in raw mode and keeps the
-// next 12 bytes in REMOTE_FILE; the page clicks the cell in column COLUMN
+// Default-mode mouse reports: the shell puts the pty in raw mode, then turns
+// on mouse tracking (`\e[?1000h`, X10 encoding, press and release) and keeps
+// the next 12 bytes in REMOTE_FILE. Raw mode comes first: the page clicks as
+// soon as tracking is on, and a report that reached a pty still in cooked
+// mode with echo on would be echoed and held for a line, not read; the page clicks the cell in column COLUMN
 // (1-based, past 95 so its byte is above 0x7f) of row 3. Reports the cell
 // clicked and whether the shell got its 12 bytes.
 import { env, journey, openTerminal, pressEnter, signIn, sshLogin, type, waitForShell, waitForTerminal } from "./lib.mjs";
@@ -17,7 +19,7 @@ await journey(async ({ s, page }) => {
   if (cols < COLUMN) throw new Error(`the terminal has ${cols} columns, fewer than ${COLUMN}`);
   await type(
     page,
-    `clear; printf '\\033[?1000h'; stty raw -echo; head -c 12 > ${env("REMOTE_FILE")}; stty sane; printf '\\033[?1000l'; echo mo""use-done`,
+    `clear; stty raw -echo; printf '\\033[?1000h'; head -c 12 > ${env("REMOTE_FILE")}; stty sane; printf '\\033[?1000l'; echo mo""use-done`,
   );
   await pressEnter(page);
   await page.waitForFunction(() => window.sallyport.term.modes.mouseTrackingMode === "vt200");

@@ -20,8 +20,15 @@ use crate::{bin, RelayProc};
 pub struct RelayOptions {
     /// Extra `serve` flags (a `--metrics-listen` here replaces the harness's).
     pub args: Vec<String>,
+    /// The address the tunnel listens on and enrolment tokens name
+    /// [default: 127.0.0.1]: another, for connectors in another network
+    /// namespace.
+    pub tunnel_ip: Option<std::net::IpAddr>,
     /// Start the relay under `ulimit -n N` (soft and hard), as a small host would.
     pub fd_limit: Option<u64>,
+    /// Keep its state in a PostgreSQL of its own whatever
+    /// `SALLYPORT_TEST_STORE` says (see [`crate::store_is_postgres`]).
+    pub postgres: bool,
 }
 
 impl RelayOptions {
@@ -37,6 +44,15 @@ impl RelayOptions {
             }
             None => Command::new(bin("sallyport-relay")),
         }
+    }
+
+    /// Whether the relay listens for connectors on TCP too: when this run
+    /// is over TCP (`SALLYPORT_TRANSPORT=tcp`), for connectors in another
+    /// namespace (`tunnel_ip`), or when the flags set it.
+    pub fn tunnel_tcp(&self) -> bool {
+        crate::transport::choice() == sallyport_connector::TransportChoice::Tcp
+            || self.tunnel_ip.is_some()
+            || self.args.iter().any(|a| a == "--listen-tunnel-tcp")
     }
 
     /// Whether the flags set `--metrics-listen` themselves.

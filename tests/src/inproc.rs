@@ -154,11 +154,17 @@ impl InProc {
         let public_url = format!("https://localhost:{https_port}");
         let config = ServeConfig {
             data_dir: dir.path().join("relay"),
+            store: sallyport_relay::StoreLocation::Sled,
+            cluster_key_file: None,
+            relay_id: "inproc".to_owned(),
             listen_https: SocketAddr::from(([127, 0, 0, 1], https_port)),
             listen_tunnel,
+            listen_tunnel_tcp: Some(listen_tunnel),
+            listen_tunnel_tcp_is_default: false,
             public_url: PublicUrl::parse(&public_url).expect("public URL"),
             public_tunnel_addr: listen_tunnel.to_string(),
             tls: None,
+            acme: None,
             drain_timeout,
             ssh_cert_ttl: sallyport_relay::limits::DEFAULT_CERT_TTL,
             ssh_cert_services: Vec::new(),
@@ -171,6 +177,7 @@ impl InProc {
                 sallyport_relay::limits::DEFAULT_MAX_SESSIONS_PER_USER_PER_SERVICE,
             metrics_listen: None,
             metrics_listen_is_default: false,
+            log_level: None,
             https_limits: Default::default(),
             forwarding: Default::default(),
             oidc: Vec::new(),
@@ -193,7 +200,8 @@ impl InProc {
             name: USER.into(),
             password: PASSWORD.into(),
             groups: Vec::new(),
-        });
+        })
+        .await;
         let login = api::login(&env.url, env.tls.clone(), USER, PASSWORD, None)
             .await
             .expect("sign-in");
@@ -210,18 +218,20 @@ impl InProc {
     }
 
     /// Runs one admin command, as `sallyport-relay` would over its socket.
-    fn admin(&self, req: Request) -> String {
-        self.relay().admin(req).expect("admin command")
+    async fn admin(&self, req: Request) -> String {
+        self.relay().admin(req).await.expect("admin command")
     }
 
     /// Enrols connector `name` serving [`SERVICE`] and waits until it is online.
     pub async fn add_connector(&mut self, name: &str) {
-        let out = self.admin(Request::ConnectorAdd {
-            name: name.into(),
-            ttl_secs: 600,
-            services: vec![SERVICE.into()],
-            replace: false,
-        });
+        let out = self
+            .admin(Request::ConnectorAdd {
+                name: name.into(),
+                ttl_secs: 600,
+                services: vec![SERVICE.into()],
+                replace: false,
+            })
+            .await;
         let token = out.lines().last().expect("a token").to_owned();
         let stop = CancellationToken::new();
         let spec = format!("{SERVICE}=tcp://{}", self.echo.addr);
@@ -229,9 +239,17 @@ impl InProc {
             sallyport_connector::RunConfig {
                 token: Some(token),
                 state_dir: self.dir.path().join(format!("connector-{name}")),
+                relay: None,
                 services: vec![sallyport_connector::parse_service(&spec).expect("service spec")],
                 ha_connections: 1,
                 drain_timeout: Duration::from_secs(5),
+                metrics_listen: None,
+                // SALLYPORT_TRANSPORT, as the connector's own flag reads
+                // it: the suite runs once per transport.
+                transport: sallyport_connector::TransportConfig {
+                    choice: crate::transport::choice(),
+                    ..Default::default()
+                },
             },
             stop.clone(),
         ));

@@ -8,7 +8,12 @@ pub mod client_ws;
 pub mod compat;
 pub mod inproc;
 pub mod lifecycle;
+pub mod lossy_udp;
+pub mod metrics;
+pub mod netns;
 pub mod oidc;
+pub mod packages;
+pub mod postgres;
 pub mod proxy;
 pub mod raw_session;
 pub mod screen;
@@ -22,6 +27,8 @@ use std::time::{Duration, Instant};
 pub mod https;
 pub mod sshd_startups;
 pub mod sshd_variants;
+pub mod tls;
+pub mod transport;
 
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -192,16 +199,39 @@ pub struct Sshd {
     proc: Option<Proc>,
 }
 
-fn run_ok(cmd: &mut Command) -> Output {
+/// Runs `cmd`, panicking with its status and output when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{cmd:?} failed: {}",
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs `cmd` with `input` on its standard input (then closed) and
+/// returns what it did, success or not; panics only when it cannot run.
+pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .unwrap_or_else(|e| panic!("cannot write to {cmd:?}: {e}"));
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 pub fn current_user() -> String {
@@ -319,8 +349,11 @@ impl Sshd {
                  PubkeyAuthentication no\n"
                     .to_owned()
             }
+            // Forwarding on in sshd, so that the certificate's extensions
+            // (from the policy) are what decides `ssh -L` and `ssh -A`.
             SshdAuth::Certificate => format!(
                 "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 AllowTcpForwarding yes\nAllowAgentForwarding yes\n\
                  TrustedUserCAKeys {}\n",
                 dir.join("user_ca.pub").display()
             ),
@@ -383,6 +416,19 @@ impl Sshd {
         self.launch();
     }
 
+    /// Restarts sshd on the same port, listening on `ip` as well as on
+    /// loopback: for a connector in another network namespace.
+    pub fn listen_also(&mut self, ip: std::net::IpAddr) {
+        let path = self.dir.join("sshd_config");
+        let mut config = std::fs::read_to_string(&path).expect("sshd_config");
+        config.push_str(&format!("ListenAddress {ip}\n"));
+        std::fs::write(&path, config).expect("sshd_config");
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+        self.launch();
+    }
+
     /// Restarts sshd on the same port presenting `other`'s host key: a
     /// machine at this address impersonating `other`'s server.
     pub fn use_host_key_of(&mut self, other: &Sshd) {
@@ -423,9 +469,34 @@ pub struct RelayProc {
     pub options: https::RelayOptions,
     /// The config file (`--config`), when the relay has one.
     pub config: Option<PathBuf>,
+    /// The PostgreSQL URL of its store (`SALLYPORT_STORE`), when the suite
+    /// runs on PostgreSQL (see [`store_is_postgres`]); `None`: sled.
+    pub store_url: Option<String>,
     dir: PathBuf,
     starts: u32,
     pub proc: Option<Proc>,
+    /// The PostgreSQL that holds that store, stopped when the relay's
+    /// handle drops (after the relay: fields drop in order).
+    pub postgres: Option<postgres::Postgres>,
+}
+
+/// True when `SALLYPORT_TEST_STORE=postgres`: each relay the harness starts
+/// keeps its state in a PostgreSQL of its own rather than in sled, so the
+/// same tests run on both engines (scripts/test.sh runs a set of them so).
+pub fn store_is_postgres() -> bool {
+    std::env::var("SALLYPORT_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// A cluster key file in `dir` for the relays on the database at `url`:
+/// derived from the URL, so every relay of a test's cluster, and every admin
+/// command run on it, has the same key (a real cluster makes one with
+/// `sallyport-relay cluster-key generate`).
+pub fn cluster_key_file(dir: &Path, url: &str) -> PathBuf {
+    let key_file = dir.join("cluster.key");
+    let digest = ring::digest::digest(&ring::digest::SHA256, url.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    write_private_file(&key_file, format!("{hex}\n").as_bytes());
+    key_file
 }
 
 impl RelayProc {
@@ -459,7 +530,11 @@ impl RelayProc {
             std::fs::write(&path, text).expect("write relay.toml");
             path
         });
+        let postgres =
+            (options.postgres || store_is_postgres()).then(|| postgres::Postgres::start(dir));
         Self {
+            store_url: postgres.as_ref().map(|pg| pg.create_database("relay")),
+            postgres,
             data_dir: dir.join("relay"),
             https_port: free_port(),
             tunnel_port: free_port(),
@@ -490,6 +565,15 @@ impl RelayProc {
         self.launch();
     }
 
+    /// `IP:PORT` of the tunnel (QUIC on UDP, the TCP fallback on TCP).
+    pub fn tunnel_addr(&self) -> String {
+        let ip = self
+            .options
+            .tunnel_ip
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        SocketAddr::new(ip, self.tunnel_port).to_string()
+    }
+
     /// Starts the process (again) and waits until it serves.
     pub fn launch(&mut self) {
         self.starts += 1;
@@ -505,15 +589,17 @@ impl RelayProc {
             cmd.arg("--data-dir")
                 .arg(&self.data_dir)
                 .args(["--listen-https", &format!("127.0.0.1:{}", self.https_port)])
-                .args([
-                    "--listen-tunnel",
-                    &format!("127.0.0.1:{}", self.tunnel_port),
-                ])
+                .args(["--listen-tunnel", &self.tunnel_addr()])
                 .args(["--public-url", &self.url()])
-                .args([
-                    "--public-tunnel-addr",
-                    &format!("127.0.0.1:{}", self.tunnel_port),
-                ])
+                .args(["--public-tunnel-addr", &self.tunnel_addr()])
+                // The TCP tunnel listener takes one more TCP port number,
+                // and each number free_port hands out may be handed to
+                // another test's process too: only where a test uses it.
+                .args(if self.options.tunnel_tcp() {
+                    Vec::new()
+                } else {
+                    vec!["--listen-tunnel-tcp".to_owned(), String::new()]
+                })
                 .args(["--drain-timeout", "5s"])
                 .args(if self.options.sets_metrics_listen() {
                     Vec::new()
@@ -524,6 +610,7 @@ impl RelayProc {
                     ]
                 })
                 .args(&self.options.args)
+                .envs(self.store_env())
                 .env("RUST_LOG", "info"),
             self.dir.join(format!("relay-{}.log", self.starts)),
         );
@@ -546,22 +633,32 @@ impl RelayProc {
 
     /// Runs `sallyport-relay ARGS --data-dir D`, feeding `stdin`.
     pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(bin("sallyport-relay"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sallyport-relay");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("sallyport-relay output")
+        output_with_input(
+            Command::new(bin("sallyport-relay"))
+                .args(args)
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .envs(self.store_env()),
+            stdin.as_bytes(),
+        )
+    }
+
+    /// `SALLYPORT_STORE` for its processes, when its store is PostgreSQL,
+    /// with the cluster settings a relay on PostgreSQL needs: a cluster key
+    /// file derived from the URL (relays sharing a database share the key;
+    /// written 0600 beside the data dir) and a relay id of its own
+    /// (`relay-HTTPS_PORT`). A `--cluster-key-file` or `--relay-id` flag
+    /// overrides them.
+    pub fn store_env(&self) -> Vec<(&'static str, String)> {
+        let Some(url) = &self.store_url else {
+            return Vec::new();
+        };
+        let key_file = cluster_key_file(&self.dir, url);
+        vec![
+            ("SALLYPORT_STORE", url.clone()),
+            ("SALLYPORT_CLUSTER_KEY_FILE", key_file.display().to_string()),
+            ("SALLYPORT_RELAY_ID", format!("relay-{}", self.https_port)),
+        ]
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
@@ -860,31 +957,22 @@ impl Client {
         password: &str,
         extra: &[&str],
     ) -> Output {
-        let mut child = Command::new(bin("sallyport"))
-            .args([
-                "login",
-                "--relay",
-                url,
-                "--user",
-                user,
-                "--password-stdin",
-                "--ca-cert",
-            ])
-            .arg(ca)
-            .args(extra)
-            .env("SALLYPORT_HOME", &self.home)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sallyport login");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("password");
-        child.wait_with_output().expect("sallyport login")
+        output_with_input(
+            Command::new(bin("sallyport"))
+                .args([
+                    "login",
+                    "--relay",
+                    url,
+                    "--user",
+                    user,
+                    "--password-stdin",
+                    "--ca-cert",
+                ])
+                .arg(ca)
+                .args(extra)
+                .env("SALLYPORT_HOME", &self.home),
+            format!("{password}\n").as_bytes(),
+        )
     }
 
     /// `ssh` through `sallyport proxy` to `service`, running `command` with `stdin`.
@@ -1177,4 +1265,21 @@ pub fn write_country_db(path: &Path, net: std::net::Ipv4Addr, prefix: u32, count
     string(&mut out, "en");
     string(&mut out, "Test countries");
     std::fs::write(path, out).expect("write the country database");
+}
+
+/// Writes `contents` to `path` with mode 0600 (replacing the file).
+pub fn write_private_file(path: &Path, contents: &[u8]) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(contents).expect("write a private file");
 }

@@ -1,7 +1,7 @@
 //! The audit log: what the relay saw is on disk before it is acknowledged,
 //! chained so that an altered event is found, and readable by admins only.
 
-use sallyport_relay::Store;
+use sallyport_relay::SledStore;
 use sallyport_tests::client_ws::audit_export;
 use sallyport_tests::*;
 use serde_json::Value;
@@ -73,7 +73,7 @@ fn a_session_is_in_the_audit_log_and_verify_finds_one_altered_event() {
     {
         // The stored record (sled tree `audit`, keyed by the big-endian
         // sequence number) with its event changed and its hashes left alone.
-        let store = Store::open(&env.relay.data_dir).unwrap();
+        let store = SledStore::open(&env.relay.data_dir).unwrap();
         let tree = store.open_tree("audit").unwrap();
         let key = failed["seq"].as_u64().unwrap().to_be_bytes();
         let mut record: Value = serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();

@@ -5,7 +5,7 @@
 //! `time` or `code` stored) still verify and are exported with both.
 
 use sallyport_relay::AuditRecord as Record;
-use sallyport_relay::Store;
+use sallyport_relay::SledStore;
 use sallyport_tests::lifecycle::audit_events;
 use sallyport_tests::*;
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ fn ok(relay: &RelayProc, args: &[&str], stdin: &str) -> String {
 
 /// Appends `events` the way the previous version did: the record holds
 /// seq, at_ms, prev, hash and the event, nothing else.
-fn append_as_before(store: &Store, events: &[Value]) {
+fn append_as_before(store: &SledStore, events: &[Value]) {
     let tree = store.open_tree("audit").unwrap();
     let last: Record = serde_json::from_slice(&tree.last().unwrap().expect("events").1).unwrap();
     let (mut seq, mut prev) = (last.seq, last.hash);
@@ -200,7 +200,7 @@ fn a_store_written_by_the_previous_version_verifies_and_gains_time_and_code() {
     let mut env = Env::start();
     env.relay.kill();
     {
-        let store = Store::open(&env.relay.data_dir).unwrap();
+        let store = SledStore::open(&env.relay.data_dir).unwrap();
         append_as_before(
             &store,
             &[
@@ -247,7 +247,7 @@ fn a_store_written_by_the_previous_version_verifies_and_gains_time_and_code() {
     check_time(first);
     let store_has_time = {
         env.relay.kill();
-        let store = Store::open(&env.relay.data_dir).unwrap();
+        let store = SledStore::open(&env.relay.data_dir).unwrap();
         let tree = store.open_tree("audit").unwrap();
         tree.iter().any(|e| {
             let v: Value = serde_json::from_slice(&e.unwrap().1).unwrap();

@@ -9,7 +9,7 @@
 use sallyport_client::api::Session;
 use sallyport_proto::client::SessionEvent;
 use sallyport_relay::AuditRecord as Record;
-use sallyport_relay::Store;
+use sallyport_relay::SledStore;
 use sallyport_tests::client_ws::{acked, audit_export, client_token, open_web1, report};
 use sallyport_tests::*;
 use serde_json::{json, Value};
@@ -28,7 +28,7 @@ fn listed(relay: &RelayProc, filter: &[&str]) -> Vec<u64> {
 /// before the rename wrote them: each record's hash over the previous
 /// hash, its number, its time and the event's canonical JSON, the JSON
 /// stored as it is. Returns their sequence numbers.
-fn append_as_before(store: &Store, events: &[Value]) -> Vec<u64> {
+fn append_as_before(store: &SledStore, events: &[Value]) -> Vec<u64> {
     let tree = store.open_tree("audit").unwrap();
     let last: Record = serde_json::from_slice(&tree.last().unwrap().expect("events").1).unwrap();
     let (mut seq, mut prev) = (last.seq, last.hash);
@@ -79,7 +79,7 @@ fn records_written_before_streams_were_named_still_verify_and_are_found() {
     // One terminal session that reconnected once (two streams), and a
     // stream of another session between them.
     let seqs = {
-        let store = Store::open(&env.relay.data_dir).unwrap();
+        let store = SledStore::open(&env.relay.data_dir).unwrap();
         append_as_before(
             &store,
             &[

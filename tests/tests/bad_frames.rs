@@ -9,6 +9,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::Stdio;
 use std::time::Duration;
 
+use sallyport_common::transport::Closed;
 use sallyport_proto::io::FrameReader;
 use sallyport_proto::tunnel::{StreamHeader, StreamReply};
 use sallyport_relay::admin_api::Request;
@@ -23,9 +24,9 @@ async fn refusal_for(relay: &Relay, bytes: &[u8]) -> String {
         .candidates("web1")
         .pop()
         .expect("connector online");
-    let (mut send, mut recv) = live.conn.open_bi().await.expect("open stream");
+    let (mut send, mut recv) = live.conn.open_stream().await.expect("open stream");
     send.write_all(bytes).await.expect("write");
-    let _ = send.finish();
+    send.finish();
     let reply = tokio::time::timeout(
         Duration::from_secs(30),
         FrameReader::new(&mut recv).read_frame::<StreamReply>(),
@@ -62,6 +63,7 @@ async fn bad_frames_close_only_their_stream() {
             password: PASSWORD.into(),
             groups: vec![],
         })
+        .await
         .unwrap();
     let out = relay
         .admin(Request::ConnectorAdd {
@@ -70,6 +72,7 @@ async fn bad_frames_close_only_their_stream() {
             services: vec!["web1".into()],
             replace: false,
         })
+        .await
         .unwrap();
     let token = out.lines().last().unwrap().to_owned();
     let mut connector = start_connector(
@@ -165,16 +168,18 @@ async fn bad_frames_close_only_their_stream() {
     // connection, with the reason; the real connector's tunnel stays up.
     let identity = sallyport_connector::Identity::load(&dir.path().join("connector-c1")).unwrap();
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let conn = endpoint
-        .connect_with(
-            identity.client_config().unwrap(),
-            format!("127.0.0.1:{tunnel}").parse().unwrap(),
-            sallyport_proto::tunnel::TUNNEL_SERVER_NAME,
-        )
-        .unwrap()
-        .await
-        .unwrap();
-    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let dialer = sallyport_connector::dial::Dialer::new(
+        format!("127.0.0.1:{tunnel}"),
+        sallyport_connector::TransportConfig {
+            choice: transport::choice(),
+            ..Default::default()
+        },
+        identity.tls_config().unwrap(),
+        endpoint,
+    )
+    .unwrap();
+    let conn = dialer.connect().await.unwrap();
+    let (mut send, _recv) = conn.open_control().await.unwrap();
     send.write_all(&[0, 0, 0, 5, b'{', b'!', b'!', b'!', b'}'])
         .await
         .unwrap();
@@ -182,12 +187,11 @@ async fn bad_frames_close_only_their_stream() {
         .await
         .unwrap()
     {
-        quinn::ConnectionError::ApplicationClosed(close) => {
+        Closed::ByPeer { code, reason } => {
             assert_eq!(
-                close.error_code,
-                sallyport_proto::tunnel::Code::Protocol.code().into()
+                code,
+                u64::from(sallyport_proto::tunnel::Code::Protocol.code())
             );
-            let reason = String::from_utf8_lossy(&close.reason);
             assert!(reason.starts_with("bad hello: malformed frame"), "{reason}");
         }
         other => panic!("expected a protocol close, got {other}"),

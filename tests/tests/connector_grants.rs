@@ -84,8 +84,8 @@ fn a_connector_serves_only_the_services_it_was_granted() {
     );
     // `connector list` shows what is granted and what was announced.
     let row = env.relay.connector_row("c2");
-    assert_eq!(row[5..], ["other", "box!,other"], "{row:?}");
-    assert_eq!(env.relay.connector_row("c1")[5..], ["box", "box"]);
+    assert_eq!(row[6..], ["other", "box!,other"], "{row:?}");
+    assert_eq!(env.relay.connector_row("c1")[6..], ["box", "box"]);
 
     // Every session to box reaches the real sshd, none the other.
     let scanned = connections(&evil);

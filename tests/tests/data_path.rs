@@ -168,11 +168,12 @@ async fn a_session_outliving_the_drain_timeout_ends_with_a_reason() {
 
 /// The stored client events of `session` in the relay's audit log, as
 /// their numbers in the order they were stored.
-fn stored_events(env: &InProc, session: &str) -> Vec<u64> {
+async fn stored_events(env: &InProc, session: &str) -> Vec<u64> {
     let records = env
         .relay()
         .audit
         .list(&Default::default(), 100_000)
+        .await
         .expect("audit list");
     records
         .iter()
@@ -263,5 +264,5 @@ async fn client_events_reach_the_relay_once_across_a_reconnect() {
             .expect("the relay acks what was sent");
     }
     assert!(!outbox.pending(&id), "nothing left to send");
-    assert_eq!(stored_events(&env, &id), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(stored_events(&env, &id).await, [1, 2, 3, 4, 5, 6]);
 }

@@ -51,6 +51,7 @@ fn flood_options(extra: &[&str]) -> RelayOptions {
     RelayOptions {
         args,
         fd_limit: Some(FD_LIMIT),
+        ..Default::default()
     }
 }
 
@@ -421,22 +422,12 @@ fn a_full_listener_keeps_the_store_and_admin_commands_working() {
         // have descriptors: adding a user works through the running relay.
         let data_dir = env.relay.data_dir.clone();
         let out = blocking(move || {
-            let mut child = Command::new(bin("sallyport-relay"))
-                .args(["user", "add", "bob", "--password-stdin", "--data-dir"])
-                .arg(&data_dir)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("run sallyport-relay");
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(b"bob's password 1\n")
-                .expect("password");
-            child.wait_with_output().expect("user add")
+            sallyport_tests::output_with_input(
+                Command::new(bin("sallyport-relay"))
+                    .args(["user", "add", "bob", "--password-stdin", "--data-dir"])
+                    .arg(&data_dir),
+                b"bob's password 1\n",
+            )
         })
         .await;
         assert!(
@@ -486,7 +477,7 @@ fn metrics_have_their_own_listener_and_the_public_one_serves_none() {
         None,
         RelayOptions {
             args: vec!["--metrics-listen".into(), String::new()],
-            fd_limit: None,
+            ..Default::default()
         },
     );
     let relay = off.proc.as_ref().expect("relay");

@@ -140,6 +140,12 @@ fn sso_button_signs_in_through_the_provider_and_its_groups_meet_policy() {
         "{text}"
     );
 
+    // Both sign-ins were timed, as single sign-on.
+    assert_eq!(
+        relay.metric("sallyport_sign_in_seconds_count{method=\"sso\",result=\"ok\"}"),
+        2
+    );
+
     // Each sign-in is an audit event naming the provider, the subject and the groups.
     let out = relay.admin(&["audit", "list", "--type", "sso_sign_in"], "");
     let log = String::from_utf8_lossy(&out.stdout);

@@ -21,6 +21,9 @@ use crate::ClientError;
 
 /// Largest API answer the client reads.
 const MAX_RESPONSE: usize = 64 * 1024;
+/// Largest service list the client reads: with host keys, each service
+/// may carry several kilobytes (a few RSA keys per connector).
+const MAX_SERVICES_RESPONSE: usize = 4 * 1024 * 1024;
 
 /// Where the relay is, parsed from its URL.
 #[derive(Debug, Clone)]
@@ -172,6 +175,7 @@ pub async fn logout(
         "/api/logout",
         Some(token),
         None,
+        MAX_RESPONSE,
     )
     .await?;
     Ok(())
@@ -213,6 +217,14 @@ pub struct ServiceEntry {
     /// Its sshd trusts the relay's SSH CA (`sallyport ssh-cert` works).
     #[serde(default)]
     pub ssh_certificates: bool,
+    /// The account a certificate logs in as by default (relays from
+    /// before it send none).
+    #[serde(default)]
+    pub ssh_principal: Option<String>,
+    /// The host keys its connectors attested, OpenSSH one-line form
+    /// (relays from before `ssh-config` send none).
+    #[serde(default)]
+    pub host_keys: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -226,7 +238,17 @@ pub async fn services(
     tls: Arc<rustls::ClientConfig>,
     token: &str,
 ) -> Result<Vec<ServiceEntry>, ClientError> {
-    get_json(relay, tls, "/api/services", token).await
+    let answer = request(
+        relay,
+        tls,
+        hyper::Method::GET,
+        "/api/services",
+        Some(token),
+        None,
+        MAX_SERVICES_RESPONSE,
+    )
+    .await?;
+    parse(&answer)
 }
 
 /// POSTs `body` as JSON to `path` (with the bearer `token`, if any) and
@@ -239,7 +261,16 @@ async fn post_json<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
     body: &Req,
 ) -> Result<Resp, ClientError> {
     let body = serde_json::to_vec(body).map_err(|e| ClientError::Usage(e.to_string()))?;
-    let answer = request(relay, tls, hyper::Method::POST, path, token, Some(body)).await?;
+    let answer = request(
+        relay,
+        tls,
+        hyper::Method::POST,
+        path,
+        token,
+        Some(body),
+        MAX_RESPONSE,
+    )
+    .await?;
     parse(&answer)
 }
 
@@ -250,7 +281,16 @@ async fn get_json<Resp: serde::de::DeserializeOwned>(
     path: &str,
     token: &str,
 ) -> Result<Resp, ClientError> {
-    let answer = request(relay, tls, hyper::Method::GET, path, Some(token), None).await?;
+    let answer = request(
+        relay,
+        tls,
+        hyper::Method::GET,
+        path,
+        Some(token),
+        None,
+        MAX_RESPONSE,
+    )
+    .await?;
     parse(&answer)
 }
 
@@ -260,8 +300,8 @@ fn parse<Resp: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Resp, ClientE
 }
 
 /// One HTTPS request to the relay (a JSON `body`, the bearer `token`, if
-/// any); returns the body of a success answer, at most [`MAX_RESPONSE`]
-/// bytes. An error answer becomes the relay's reason.
+/// any); returns the body of a success answer, at most `limit` bytes. An
+/// error answer becomes the relay's reason.
 async fn request(
     relay: &RelayUrl,
     tls: Arc<rustls::ClientConfig>,
@@ -269,6 +309,7 @@ async fn request(
     path: &str,
     token: Option<&str>,
     body: Option<Vec<u8>>,
+    limit: usize,
 ) -> Result<Bytes, ClientError> {
     let stream = connect_tls(relay, tls).await?;
     let (mut sender, conn) =
@@ -297,7 +338,7 @@ async fn request(
         .await
         .map_err(|e| ClientError::Connect(relay.base.clone(), e.to_string()))?;
     let status = resp.status();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
+    let body = http_body_util::Limited::new(resp.into_body(), limit)
         .collect()
         .await
         .map_err(|e| ClientError::Relay(format!("bad answer from the relay: {e}")))?

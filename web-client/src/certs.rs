@@ -49,3 +49,86 @@ pub fn save(
     )?;
     Ok(key_path)
 }
+
+/// How close to its end a certificate is renewed by `ssh-cert
+/// --if-expiring` (the default of `--renew-before`): long enough for a connection that starts now
+/// to finish authenticating (sshd checks the certificate at login only;
+/// a session outlives it).
+pub const RENEW_MARGIN_SECS: u64 = 30;
+
+/// `DIR/SERVICE`, the private key [`save`] writes.
+pub fn key_path(dir: &Path, service: &str) -> PathBuf {
+    dir.join(service)
+}
+
+/// `DIR/SERVICE-cert.pub`, the certificate beside it.
+pub fn cert_path(dir: &Path, service: &str) -> PathBuf {
+    dir.join(format!("{service}-cert.pub"))
+}
+
+/// The end of the validity (Unix seconds) of the certificate in `DIR`
+/// for `service`, if there is one whose private key is beside it and
+/// which parses. A missing or unreadable pair is `None`: the caller gets a
+/// new one rather than failing over a file it is about to replace.
+pub fn valid_before(dir: &Path, service: &str) -> Option<u64> {
+    if !key_path(dir, service).is_file() {
+        return None;
+    }
+    let text = std::fs::read_to_string(cert_path(dir, service)).ok()?;
+    let cert = russh::keys::ssh_key::Certificate::from_openssh(text.trim()).ok()?;
+    Some(cert.valid_before())
+}
+
+/// Whether a certificate that ends at `valid_before` must be renewed at
+/// `now`: it ends within `margin` seconds (or has ended).
+pub fn expiring(valid_before: u64, now: u64, margin: u64) -> bool {
+    valid_before <= now.saturating_add(margin)
+}
+
+/// An exclusive lock on `DIR/.SERVICE.lock`, held until the file is
+/// dropped: two `ssh` started at once (each running `ssh-cert
+/// --if-expiring`) must not interleave writing the key and the
+/// certificate, or one would end up with the other's key beside its
+/// certificate. Blocks until the other is done.
+pub fn lock(dir: &Path, service: &str) -> Result<std::fs::File, ClientError> {
+    sallyport_common::fs::create_private_dir(dir).map_err(|source| ClientError::File {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join(format!(".{service}.lock"));
+    let io = |source| ClientError::File {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiring_within_the_margin() {
+        assert!(expiring(100, 100, 0), "ended");
+        assert!(expiring(130, 100, 30), "ends within the margin");
+        assert!(!expiring(131, 100, 30));
+        assert!(expiring(0, u64::MAX, 30), "no overflow");
+    }
+
+    #[test]
+    fn a_saved_certificate_is_found_and_a_half_pair_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(valid_before(dir.path(), "web1"), None);
+        std::fs::write(cert_path(dir.path(), "web1"), "not a certificate").unwrap();
+        std::fs::write(key_path(dir.path(), "web1"), "key").unwrap();
+        assert_eq!(valid_before(dir.path(), "web1"), None);
+        let _held = lock(dir.path(), "web1").unwrap();
+    }
+}

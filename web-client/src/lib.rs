@@ -3,6 +3,8 @@
 //! `bin/`; the browser front end builds on the same core.
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod agent;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod api;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod certs;
@@ -16,6 +18,10 @@ pub mod loopback;
 pub mod proxy;
 pub mod reporter;
 pub mod ssh;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod ssh_config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod ssh_config_file;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

@@ -10,7 +10,6 @@ use super::{AdminCtx, Request};
 use crate::admin;
 use crate::pki::RelayCa;
 use crate::policy::PolicyHandle;
-use crate::store::Store;
 
 /// Runs an admin command and prints its output as it comes.
 pub async fn admin_command(data_dir: &Path, req: Request) -> anyhow::Result<()> {
@@ -54,20 +53,36 @@ pub async fn admin_to(
             other => anyhow::Error::new(other),
         });
     }
-    if !data_dir.join("db").exists() {
+    let location = crate::config::StoreLocation::for_admin(config).map_err(anyhow::Error::msg)?;
+    if location == crate::config::StoreLocation::Sled && !data_dir.join("db").exists() {
         anyhow::bail!(
             "{} holds no relay data: start `sallyport-relay serve --data-dir {}` once first",
             data_dir.display(),
             data_dir.display()
         );
     }
-    let store = Store::open(data_dir)?;
+    let store = location.open(data_dir).await?;
+    // On PostgreSQL the CA is the cluster's (tokens carry its fingerprint).
+    let ca = match store.postgres() {
+        Some(pg) => {
+            let path = crate::config::cluster_key_file_for_admin(config)
+                .map_err(anyhow::Error::msg)?
+                .ok_or(crate::cluster::ClusterError::NoKeyFile)?;
+            let key = crate::cluster::ClusterKey::load(&path)?;
+            crate::cluster::ClusterSecrets::new(pg.clone(), key)
+                .adopting(data_dir)
+                .relay_ca()
+                .await?
+        }
+        None => RelayCa::load_or_create(data_dir)?,
+    };
     let ctx = AdminCtx {
         audit: Arc::new(crate::audit::AuditLog::open(&store)?),
         store,
-        ca: Arc::new(RelayCa::load_or_create(data_dir)?),
+        ca: Arc::new(ca),
         registry: None,
         live: None,
+        acme: None,
         policy: match config {
             Some(path) => Some(Arc::new(
                 PolicyHandle::load(Some(path.to_owned()), Vec::new())

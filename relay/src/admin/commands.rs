@@ -5,6 +5,7 @@
 //! an [`AdminCtx`], writing what the CLI prints to a [`Sink`]. The same
 //! code runs in the relay (for the socket) and in the CLI (on the data dir).
 
+use crate::store::block_on;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct AdminCtx {
     pub audit: Arc<AuditLog>,
     /// Present when the relay is running: `user sign-out` ends live sessions.
     pub live: Option<Arc<crate::live::LiveSessions>>,
+    /// Present when the running relay gets its certificate over ACME: `acme renew`.
+    pub acme: Option<Arc<crate::tls::acme::Acme>>,
 }
 
 /// Runs one admin command and returns its output, whole. For the short
@@ -120,7 +123,8 @@ fn execute_short(ctx: &AdminCtx, by: &Actor, req: Request) -> Result<String, Str
             password,
             groups,
         } => {
-            identity::add_user(&ctx.store, &name, &password, &groups).map_err(|e| e.to_string())?;
+            block_on(identity::add_user(&ctx.store, &name, &password, &groups))
+                .map_err(|e| e.to_string())?;
             audit(
                 ctx,
                 Event::UserAdded {
@@ -155,13 +159,28 @@ fn execute_short(ctx: &AdminCtx, by: &Actor, req: Request) -> Result<String, Str
         Request::UserPasswd { name, password } => users::passwd(ctx, by, &name, &password),
         Request::UserGroups { name, groups } => users::groups(ctx, by, &name, &groups),
         Request::SessionTerminate { stream } => users::terminate(ctx, by, &stream),
+        Request::AcmeRenew => {
+            match &ctx.acme {
+                Some(acme) => {
+                    acme.request_renewal();
+                    Ok("ACME renewal started: the relay logs the new certificate (serial, not after) \
+                    once new handshakes get it, or why the order failed"
+                    .into())
+                }
+                None => Err(
+                    "this relay does not get its certificate over ACME (set acme_domains), \
+                         or it is not running"
+                        .into(),
+                ),
+            }
+        }
         Request::DeviceAdd { name, attributes } => device_add(ctx, by, &name, attributes),
         Request::DeviceList => device_list(ctx),
         Request::DeviceRevoke { name } => device_revoke(ctx, by, &name),
         Request::PolicyTest(t) => policy_test(ctx, t),
-        Request::AuditVerify => match ctx.audit.verify() {
+        Request::AuditVerify => match block_on(ctx.audit.verify()) {
             Ok(n) => {
-                let tip = match ctx.audit.tip().map_err(store_err)? {
+                let tip = match block_on(ctx.audit.tip()).map_err(store_err)? {
                     Some((seq, hash)) => format!(
                         "\nnewest: event {seq}, hash {hash} (note it elsewhere: \
                          deleting the newest events leaves a valid chain)"
@@ -194,7 +213,7 @@ fn scan_records(
 ) -> Result<(), String> {
     let mut failed = None;
     ctx.audit
-        .scan(filter, |r| match each(r) {
+        .scan_blocking(filter, |r| match each(r) {
             Ok(flow) => flow,
             Err(e) => {
                 failed = Some(e);
@@ -212,7 +231,7 @@ fn scan_last(
     limit: usize,
     mut each: impl FnMut(crate::audit::Record) -> Result<(), String>,
 ) -> Result<(), String> {
-    let Some(start) = ctx.audit.start_of_last(filter, limit).map_err(store_err)? else {
+    let Some(start) = block_on(ctx.audit.start_of_last(filter, limit)).map_err(store_err)? else {
         return Ok(());
     };
     let from = Filter {
@@ -301,20 +320,19 @@ pub(super) fn rfc3339(secs: u64) -> String {
 pub const SIGN_IN_ID_SHOWN: usize = 12;
 
 fn user_sessions(ctx: &AdminCtx, name: &str) -> Result<String, String> {
-    if ctx.store.user(name).map_err(store_err)?.is_none() {
+    if block_on(ctx.store.user(name)).map_err(store_err)?.is_none() {
         return Err(format!("no user named {name}"));
     }
     let mut out = format!(
         "{:<13} {:<21} {:<21} {:<40} {:<14} LIVE SESSIONS\n",
         "SIGN-IN", "CREATED", "EXPIRES", "ADDRESS", "SECOND FACTOR"
     );
-    let sign_ins = ctx.store.sign_ins_of(name).map_err(store_err)?;
-    ctx.audit
-        .append(&crate::audit::Event::SignInsListed {
-            user: name.to_owned(),
-            sign_ins: sign_ins.len(),
-        })
-        .map_err(store_err)?;
+    let sign_ins = block_on(ctx.store.sign_ins_of(name)).map_err(store_err)?;
+    block_on(ctx.audit.append(&crate::audit::Event::SignInsListed {
+        user: name.to_owned(),
+        sign_ins: sign_ins.len(),
+    }))
+    .map_err(store_err)?;
     for (id, s) in sign_ins {
         let live = match &ctx.live {
             Some(l) => l.sessions_of_sign_in(&id).to_string(),
@@ -333,11 +351,11 @@ fn user_sessions(ctx: &AdminCtx, name: &str) -> Result<String, String> {
 }
 
 fn user_totp(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
-    let replaced = identity::user(&ctx.store, name)
+    let replaced = block_on(identity::user(&ctx.store, name))
         .map_err(|e| e.to_string())?
         .totp_secret
         .is_some();
-    let secret = identity::enrol_totp(&ctx.store, name).map_err(|e| e.to_string())?;
+    let secret = block_on(identity::enrol_totp(&ctx.store, name)).map_err(|e| e.to_string())?;
     audit(
         ctx,
         Event::TotpEnrolled {
@@ -346,9 +364,7 @@ fn user_totp(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
             by: by.clone(),
         },
     )?;
-    let host = ctx
-        .store
-        .meta(META_PUBLIC_URL)
+    let host = block_on(ctx.store.meta(META_PUBLIC_URL))
         .map_err(store_err)?
         .map(|u| u.trim_start_matches("https://").to_owned());
     let issuer = match host {
@@ -378,22 +394,24 @@ fn device_add(
             ));
         }
     }
-    if ctx.store.device(name).map_err(store_err)?.is_some() {
+    if block_on(ctx.store.device(name))
+        .map_err(store_err)?
+        .is_some()
+    {
         return Err(format!(
             "device {name} already exists; revoke it or pick another name"
         ));
     }
     let issued = ctx.ca.issue_device(name).map_err(|e| e.to_string())?;
-    ctx.store
-        .put_device(&DeviceRecord {
-            name: name.to_owned(),
-            cert_sha256: issued.cert_sha256,
-            attributes: attributes.clone(),
-            created: now_secs(),
-            expires: issued.expires,
-            revoked: false,
-        })
-        .map_err(store_err)?;
+    block_on(ctx.store.put_device(&DeviceRecord {
+        name: name.to_owned(),
+        cert_sha256: issued.cert_sha256,
+        attributes: attributes.clone(),
+        created: now_secs(),
+        expires: issued.expires,
+        revoked: false,
+    }))
+    .map_err(store_err)?;
     audit(
         ctx,
         Event::DeviceAdded {
@@ -412,7 +430,7 @@ fn device_add(
 
 fn device_list(ctx: &AdminCtx) -> Result<String, String> {
     let mut out = format!("{:<24} {:<8} ATTRIBUTES\n", "NAME", "STATE");
-    for d in ctx.store.devices().map_err(store_err)? {
+    for d in block_on(ctx.store.devices()).map_err(store_err)? {
         let attrs: Vec<String> = d
             .attributes
             .iter()
@@ -429,13 +447,11 @@ fn device_list(ctx: &AdminCtx) -> Result<String, String> {
 }
 
 fn device_revoke(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
-    let mut d = ctx
-        .store
-        .device(name)
+    let mut d = block_on(ctx.store.device(name))
         .map_err(store_err)?
         .ok_or_else(|| format!("no device named {name}"))?;
     d.revoked = true;
-    ctx.store.put_device(&d).map_err(store_err)?;
+    block_on(ctx.store.put_device(&d)).map_err(store_err)?;
     audit(
         ctx,
         Event::DeviceRevoked {
@@ -468,8 +484,8 @@ fn policy_test(ctx: &AdminCtx, t: PolicyTest) -> Result<String, String> {
         risk: t.risk,
         country: t.country,
     };
-    let (inputs, decision) =
-        decide::decide(&ctx.store, &ctx.audit, &policy, &req).map_err(|e| e.to_string())?;
+    let (inputs, decision) = block_on(decide::decide(&ctx.store, &ctx.audit, &policy, &req))
+        .map_err(|e| e.to_string())?;
     let device = match &inputs.device {
         Some(d) => {
             let attrs: Vec<String> = d
@@ -498,6 +514,19 @@ fn policy_test(ctx: &AdminCtx, t: PolicyTest) -> Result<String, String> {
     for line in decision.trace {
         out.push_str(&format!("  {line}\n"));
     }
+    // What a certificate issued for this request would say.
+    if decision.allowed && policy.certificates(&inputs.service) {
+        let accounts = policy.principals(&inputs.user, &inputs.groups, &inputs.service);
+        out.push_str(&format!(
+            "certificate: accounts={} extensions={}\n",
+            if accounts.is_empty() {
+                "-".into()
+            } else {
+                accounts.join(",")
+            },
+            policy.permits(&inputs).extensions().join(","),
+        ));
+    }
     Ok(out.trim_end().to_owned())
 }
 
@@ -518,7 +547,9 @@ pub(super) fn store_err(e: crate::store::StoreError) -> String {
 /// Appends an admin command's audit event; flushed before the command
 /// answers.
 pub(super) fn audit(ctx: &AdminCtx, event: Event) -> Result<(), String> {
-    ctx.audit.append(&event).map(drop).map_err(store_err)
+    block_on(ctx.audit.append(&event))
+        .map(drop)
+        .map_err(store_err)
 }
 
 /// An enrolment token as `connector add` issues it.
@@ -563,13 +594,13 @@ pub fn connector_add(
         canonical.push(c);
     }
     let services = &canonical;
-    let relay = ctx.store.meta(META_TUNNEL_ADDR).map_err(store_err)?.ok_or_else(|| {
+    let relay = block_on(ctx.store.meta(META_TUNNEL_ADDR)).map_err(store_err)?.ok_or_else(|| {
         "the relay's tunnel address is not known yet: start `sallyport-relay serve` once with this --data-dir".to_string()
     })?;
     let mut granted: Vec<String> = services.to_vec();
     granted.sort();
     granted.dedup();
-    match ctx.store.connector(name).map_err(store_err)? {
+    match block_on(ctx.store.connector(name)).map_err(store_err)? {
         Some(c) if c.state == ConnectorState::Enrolled && !replace => {
             return Err(format!(
                 "connector {name} is already enrolled; revoke it first or use connector add {name} --replace"
@@ -584,35 +615,29 @@ pub fn connector_add(
             if !services.is_empty() {
                 c.granted = Some(granted.clone());
                 c.grants_migrated = false;
-                ctx.store.put_connector(&c).map_err(store_err)?;
+                block_on(ctx.store.put_connector(&c)).map_err(store_err)?;
                 if let Some(r) = &ctx.registry {
-                    r.reload_grants(name, || {
-                        crate::tunnel::server::stored_grants(&ctx.store, name)
-                            .into_iter()
-                            .collect()
-                    });
+                    block_on(r.reload_grants(name, &ctx.store));
                 }
             }
         }
-        None => ctx
+        None => block_on(ctx
             .store
-            .put_connector(&ConnectorRecord::pending(name, granted.clone()))
+            .put_connector(&ConnectorRecord::pending(name, granted.clone())))
             .map_err(store_err)?,
     }
     let secret = random_secret(24);
     let expires = now_secs() + ttl_secs;
-    let withdrawn = ctx
-        .store
-        .issue_token(
-            &secret,
-            &crate::store::TokenRecord {
-                connector: name.to_owned(),
-                expires,
-                used: false,
-                replace,
-            },
-        )
-        .map_err(store_err)?;
+    let withdrawn = block_on(ctx.store.issue_token(
+        &secret,
+        &crate::store::TokenRecord {
+            connector: name.to_owned(),
+            expires,
+            used: false,
+            replace,
+        },
+    ))
+    .map_err(store_err)?;
     audit(
         ctx,
         Event::EnrolmentTokenIssued {
@@ -629,7 +654,7 @@ pub fn connector_add(
         secret,
         expires,
     };
-    let grants = match ctx.store.connector(name).map_err(store_err)? {
+    let grants = match block_on(ctx.store.connector(name)).map_err(store_err)? {
         Some(c) => c.granted.unwrap_or_default(),
         None => Vec::new(),
     };
@@ -668,26 +693,19 @@ fn connector_grant(
     grant: bool,
 ) -> Result<String, String> {
     let service = &service_name("service name", service).map_err(|e| e.to_string())?;
-    let rec = ctx
-        .store
-        .set_grant(name, service, grant)
+    let rec = block_on(ctx.store.set_grant(name, service, grant))
         .map_err(store_err)?
         .ok_or_else(|| format!("no connector named {name}"))?;
     let granted = rec.granted.unwrap_or_default();
-    ctx.audit
-        .append(&crate::audit::Event::ConnectorGrants {
-            connector: name.to_owned(),
-            service: service.to_owned(),
-            granted: grant,
-            by: Some(by.clone()),
-        })
-        .map_err(store_err)?;
+    block_on(ctx.audit.append(&crate::audit::Event::ConnectorGrants {
+        connector: name.to_owned(),
+        service: service.to_owned(),
+        granted: grant,
+        by: Some(by.clone()),
+    }))
+    .map_err(store_err)?;
     if let Some(r) = &ctx.registry {
-        r.reload_grants(name, || {
-            crate::tunnel::server::stored_grants(&ctx.store, name)
-                .into_iter()
-                .collect()
-        });
+        block_on(r.reload_grants(name, &ctx.store));
     }
     let verb = if grant {
         "may now serve"
@@ -708,20 +726,30 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
     let online = ctx
         .registry
         .as_ref()
-        .map(|r| r.online())
+        .map(|r| r.transports())
         .unwrap_or_default();
     let mut out = format!(
-        "{:<24} {:<9} {:<7} {:<20} {:<32} ANNOUNCED\n",
-        "NAME", "STATE", "ONLINE", "LAST SEEN", "GRANTED"
+        "{:<24} {:<9} {:<7} {:<9} {:<20} {:<32} ANNOUNCED\n",
+        "NAME", "STATE", "ONLINE", "TRANSPORT", "LAST SEEN", "GRANTED"
     );
     let mut migrated = false;
-    for c in ctx.store.connectors().map_err(store_err)? {
+    for c in block_on(ctx.store.connectors()).map_err(store_err)? {
         let state = match c.state {
             ConnectorState::Pending => "pending",
             ConnectorState::Enrolled => "enrolled",
             ConnectorState::Revoked => "revoked",
         };
-        let conns = online.get(&c.name).copied().unwrap_or(0);
+        // Each live connection's transport, once each: "quic", "tcp" or "quic,tcp".
+        let transports = online.get(&c.name).cloned().unwrap_or_default();
+        let conns = transports.len();
+        let mut kinds: Vec<&str> = transports.iter().map(|t| t.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let transport = if kinds.is_empty() {
+            "-".to_owned()
+        } else {
+            kinds.join(",")
+        };
         let seen = c
             .last_seen
             .map(|t| format!("{}s ago", now_secs().saturating_sub(t)))
@@ -749,7 +777,7 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
             })
             .collect();
         out.push_str(&format!(
-            "{:<24} {:<9} {:<7} {:<20} {:<32} {}\n",
+            "{:<24} {:<9} {:<7} {:<9} {:<20} {:<32} {}\n",
             c.name,
             state,
             if conns > 0 {
@@ -757,6 +785,7 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
             } else {
                 "no".into()
             },
+            transport,
             seen,
             granted,
             if announced.is_empty() {
@@ -777,19 +806,16 @@ fn connector_list(ctx: &AdminCtx) -> Result<String, String> {
 }
 
 fn connector_revoke(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
-    let mut rec = ctx
-        .store
-        .connector(name)
+    let mut rec = block_on(ctx.store.connector(name))
         .map_err(store_err)?
         .ok_or_else(|| format!("no connector named {name}"))?;
     rec.state = ConnectorState::Revoked;
-    ctx.store.put_connector(&rec).map_err(store_err)?;
-    ctx.audit
-        .append(&crate::audit::Event::ConnectorRevoked {
-            connector: name.to_owned(),
-            by: Some(by.clone()),
-        })
-        .map_err(store_err)?;
+    block_on(ctx.store.put_connector(&rec)).map_err(store_err)?;
+    block_on(ctx.audit.append(&crate::audit::Event::ConnectorRevoked {
+        connector: name.to_owned(),
+        by: Some(by.clone()),
+    }))
+    .map_err(store_err)?;
     let closed = ctx
         .registry
         .as_ref()

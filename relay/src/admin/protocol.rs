@@ -124,6 +124,9 @@ pub enum Request {
         /// The relay's id of the session's stream (as in `stream_opened`).
         stream: String,
     },
+    /// `acme renew`: order a new HTTPS certificate now, due or not (a
+    /// running relay with `acme_domains`).
+    AcmeRenew,
     /// Issue a device certificate; the output is a `DeviceIssued` as JSON.
     DeviceAdd {
         /// The device's name.

@@ -8,6 +8,7 @@
 use super::commands::{audit, rfc3339, store_err, AdminCtx};
 use crate::audit::{Actor, Event};
 use crate::identity;
+use crate::store::block_on;
 
 fn identity_err(e: identity::IdentityError) -> String {
     e.to_string()
@@ -19,8 +20,10 @@ pub(super) fn list(ctx: &AdminCtx) -> Result<String, String> {
         "{:<24} {:<8} {:<16} {:<9} {:<6} GROUPS\n",
         "NAME", "STATE", "SIGNS IN WITH", "SIGN-INS", "CODES"
     );
-    for u in ctx.store.users().map_err(store_err)? {
-        let sign_ins = ctx.store.sign_ins_of(&u.name).map_err(store_err)?.len();
+    for u in block_on(ctx.store.users()).map_err(store_err)? {
+        let sign_ins = block_on(ctx.store.sign_ins_of(&u.name))
+            .map_err(store_err)?
+            .len();
         out.push_str(&format!(
             "{:<24} {:<8} {:<16} {:<9} {:<6} {}\n",
             u.name,
@@ -45,8 +48,10 @@ pub(super) fn list(ctx: &AdminCtx) -> Result<String, String> {
 /// `user show NAME`: the user's record (never the password hash or the
 /// code secret) and their live sign-ins and sessions.
 pub(super) fn show(ctx: &AdminCtx, name: &str) -> Result<String, String> {
-    let u = identity::user(&ctx.store, name).map_err(identity_err)?;
-    let sign_ins = ctx.store.sign_ins_of(name).map_err(store_err)?.len();
+    let u = block_on(identity::user(&ctx.store, name)).map_err(identity_err)?;
+    let sign_ins = block_on(ctx.store.sign_ins_of(name))
+        .map_err(store_err)?
+        .len();
     let live = match &ctx.live {
         Some(l) => l.sessions_of(name).to_string(),
         None => "- (the relay is not running)".into(),
@@ -85,12 +90,12 @@ fn signs_in_with(u: &crate::store::UserRecord) -> String {
 /// each. Flushed.
 fn end_sign_ins(ctx: &AdminCtx, name: &str, why: Option<&str>) -> Result<(usize, usize), String> {
     let mut sign_ins = 0;
-    for (id, _) in ctx.store.sign_ins_of(name).map_err(store_err)? {
-        if ctx.store.remove_sign_in_by_id(&id).map_err(store_err)? {
+    for (id, _) in block_on(ctx.store.sign_ins_of(name)).map_err(store_err)? {
+        if block_on(ctx.store.remove_sign_in_by_id(&id)).map_err(store_err)? {
             sign_ins += 1;
         }
     }
-    ctx.store.flush().map_err(store_err)?;
+    block_on(ctx.store.flush()).map_err(store_err)?;
     // Every live session of the user, also those of sign-ins that expired
     // (and so are no longer listed) while their sessions stayed open.
     let sessions = ctx.live.as_ref().map_or(0, |l| l.end_user(name, why));
@@ -99,7 +104,7 @@ fn end_sign_ins(ctx: &AdminCtx, name: &str, why: Option<&str>) -> Result<(usize,
 
 /// `user sign-out NAME`.
 pub(super) fn sign_out(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
-    identity::user(&ctx.store, name).map_err(identity_err)?;
+    block_on(identity::user(&ctx.store, name)).map_err(identity_err)?;
     let (sign_ins, sessions) = end_sign_ins(ctx, name, None)?;
     audit(
         ctx,
@@ -119,7 +124,7 @@ pub(super) fn sign_out(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String,
 
 /// `user lock NAME` (`lock`) and `user unlock NAME`.
 pub(super) fn lock(ctx: &AdminCtx, by: &Actor, name: &str, lock: bool) -> Result<String, String> {
-    let changed = identity::set_locked(&ctx.store, name, lock).map_err(identity_err)?;
+    let changed = block_on(identity::set_locked(&ctx.store, name, lock)).map_err(identity_err)?;
     if !lock {
         if !changed {
             return Ok(format!("user {name} is not locked"));
@@ -155,9 +160,9 @@ pub(super) fn lock(ctx: &AdminCtx, by: &Actor, name: &str, lock: bool) -> Result
 
 /// `user remove NAME`.
 pub(super) fn remove(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
-    identity::user(&ctx.store, name).map_err(identity_err)?;
+    block_on(identity::user(&ctx.store, name)).map_err(identity_err)?;
     // The record first: a sign-in checked from now on finds no user.
-    ctx.store.remove_user(name).map_err(store_err)?;
+    block_on(ctx.store.remove_user(name)).map_err(store_err)?;
     let (sign_ins, sessions) = end_sign_ins(ctx, name, Some(identity::REMOVED))?;
     audit(
         ctx,
@@ -181,7 +186,7 @@ pub(super) fn passwd(
     name: &str,
     password: &str,
 ) -> Result<String, String> {
-    identity::set_password(&ctx.store, name, password).map_err(identity_err)?;
+    block_on(identity::set_password(&ctx.store, name, password)).map_err(identity_err)?;
     audit(
         ctx,
         Event::PasswordChanged {
@@ -204,7 +209,7 @@ pub(super) fn groups(
     let mut after = groups.to_vec();
     after.sort();
     after.dedup();
-    let before = identity::set_groups(&ctx.store, name, &after).map_err(identity_err)?;
+    let before = block_on(identity::set_groups(&ctx.store, name, &after)).map_err(identity_err)?;
     audit(
         ctx,
         Event::GroupsChanged {
@@ -214,7 +219,7 @@ pub(super) fn groups(
             by: by.clone(),
         },
     )?;
-    let sso = identity::user(&ctx.store, name)
+    let sso = block_on(identity::user(&ctx.store, name))
         .ok()
         .and_then(|u| u.sso)
         .map(|l| {
@@ -238,7 +243,7 @@ pub(super) fn groups(
 /// who lost their authenticator; they may set up a new one on their
 /// account page).
 pub(super) fn totp_off(ctx: &AdminCtx, by: &Actor, name: &str) -> Result<String, String> {
-    let had = identity::reset_totp(&ctx.store, name).map_err(identity_err)?;
+    let had = block_on(identity::reset_totp(&ctx.store, name)).map_err(identity_err)?;
     audit(
         ctx,
         Event::TotpReset {

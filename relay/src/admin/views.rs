@@ -4,6 +4,7 @@
 //! changes nothing and records nothing (as the list commands); every
 //! change goes through the commands themselves.
 
+use crate::store::block_on;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -36,8 +37,10 @@ pub struct UserView {
 /// Every user, by name.
 pub fn users(ctx: &AdminCtx) -> Result<Vec<UserView>, String> {
     let mut out = Vec::new();
-    for u in ctx.store.users().map_err(store_err)? {
-        let sign_ins = ctx.store.sign_ins_of(&u.name).map_err(store_err)?.len();
+    for u in block_on(ctx.store.users()).map_err(store_err)? {
+        let sign_ins = block_on(ctx.store.sign_ins_of(&u.name))
+            .map_err(store_err)?
+            .len();
         out.push(UserView {
             live_sessions: ctx.live.as_ref().map(|l| l.sessions_of(&u.name)),
             sso_provider: u.sso.map(|s| s.provider),
@@ -69,8 +72,11 @@ pub struct ConnectorView {
     pub name: String,
     /// `pending` (a token was issued, not used yet), `enrolled` or `revoked`.
     pub state: ConnectorState,
-    /// Its live QUIC connections to this relay (0: offline).
+    /// Its live connections to this relay (0: offline).
     pub connections: usize,
+    /// The transport of each live connection (`quic`, `tcp`), in the order
+    /// they connected.
+    pub transports: Vec<String>,
     /// The software versions its live connections announced (empty when
     /// offline).
     pub versions: Vec<String>,
@@ -87,12 +93,12 @@ pub struct ConnectorView {
 
 /// Every connector, by name.
 pub fn connectors(ctx: &AdminCtx) -> Result<Vec<ConnectorView>, String> {
-    let (online, mut versions) = match &ctx.registry {
-        Some(r) => (r.online(), r.versions()),
+    let (mut online, mut versions) = match &ctx.registry {
+        Some(r) => (r.transports(), r.versions()),
         None => Default::default(),
     };
     let mut out = Vec::new();
-    for c in ctx.store.connectors().map_err(store_err)? {
+    for c in block_on(ctx.store.connectors()).map_err(store_err)? {
         let announced = c
             .services
             .iter()
@@ -101,8 +107,15 @@ pub fn connectors(ctx: &AdminCtx) -> Result<Vec<ConnectorView>, String> {
                 granted: c.may_serve(&s.name),
             })
             .collect();
+        let transports: Vec<String> = online
+            .remove(&c.name)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
         out.push(ConnectorView {
-            connections: online.get(&c.name).copied().unwrap_or(0),
+            connections: transports.len(),
+            transports,
             versions: versions
                 .remove(&c.name)
                 .map(|v| v.into_iter().collect())
@@ -136,9 +149,7 @@ pub struct DeviceView {
 
 /// Every device certificate, by name.
 pub fn devices(ctx: &AdminCtx) -> Result<Vec<DeviceView>, String> {
-    let mut out: Vec<DeviceView> = ctx
-        .store
-        .devices()
+    let mut out: Vec<DeviceView> = block_on(ctx.store.devices())
         .map_err(store_err)?
         .into_iter()
         .map(|d| DeviceView {

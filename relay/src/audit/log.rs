@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::{BudgetExceeded, ClientSessionRecord};
 use super::Event;
-use crate::store::{Store, StoreError};
+use crate::store::{SledStore, StoreError};
 use sallyport_common::hash::sha256_hex;
 
 /// Keep events this long by default.
@@ -25,9 +25,9 @@ pub const DEFAULT_MAX_EVENTS: u64 = 5_000_000;
 /// Records retention drops per hold of the append lock.
 pub const PRUNE_CHUNK: u64 = 1000;
 /// Meta key of the anchor: `{seq, hash}` of the last record retention dropped.
-const META_ANCHOR: &str = "audit_anchor";
+pub(crate) const META_ANCHOR: &str = "audit_anchor";
 /// The `prev` of the very first record.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One stored event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,8 +95,8 @@ pub fn rfc3339_millis(at_ms: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
-/// What [`AuditLog::append_client_events`] did with a batch.
-#[derive(Debug, Default)]
+/// What [`SledChain::append_client_events`] did with a batch.
+#[derive(Debug, Default, Clone)]
 pub struct ClientAppend {
     /// `(session, seq)` of every event now on disk, new or stored before.
     pub stored: Vec<(String, u64)>,
@@ -109,9 +109,13 @@ pub struct ClientAppend {
     pub backed_used: u64,
 }
 
+/// How much of the chain to keep: events older than `max_age` and all but
+/// the newest `max_events` are dropped.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
+    /// Drop events older than this.
     pub max_age: Duration,
+    /// Keep at most this many events.
     pub max_events: u64,
 }
 
@@ -172,7 +176,7 @@ pub struct Filter {
 
 /// The client's terminal session id a stored event names: only client
 /// events have one.
-fn session_of(event: &serde_json::Value) -> Option<&str> {
+pub(crate) fn session_of(event: &serde_json::Value) -> Option<&str> {
     if event.get("type")?.as_str()? != "client" {
         return None;
     }
@@ -183,7 +187,7 @@ fn session_of(event: &serde_json::Value) -> Option<&str> {
 /// and in stream events written since streams were named so; `session` in
 /// stream events written before (stored records are never rewritten: the
 /// hash chain covers their bytes).
-fn stream_of(event: &serde_json::Value) -> Option<&str> {
+pub(crate) fn stream_of(event: &serde_json::Value) -> Option<&str> {
     let id = match event.get("type")?.as_str()? {
         "stream_opened" | "stream_closed" => {
             event.get("stream").or_else(|| event.get("session"))?
@@ -203,8 +207,8 @@ fn is_stream_event(event: &serde_json::Value) -> bool {
 
 impl Filter {
     /// `streams`: the streams the client events of `self.session` came on
-    /// (see [`AuditLog::streams_of_session`]).
-    fn matches(&self, r: &Record, streams: &BTreeSet<String>) -> bool {
+    /// (see [`SledChain::streams_of_session`]).
+    pub(crate) fn matches(&self, r: &Record, streams: &BTreeSet<String>) -> bool {
         let field = |name: &str| {
             r.event
                 .get(name)
@@ -238,7 +242,7 @@ impl Filter {
 
     /// Whether matching needs the streams of `self.session`: only when
     /// stream events may match at all.
-    fn joins_streams(&self) -> bool {
+    pub(crate) fn joins_streams(&self) -> bool {
         self.session.is_some()
             && self
                 .kind
@@ -265,14 +269,16 @@ fn client_key_of(event: &serde_json::Value) -> Option<Vec<u8>> {
     ))
 }
 
-fn hash_of(prev: &str, seq: u64, at_ms: u64, event: &serde_json::Value) -> String {
+pub(crate) fn hash_of(prev: &str, seq: u64, at_ms: u64, event: &serde_json::Value) -> String {
     // serde_json's Value keeps object keys sorted: one canonical form.
     let body = serde_json::to_string(event).unwrap_or_default();
     sha256_hex(format!("{prev}\n{seq}\n{at_ms}\n{body}").as_bytes())
 }
 
-pub struct AuditLog {
-    store: Store,
+/// The chain in the sled engine (see the module docs); [`super::AuditLog`]
+/// is what the rest of the relay holds.
+pub struct SledChain {
+    store: SledStore,
     tree: sled::Tree,
     /// Client session id + 0 + event seq (u64 BE) -> audit seq: each client
     /// event is stored once however often it is sent.
@@ -284,8 +290,9 @@ pub struct AuditLog {
     append: Mutex<()>,
 }
 
-impl AuditLog {
-    pub fn open(store: &Store) -> Result<Self, StoreError> {
+impl SledChain {
+    /// Opens the chain's trees in `store`.
+    pub fn open(store: &SledStore) -> Result<Self, StoreError> {
         Ok(Self {
             tree: store.open_tree("audit")?,
             client_keys: store.open_tree("audit_client_keys")?,
@@ -300,6 +307,35 @@ impl AuditLog {
             .store
             .meta(META_ANCHOR)?
             .and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// The anchor retention left: `(seq, hash)` of the last record it
+    /// dropped, which the first kept one chains to; `None` before retention
+    /// dropped any. For `store migrate`.
+    pub(crate) fn retention_anchor(&self) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(self.anchor()?.map(|a| (a.seq, a.hash)))
+    }
+
+    /// Every client session's owner and budgets, by session id (records of
+    /// older relays, the user name alone, read as [`ClientSessionRecord::decode`]
+    /// does). For `store migrate`.
+    pub(crate) fn client_sessions(&self) -> Result<Vec<(String, ClientSessionRecord)>, StoreError> {
+        self.client_sessions
+            .iter()
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    ClientSessionRecord::decode(&v),
+                ))
+            })
+            .collect()
+    }
+
+    /// How many once-only keys of client events the chain holds (one per
+    /// stored client event). For `store migrate`'s summary.
+    pub(crate) fn client_key_count(&self) -> usize {
+        self.client_keys.len()
     }
 
     fn decode(key: &[u8], value: &[u8]) -> Result<Record, VerifyError> {
@@ -691,8 +727,8 @@ mod tests {
     #[test]
     fn the_chain_detects_changed_removed_and_reordered_events() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         for n in 1..=5 {
             assert_eq!(log.append(&event(n)).unwrap().seq, n);
         }
@@ -753,8 +789,8 @@ mod tests {
     #[test]
     fn records_get_a_time_and_code_derived_from_what_the_hash_covers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         let mut r = log.append(&event(1)).unwrap();
         r.at_ms = 1_796_075_407_123;
         assert_eq!(r.time(), "2026-11-30T21:50:07.123Z");
@@ -772,8 +808,8 @@ mod tests {
     #[test]
     fn retention_drops_the_oldest_and_the_rest_still_verifies() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         for n in 1..=10 {
             log.append(&event(n)).unwrap();
         }
@@ -804,8 +840,8 @@ mod tests {
     #[test]
     fn scans_stream_matches_and_find_where_the_last_n_start() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         for n in 1..=10 {
             log.append(&event(n)).unwrap();
         }
@@ -852,8 +888,8 @@ mod tests {
     #[test]
     fn client_events_are_stored_once_and_only_for_their_owner() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         let batch: Vec<Event> = (1..=3).map(|n| client("s1", n)).collect();
         assert_eq!(
             log.append_client_events("alice", &batch, 0)
@@ -894,8 +930,8 @@ mod tests {
         use crate::audit::budget::{BudgetExceeded, MAX_CONTROL_EVENTS_PER_SESSION};
         use sallyport_proto::client::SessionEvent;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         let with = |seq: u64, event: SessionEvent| match client("s1", seq) {
             Event::Client {
                 session,
@@ -958,8 +994,8 @@ mod tests {
     #[test]
     fn filters() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         log.append(&Event::StreamOpened {
             stream: "s1".into(),
             service: "web1".into(),
@@ -1004,8 +1040,8 @@ mod tests {
     #[test]
     fn a_session_filter_finds_its_streams_also_in_records_from_before_the_rename() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let log = SledChain::open(&store).unwrap();
         // A stream event as relays before the rename stored it.
         log.append(&Event::ConnectorRevoked {
             connector: "x".into(),

@@ -4,12 +4,15 @@
 //! each carries the hash of the one before it, so a changed, removed or
 //! reordered event breaks the chain (`sallyport-relay audit verify`).
 //!
-//! `log.rs` is the chain in sled; `recorder.rs` stores what a session's
+//! `log.rs` is the chain in sled; `pg.rs` the same chain in PostgreSQL,
+//! which the relays of a cluster append to together; `recorder.rs` stores what a session's
 //! client reports; this file names the events.
 
 pub mod budget;
+mod chain;
 pub mod code;
 mod log;
+pub mod pg;
 pub mod recorder;
 pub mod recording;
 
@@ -17,9 +20,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use log::{
-    AuditLog, ClientAppend, Filter, Record, Retention, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS,
-};
+pub use chain::AuditLog;
+pub use log::{ClientAppend, Filter, Record, Retention, DEFAULT_MAX_AGE, DEFAULT_MAX_EVENTS};
+pub(crate) use log::{SledChain, META_ANCHOR};
 
 use sallyport_proto::client::SessionEvent;
 
@@ -103,6 +106,9 @@ fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// Something the relay saw happen.
+// The tests reach it through `test_hooks` (feature `test-hooks`); its
+// fields are named as stored and not documented one by one.
+#[cfg_attr(feature = "test-hooks", allow(missing_docs))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {

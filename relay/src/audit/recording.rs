@@ -2,6 +2,7 @@
 //! (<https://docs.asciinema.org/manual/asciicast/v2/>), which `asciinema
 //! play` and asciinema-player replay.
 
+use crate::store::block_on;
 use base64::Engine as _;
 use sallyport_proto::client::SessionEvent;
 use serde::Serialize;
@@ -207,6 +208,7 @@ pub enum ExportError {
 /// time, whatever its size: one pass over the audit log notes where each
 /// of the session's events is (24 bytes each), then the events are read
 /// back one by one in the client's order. The same lines as [`asciicast`].
+/// Blocking: call it from a blocking thread, never from async code.
 pub fn export(
     audit: &AuditLog,
     session: &str,
@@ -219,7 +221,7 @@ pub fn export(
     };
     // (client seq, audit seq, is the start)
     let mut index: Vec<(u64, u64, bool)> = Vec::new();
-    audit.scan(&filter, |r| {
+    audit.scan_blocking(&filter, |r| {
         if let Some(e) = CastEvent::of(session, &r) {
             index.push((e.seq, r.seq, e.is_start()));
         }
@@ -228,15 +230,14 @@ pub fn export(
     index.sort_by_key(|&(seq, _, _)| seq);
     let not_found = || ExportError::NotFound(session.to_owned());
     let &(_, start, _) = index.iter().find(|e| e.2).ok_or_else(not_found)?;
-    let start = audit
-        .get(start)?
+    let start = block_on(audit.get(start))?
         .and_then(|r| CastEvent::of(session, &r))
         .ok_or_else(not_found)?;
     out(&header(&start).ok_or_else(not_found)?).map_err(ExportError::Output)?;
     let mut lines = Lines::default();
     for (_, seq, _) in index {
         // Gone when retention dropped it meanwhile: the rest still plays.
-        let Some(e) = audit.get(seq)?.and_then(|r| CastEvent::of(session, &r)) else {
+        let Some(e) = block_on(audit.get(seq))?.and_then(|r| CastEvent::of(session, &r)) else {
             continue;
         };
         if let Some(line) = lines.line(&e) {
@@ -262,8 +263,8 @@ mod tests {
         assert_eq!(c.push(&euro[2..]), "€");
     }
 
-    #[test]
-    fn the_streamed_export_is_the_same_recording() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_streamed_export_is_the_same_recording() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path()).unwrap();
         let log = AuditLog::open(&store).unwrap();
@@ -313,20 +314,25 @@ mod tests {
                 event,
             })
             .collect();
-        log.append_client_events("alice", &batch, u64::MAX).unwrap();
-        let records = log.list(&Filter::default(), 100).unwrap();
+        log.append_client_events("alice", batch, u64::MAX)
+            .await
+            .unwrap();
+        let records = log.list(&Filter::default(), 100).await.unwrap();
         let whole = asciicast("s1", &records, false).unwrap();
         assert!(whole.contains(r#"[0.03,"o","€"]"#), "{whole}");
-        let mut streamed = String::new();
-        export(&log, "s1", |line| {
-            streamed.push_str(line);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(streamed, whole);
-        assert!(matches!(
-            export(&log, "s2", |_| Ok(())),
-            Err(ExportError::NotFound(_))
-        ));
+        // The export blocks: the admin command runs it on a blocking thread.
+        tokio::task::block_in_place(|| {
+            let mut streamed = String::new();
+            export(&log, "s1", |line| {
+                streamed.push_str(line);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(streamed, whole);
+            assert!(matches!(
+                export(&log, "s2", |_| Ok(())),
+                Err(ExportError::NotFound(_))
+            ));
+        });
     }
 }

@@ -22,6 +22,34 @@ pub enum RecordingCmd {
 }
 
 #[derive(Subcommand)]
+pub enum StoreCmd {
+    /// Copy the sled store of a stopped relay into an empty PostgreSQL
+    /// database: users, sign-ins, tokens, connectors, devices, second-factor
+    /// and risk facts, settings, and the audit chain byte for byte (`audit
+    /// verify` gives the same tip). The relay must not be running. A copy
+    /// that failed halfway leaves the database non-empty, which a new run
+    /// refuses: drop the database, create it again, and run again.
+    Migrate {
+        /// The database to copy into: postgres://USER:PASSWORD@HOST:PORT/DB
+        /// (`?sslmode=disable` for no TLS). Must hold no relay data.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AcmeCmd {
+    /// Order a new HTTPS certificate now, due or not (a running relay with
+    /// acme_domains; mind the CA's rate limits). SIGHUP renews only when due.
+    Renew {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SessionCmd {
     /// End one live session now (its client is told an admin ended it);
     /// the stream id is in `audit list --type stream_opened`.

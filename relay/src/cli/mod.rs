@@ -3,11 +3,11 @@
 
 mod args;
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use sallyport_common::logging;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +62,33 @@ enum Command {
     /// Live sessions.
     #[command(subcommand)]
     Session(SessionCmd),
+    /// The relay's store (sled in the data dir, or PostgreSQL with --store).
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// The HTTPS certificate the relay gets over ACME (acme_domains).
+    #[command(subcommand)]
+    Acme(AcmeCmd),
+    /// The cluster key that seals the secrets relays on PostgreSQL share.
+    #[command(subcommand)]
+    ClusterKey(ClusterKeyCmd),
+    /// Writes the man pages and shell completions packages ship (see
+    /// `scripts/package.sh`).
+    #[command(name = sallyport_common::package_assets::COMMAND, hide = true)]
+    GeneratePackageAssets {
+        /// The directory to write `man/` and `completions/` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterKeyCmd {
+    /// Writes a new random 256-bit cluster key (64 hex digits) to PATH,
+    /// mode 0600; never overwrites a file.
+    Generate {
+        /// The file to create.
+        path: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -97,12 +124,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             let config = args.resolve().map_err(anyhow::Error::msg)?;
+            // Logging started before the config file was read.
+            if let Some(level) = config.log_level {
+                logging::set_level(level);
+            }
             let relay = Relay::start(config).await?;
-            stop_on_signal().cancelled().await;
+            let fenced = relay.fenced();
+            let stop = stop_on_signal();
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = fenced.cancelled() => {}
+            }
             relay.shutdown().await;
+            if fenced.is_cancelled() {
+                anyhow::bail!(
+                    "fenced: another relay process started with this --relay-id; this one stopped"
+                );
+            }
             Ok(())
         }
         Command::Demo(args) => crate::demo::run(args, stop_on_signal()).await,
+        Command::ClusterKey(ClusterKeyCmd::Generate { path }) => {
+            crate::cluster::ClusterKey::generate_file(&path)?;
+            println!(
+                "wrote a new cluster key to {}: give every relay of the cluster a copy (mode 0600) \
+                 with --cluster-key-file",
+                path.display()
+            );
+            Ok(())
+        }
+        Command::GeneratePackageAssets { out } => {
+            sallyport_common::package_assets::write(Cli::command(), &out)
+                .with_context(|| format!("cannot write to {}", out.display()))
+        }
         Command::User(UserCmd::Add {
             name, groups, dir, ..
         }) => {
@@ -157,13 +211,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             crate::data_dir::prepare(&dir.data_dir)?;
-            // The CA is a file of its own, not in sled: no need to ask a running relay.
-            let ca = match service {
-                Some(s) => {
-                    let s = sallyport_proto::frame::service_name("service name", &s)?;
-                    crate::ssh_ca::SshCa::load_or_create_for(&dir.data_dir, &s)?
+            let service = service
+                .map(|s| sallyport_proto::frame::service_name("service name", &s))
+                .transpose()?;
+            // The CA is a file of its own, not in sled, or a cluster secret
+            // in PostgreSQL: no need to ask a running relay.
+            let location =
+                crate::config::StoreLocation::for_admin(None).map_err(anyhow::Error::msg)?;
+            let ca = if location == crate::config::StoreLocation::Sled {
+                match &service {
+                    Some(s) => crate::ssh_ca::SshCa::load_or_create_for(&dir.data_dir, s)?,
+                    None => crate::ssh_ca::SshCa::load_or_create(&dir.data_dir)?,
                 }
-                None => crate::ssh_ca::SshCa::load_or_create(&dir.data_dir)?,
+            } else {
+                let store = location.open(&dir.data_dir).await?;
+                let pg = store.postgres().context("the store is PostgreSQL")?;
+                let path = crate::config::cluster_key_file_for_admin(None)
+                    .map_err(anyhow::Error::msg)?
+                    .ok_or(crate::cluster::ClusterError::NoKeyFile)?;
+                let secrets = crate::cluster::ClusterSecrets::new(
+                    pg.clone(),
+                    crate::cluster::ClusterKey::load(&path)?,
+                )
+                .adopting(&dir.data_dir);
+                match &service {
+                    Some(s) => secrets.ssh_ca_for(s).await?,
+                    None => secrets.ssh_ca().await?,
+                }
             };
             println!("{}", ca.public_line());
             Ok(())
@@ -290,6 +364,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Session(SessionCmd::Terminate { stream, dir }) => {
             admin_command(&dir.data_dir, Request::SessionTerminate { stream }).await
+        }
+        Command::Store(StoreCmd::Migrate { to, dir }) => {
+            let Ok(crate::config::StoreLocation::Postgres(url)) =
+                crate::config::StoreLocation::parse(Some(&to))
+            else {
+                anyhow::bail!("--to is the postgres:// URL of the database to copy the store into");
+            };
+            let summary = crate::store::migrate::migrate(&dir.data_dir, &url).await?;
+            let mut stdout = std::io::stdout().lock();
+            summary
+                .print(&mut stdout)
+                .context("cannot write the output")?;
+            writeln!(
+                stdout,
+                "copied: start the relay with --store (SALLYPORT_STORE) set to the database URL \
+                 and the same --data-dir (its certificates and CAs stay files there)"
+            )
+            .context("cannot write the output")
+        }
+        Command::Acme(AcmeCmd::Renew { dir }) => {
+            admin_command(&dir.data_dir, Request::AcmeRenew).await
         }
         Command::Recording(RecordingCmd::Export { session, out, dir }) => {
             sallyport_proto::client::check_session_id(&session)?;

@@ -14,7 +14,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openidconnect::{http, AsyncHttpClient, HttpRequest, HttpResponse};
@@ -49,27 +48,9 @@ impl ProviderHttp {
     /// A client trusting the web PKI roots and the system's store (a
     /// store that cannot be read adds nothing; its errors are logged).
     pub fn new() -> Result<Self, HttpError> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::warn!(error = %e, "a certificate of the system's store cannot be read");
-        }
-        roots.add_parsable_certificates(native.certs);
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .build()?;
+        let client =
+            crate::http_client::bounded_client(crate::http_client::public_roots(), REQUEST_TIMEOUT)
+                .map_err(HttpError::Tls)?;
         Ok(Self { client })
     }
 

@@ -56,26 +56,32 @@ fn device_input(d: &DeviceRecord) -> DeviceInput {
 /// Decides `req` and, except for tests, records the decision in the audit
 /// log (on disk before the answer goes out) and, when allowed, that this
 /// user has now used this network and device.
-pub fn decide(
+pub async fn decide(
     store: &Store,
     audit: &AuditLog,
     policy: &Policy,
     req: &Request<'_>,
 ) -> Result<(Inputs, Decision), DecideError> {
-    let inputs = gather(store, policy, req)?;
+    let inputs = gather(store, policy, req).await?;
     let decision = policy.evaluate(&inputs);
     if req.stage != Stage::Test {
-        audit.append(&Event::Decision {
-            stage: req.stage,
-            allowed: decision.allowed,
-            rule: decision.rule.clone(),
-            reason: decision.reason.clone(),
-            inputs: Box::new(inputs.clone()),
-        })?;
+        audit
+            .append(&Event::Decision {
+                stage: req.stage,
+                allowed: decision.allowed,
+                rule: decision.rule.clone(),
+                reason: decision.reason.clone(),
+                inputs: Box::new(inputs.clone()),
+            })
+            .await?;
         if decision.allowed {
-            store.note_use(req.user, &network_key(req.ip), req.at)?;
+            store
+                .note_use(req.user, &network_key(req.ip), req.at)
+                .await?;
             if let Some(d) = &inputs.device {
-                store.note_use(req.user, &device_key(&d.name), req.at)?;
+                store
+                    .note_use(req.user, &device_key(&d.name), req.at)
+                    .await?;
             }
         }
     }
@@ -92,16 +98,22 @@ fn device_key(name: &str) -> String {
 
 /// The inputs of `req` as the store knows them, without deciding or
 /// recording anything (the service list asks this once for all services).
-pub fn gather(store: &Store, policy: &Policy, req: &Request<'_>) -> Result<Inputs, DecideError> {
+pub async fn gather(
+    store: &Store,
+    policy: &Policy,
+    req: &Request<'_>,
+) -> Result<Inputs, DecideError> {
     let user = store
-        .user(req.user)?
+        .user(req.user)
+        .await?
         .ok_or_else(|| DecideError::NoSuchUser(req.user.to_owned()))?;
     let device = match &req.device {
         DeviceRef::None => None,
-        DeviceRef::Cert(sha) => store.device_by_cert(sha)?,
+        DeviceRef::Cert(sha) => store.device_by_cert(sha).await?,
         DeviceRef::Name(n) => Some(
             store
-                .device(n)?
+                .device(n)
+                .await?
                 .filter(|d| !d.revoked)
                 .ok_or_else(|| DecideError::NoSuchDevice(n.clone()))?,
         ),
@@ -116,7 +128,7 @@ pub fn gather(store: &Store, policy: &Policy, req: &Request<'_>) -> Result<Input
         None => {
             let since = req.at.saturating_sub(FAILURE_LOOKBACK.as_secs());
             let new_device = match &dev_key {
-                Some(k) => Some(store.first_use(req.user, k)?.is_none()),
+                Some(k) => Some(store.first_use(req.user, k).await?.is_none()),
                 None => None,
             };
             policy.risk.score(&RiskFacts {
@@ -124,8 +136,9 @@ pub fn gather(store: &Store, policy: &Policy, req: &Request<'_>) -> Result<Input
                 // fail to sign in as anyone, and must not be able to push
                 // a user over their risk limit from elsewhere.
                 failed_sign_ins: store
-                    .failed_sign_ins_since(req.user, since, |f| f.net == network_of(req.ip))?,
-                new_network: store.first_use(req.user, &net_key)?.is_none(),
+                    .failed_sign_ins_since(req.user, since, |f| f.net == network_of(req.ip))
+                    .await?,
+                new_network: store.first_use(req.user, &net_key).await?.is_none(),
                 new_device,
                 at: req.at,
             })
@@ -153,11 +166,13 @@ mod tests {
 
     /// Failed sign-ins count against the network they came from only: a
     /// stranger guessing passwords elsewhere cannot push a user over a limit.
-    #[test]
-    fn failures_from_other_networks_do_not_add_risk() {
+    #[tokio::test]
+    async fn failures_from_other_networks_do_not_add_risk() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        crate::identity::add_user(&store, "rita", "pw", &[]).unwrap();
+        crate::identity::add_user(&store, "rita", "pw", &[])
+            .await
+            .unwrap();
         let now = sallyport_common::time::now_secs();
         for net in ["203.0.113.0/24", "203.0.113.0/24", "192.0.2.0/24"] {
             let f = Failure {
@@ -165,7 +180,7 @@ mod tests {
                 net: net.into(),
                 code: false,
             };
-            store.record_failed_sign_in("rita", f).unwrap();
+            store.record_failed_sign_in("rita", f).await.unwrap();
         }
         let policy = Policy::compile(None, &[]).unwrap();
         let req = |ip: &str| Request {
@@ -179,8 +194,9 @@ mod tests {
             risk: None,
             country: None,
         };
-        let score = |ip| {
+        let score = async |ip| {
             gather(&store, &policy, &req(ip))
+                .await
                 .unwrap()
                 .risk
                 .factors
@@ -189,13 +205,13 @@ mod tests {
                 .map(|(n, _)| n.clone())
         };
         assert_eq!(
-            score("192.0.2.50").as_deref(),
+            score("192.0.2.50").await.as_deref(),
             Some("1 failed sign-in(s) in the last hour")
         );
         assert_eq!(
-            score("203.0.113.1").as_deref(),
+            score("203.0.113.1").await.as_deref(),
             Some("2 failed sign-in(s) in the last hour")
         );
-        assert_eq!(score("198.51.100.1"), None);
+        assert_eq!(score("198.51.100.1").await, None);
     }
 }

@@ -82,7 +82,7 @@ impl PolicyHandle {
     /// audit event with the SHA-256 of the file (read just before the
     /// reload reads it: a file replaced in between is caught by the next
     /// reload, which its change sets off).
-    fn reload_logged(&self, why: &str, audit: &AuditLog) {
+    async fn reload_logged(&self, why: &str, audit: &AuditLog) {
         let sha256 = self
             .path
             .as_deref()
@@ -112,7 +112,7 @@ impl PolicyHandle {
                 trigger: why.to_owned(),
             },
         };
-        if let Err(e) = audit.append(&event) {
+        if let Err(e) = audit.append(&event).await {
             tracing::error!(error = %e, "audit log failed");
         }
     }
@@ -136,7 +136,7 @@ impl PolicyHandle {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    self.reload_logged("SIGHUP", &audit);
+                    self.reload_logged("SIGHUP", &audit).await;
                 }
                 _ = tick.tick() => {
                     let Some(path) = &self.path else { continue };
@@ -148,7 +148,7 @@ impl PolicyHandle {
                         settling = now;
                     } else {
                         settling = None;
-                        self.reload_logged("config file changed", &audit);
+                        self.reload_logged("config file changed", &audit).await;
                         // A refused file is not retried until it changes again.
                         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = now;
                     }

@@ -17,6 +17,7 @@
 pub mod decide;
 mod handle;
 pub mod net;
+pub mod permits;
 pub mod risk;
 pub mod window;
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use handle::PolicyHandle;
 use net::{Cidr, GeoDb};
+use permits::{PermitSettings, Permits};
 use risk::{RiskModel, RiskScore, RiskWeights};
 use window::TimeWindow;
 
@@ -80,6 +82,15 @@ pub struct ServiceConfig {
     /// do not echo (sudo, su, ssh to another host).
     #[serde(default)]
     pub record_input: bool,
+    /// Certificates carry `permit-pty` (default true; see `policy::permits`).
+    pub permit_pty: Option<bool>,
+    /// Certificates carry `permit-port-forwarding`: `ssh -L/-R/-D` (default false).
+    pub permit_port_forwarding: Option<bool>,
+    /// Certificates carry `permit-agent-forwarding`: `ssh -A` (default false).
+    pub permit_agent_forwarding: Option<bool>,
+    /// Certificates carry `permit-X11-forwarding`: `ssh -X` (default false).
+    #[serde(alias = "permit_X11_forwarding")]
+    pub permit_x11_forwarding: Option<bool>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
 }
@@ -145,6 +156,15 @@ pub struct RuleConfig {
     pub hours: Option<String>,
     pub utc_offset: Option<String>,
     pub timezone: Option<String>,
+    /// When this allow rule admits a request, certificates carry `permit-pty` (unset: the service's setting).
+    pub permit_pty: Option<bool>,
+    /// When this allow rule admits a request, certificates carry `permit-port-forwarding`: `ssh -L/-R/-D` (unset: the service's setting).
+    pub permit_port_forwarding: Option<bool>,
+    /// When this allow rule admits a request, certificates carry `permit-agent-forwarding`: `ssh -A` (unset: the service's setting).
+    pub permit_agent_forwarding: Option<bool>,
+    /// When this allow rule admits a request, certificates carry `permit-X11-forwarding`: `ssh -X` (unset: the service's setting).
+    #[serde(alias = "permit_X11_forwarding")]
+    pub permit_x11_forwarding: Option<bool>,
 }
 
 /// What a decision is made from. Everything here is recorded with it.
@@ -226,6 +246,7 @@ struct Rule {
     name: String,
     action: Action,
     conditions: Vec<Condition>,
+    permits: PermitSettings,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -235,6 +256,7 @@ struct ServicePolicy {
     principals: BTreeMap<String, Vec<String>>,
     max_sessions_per_user: Option<usize>,
     record_input: bool,
+    permits: PermitSettings,
     rules: Vec<Rule>,
 }
 
@@ -340,10 +362,22 @@ impl Rule {
             }
             _ => {}
         }
+        let permits = PermitSettings {
+            permit_pty: r.permit_pty,
+            permit_port_forwarding: r.permit_port_forwarding,
+            permit_agent_forwarding: r.permit_agent_forwarding,
+            permit_x11_forwarding: r.permit_x11_forwarding,
+        };
+        if r.action == Action::Deny && permits != PermitSettings::default() {
+            return Err(format!(
+                "{at}: permit_* settings are for allow rules (a deny rule issues no certificate)"
+            ));
+        }
         Ok(Self {
             name,
             action: r.action,
             conditions,
+            permits,
         })
     }
 }
@@ -509,6 +543,12 @@ impl Policy {
                     principals: s.principals,
                     max_sessions_per_user: s.max_sessions_per_user,
                     record_input: s.record_input,
+                    permits: PermitSettings {
+                        permit_pty: s.permit_pty,
+                        permit_port_forwarding: s.permit_port_forwarding,
+                        permit_agent_forwarding: s.permit_agent_forwarding,
+                        permit_x11_forwarding: s.permit_x11_forwarding,
+                    },
                     rules,
                 },
             );
@@ -554,6 +594,26 @@ impl Policy {
     /// such service is named).
     pub fn separate_ca(&self, service: &str) -> bool {
         self.services.get(service).is_some_and(|s| s.separate_ca)
+    }
+
+    /// The extensions a certificate for the request `i` carries: the
+    /// service's `permit_*` settings, then those of the allow rule that
+    /// admits `i` (the first rule whose conditions all hold, as in
+    /// [`Policy::evaluate`]). Without a policy, or for a service with no
+    /// table, [`Permits::default`]: a terminal and nothing else.
+    pub fn permits(&self, i: &Inputs) -> Permits {
+        let Some(service) = self.service(&i.service) else {
+            return Permits::default();
+        };
+        let mut permits = Permits::default().with(&service.permits);
+        let deciding = service
+            .rules
+            .iter()
+            .find(|r| r.conditions.iter().all(|c| c.check(i).is_ok()));
+        if let Some(rule) = deciding.filter(|r| r.action == Action::Allow) {
+            permits = permits.with(&rule.permits);
+        }
+        permits
     }
 
     /// Unix accounts `user` may be certified for on `service`, in the order
@@ -937,19 +997,77 @@ rules = [{ action = "allow", everyone = true }]
         assert!(!p.records_input("web"));
         assert!(!Policy::default().records_input("db"));
     }
+
+    #[test]
+    fn certificate_permits_come_from_the_service_and_the_admitting_rule() {
+        let p = policy(
+            r#"
+            [policy.services.web]
+            certificates = true
+            permit_port_forwarding = true
+            rules = [
+              { name = "ops", action = "allow", groups = ["ops"], permit_agent_forwarding = true, permit_X11_forwarding = true },
+              { name = "no-pty", action = "allow", users = ["robot"], permit_pty = false, permit_port_forwarding = false },
+              { name = "all", action = "allow", everyone = true },
+            ]
+            [policy.services.db]
+            rules = [{ action = "allow", everyone = true }]
+            "#,
+        );
+        let ext = |user: &str, groups: &[&str], service: &str| {
+            let mut i = inputs(user, groups);
+            i.service = service.into();
+            p.permits(&i).extensions()
+        };
+        assert_eq!(
+            ext("alice", &["ops"], "web"),
+            [
+                "permit-X11-forwarding",
+                "permit-agent-forwarding",
+                "permit-port-forwarding",
+                "permit-pty"
+            ]
+        );
+        assert_eq!(
+            ext("bob", &[], "web"),
+            ["permit-port-forwarding", "permit-pty"]
+        );
+        assert!(ext("robot", &[], "web").is_empty());
+        // Old policy files, and no policy: a terminal only, as before.
+        assert_eq!(ext("bob", &[], "db"), ["permit-pty"]);
+        assert_eq!(
+            Policy::default().permits(&inputs("bob", &[])).extensions(),
+            ["permit-pty"]
+        );
+        // A deny rule grants nothing, so setting permits on one is a mistake.
+        let f: PolicyConfig = toml::from_str(
+            r#"
+            [services.web]
+            rules = [{ action = "deny", everyone = true, permit_port_forwarding = true }]
+            "#,
+        )
+        .unwrap();
+        let err = Policy::compile(Some(f), &[]).unwrap_err();
+        assert!(
+            err.contains("permit_* settings are for allow rules"),
+            "{err}"
+        );
+    }
 }
 
 #[cfg(test)]
 mod readme {
-    /// The example in README.md is a policy the relay accepts.
+    /// The policy example in README.md (its first TOML block with a
+    /// `[policy]` table) is a policy the relay accepts.
     #[test]
     fn the_readme_example_compiles() {
         let readme = include_str!("../../../README.md");
         let block = readme
             .split("```toml\n")
-            .nth(1)
-            .and_then(|rest| rest.split("```").next())
-            .expect("a toml block in README.md");
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .find(|block| block.contains("[policy"))
+            .expect("a toml block with [policy] in README.md");
         #[derive(serde::Deserialize)]
         struct File {
             policy: super::PolicyConfig,

@@ -1,4 +1,4 @@
-//! Dialing a connector for one stream: open a bidirectional QUIC stream on
+//! Dialing a connector for one stream: open a stream (QUIC or HTTP/2) on
 //! one of the connector's live connections, send the [`StreamHeader`], and
 //! wait for its [`StreamReply`]. When a connector holds several
 //! connections, one that died a moment ago fails within
@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use sallyport_common::transport::{RecvStream, SendStream};
 use sallyport_proto::io::{write_frame, FrameReader, ReadError};
 use sallyport_proto::tunnel::{StreamHeader, StreamReply};
 
@@ -44,7 +45,7 @@ pub async fn open_stream(
     live: &LiveConn,
     header: &StreamHeader,
     timeout: Duration,
-) -> Result<(quinn::SendStream, quinn::RecvStream), OpenError> {
+) -> Result<(SendStream, RecvStream), OpenError> {
     let failed = |detail: String| OpenError::Failed {
         connector: live.connector.clone(),
         detail,
@@ -52,7 +53,7 @@ pub async fn open_stream(
     let attempt = async {
         let (mut send, recv) = live
             .conn
-            .open_bi()
+            .open_stream()
             .await
             .map_err(|e| failed(e.to_string()))?;
         write_frame(&mut send, header)
@@ -84,9 +85,9 @@ pub struct Dialed {
     /// as its connection announced them: the only ones its client accepts.
     pub host_keys: Vec<String>,
     /// Relay → connector.
-    pub send: quinn::SendStream,
+    pub send: SendStream,
     /// Connector → relay.
-    pub recv: quinn::RecvStream,
+    pub recv: RecvStream,
 }
 
 /// Tries `candidates` (live connections serving `header.service`, in the

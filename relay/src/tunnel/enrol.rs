@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sallyport_common::transport::Connection;
 use sallyport_proto::io::{write_frame, FrameReader};
 use sallyport_proto::tunnel::{Code, EnrolReply, EnrolRequest};
 
@@ -72,10 +73,10 @@ impl EnrolSlots {
 }
 
 /// Serves one enrolment on `conn`, then closes it.
-pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
+pub(super) async fn serve(ctx: &TunnelCtx, conn: Connection) {
     let remote = conn.remote_address();
     let request = tokio::time::timeout(ENROL_REQUEST_TIMEOUT, async {
-        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let (send, recv) = conn.accept_control().await.map_err(|e| e.to_string())?;
         let req: EnrolRequest = FrameReader::new(recv)
             .read_frame()
             .await
@@ -87,26 +88,26 @@ pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "enrolment connection failed");
-            conn.close(Code::Protocol.code().into(), e.as_bytes());
+            conn.close(Code::Protocol, &e);
             return;
         }
         Err(_) => {
             tracing::info!(%remote, "no enrolment request in time; closing");
-            conn.close(Code::Timeout.code().into(), b"no enrolment request in time");
+            conn.close(Code::Timeout, "no enrolment request in time");
             return;
         }
     };
     let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let reply = match enrol(ctx, &req, remote) {
+        let reply = match enrol(ctx, &req, remote).await {
             Ok(reply) => reply,
             Err(reason) => EnrolReply::Refused { reason },
         };
         write_frame(&mut send, &reply)
             .await
             .map_err(|e| e.to_string())?;
-        let _ = send.finish();
+        send.finish();
         // Let the connector read the answer; it closes the connection.
-        let _ = send.stopped().await;
+        send.stopped().await;
         Ok::<_, String>(reply)
     })
     .await;
@@ -120,10 +121,10 @@ pub(super) async fn serve(ctx: &TunnelCtx, conn: quinn::Connection) {
         Ok(Err(e)) => tracing::warn!(%remote, error = %e, "enrolment failed"),
         Err(_) => tracing::warn!(%remote, "enrolment timed out"),
     }
-    conn.close(Code::Done.code().into(), b"enrolment done");
+    conn.close(Code::Done, "enrolment done");
 }
 
-fn enrol(
+async fn enrol(
     ctx: &TunnelCtx,
     req: &EnrolRequest,
     remote: std::net::SocketAddr,
@@ -134,7 +135,12 @@ fn enrol(
     };
     // The token is spent only once everything else has worked: a bad
     // certificate request leaves it usable until it expires.
-    let token = match ctx.store.check_token(&req.secret).map_err(store_failed)? {
+    let token = match ctx
+        .store
+        .check_token(&req.secret)
+        .await
+        .map_err(store_failed)?
+    {
         Ok(token) => token,
         Err(refusal) => return Err(refusal.to_string()),
     };
@@ -142,13 +148,19 @@ fn enrol(
         .ca
         .sign_connector(&req.csr_pem, &token.connector)
         .map_err(|e| e.to_string())?;
-    let token = match ctx.store.redeem_token(&req.secret).map_err(store_failed)? {
+    let token = match ctx
+        .store
+        .redeem_token(&req.secret)
+        .await
+        .map_err(store_failed)?
+    {
         Ok(token) => token,
         Err(refusal) => return Err(refusal.to_string()),
     };
     let connector = token.connector;
     ctx.store
         .enrol_connector(&connector, &sha256_hex(cert.der()))
+        .await
         .map_err(store_failed)?;
     if token.replace {
         // The old certificate no longer opens connections; close the ones it has.
@@ -164,7 +176,7 @@ fn enrol(
         remote: remote.to_string(),
         replaced: token.replace,
     };
-    ctx.audit.append(&event).map_err(store_failed)?;
+    ctx.audit.append(&event).await.map_err(store_failed)?;
     crate::metrics::Metrics::add(&ctx.metrics.enrolments, 1);
     Ok(EnrolReply::Enrolled {
         connector,

@@ -10,14 +10,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use sallyport_common::transport::{Connection, Transport};
 use sallyport_proto::tunnel::{Code, ServiceInfo};
 
-/// One live QUIC connection from a connector.
+/// One live connection from a connector, over either transport.
 #[derive(Clone)]
 pub struct LiveConn {
     pub id: u64,
     pub connector: String,
-    pub conn: quinn::Connection,
+    pub conn: Connection,
     /// What the hello announced, granted or not.
     pub services: Arc<Vec<ServiceInfo>>,
     pub remote: SocketAddr,
@@ -39,6 +40,12 @@ impl LiveConn {
 pub struct LiveService {
     /// Connectors serving it, in the order they connected.
     pub connectors: Vec<String>,
+    /// The host keys those connectors attested for it (OpenSSH one-line
+    /// form, each once): for clients that cannot learn per session which
+    /// connector carries them (OpenSSH's known_hosts, written ahead of
+    /// time). At most [`sallyport_proto::limits::MAX_HOST_KEYS`] per
+    /// connection, like the hello that carried them.
+    pub host_keys: Vec<String>,
 }
 
 #[derive(Default)]
@@ -46,6 +53,9 @@ pub struct Registry {
     conns: Mutex<HashMap<u64, LiveConn>>,
     /// Connector name → the service names it is granted.
     grants: Mutex<HashMap<String, Arc<BTreeSet<String>>>>,
+    /// Held across a reload of grants from the store (see
+    /// [`Registry::reload_grants`]).
+    reloading: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     round_robin: AtomicUsize,
 }
@@ -56,13 +66,14 @@ impl Registry {
     }
 
     /// Sets what `connector` may serve, for its live connections and later
-    /// ones, to what `load` reads (from the store) now. `load` runs under
-    /// the registry's grants lock, so of two callers racing (a connection's
-    /// hello and an admin's grant) the later one reads the later store:
-    /// write the store first, then call this.
-    pub fn reload_grants(&self, connector: &str, load: impl FnOnce() -> BTreeSet<String>) {
+    /// ones, to what the store says now. Reloads are serialized, so of two
+    /// callers racing (a connection's hello and an admin's grant) the later
+    /// one reads the later store: write the store first, then call this.
+    pub async fn reload_grants(&self, connector: &str, store: &crate::store::Store) {
+        let _one_at_a_time = self.reloading.lock().await;
+        let loaded = crate::tunnel::server::stored_grants(store, connector).await;
         let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        grants.insert(connector.to_owned(), Arc::new(load()));
+        grants.insert(connector.to_owned(), Arc::new(loaded.into_iter().collect()));
     }
 
     fn grants_of(&self, connector: &str) -> Option<Arc<BTreeSet<String>>> {
@@ -90,15 +101,19 @@ impl Registry {
     }
 
     /// Registers `live` unless its connector already has `max` live
-    /// connections; false when it was refused.
+    /// connections taking sessions, or `2 * max` with those draining
+    /// (finishing their sessions: a connection that moved from TCP back to
+    /// QUIC, or is being replaced); false when it was refused.
     pub fn try_insert(&self, live: LiveConn, max: usize) -> bool {
         let mut map = self.lock();
-        if map
-            .values()
-            .filter(|c| c.connector == live.connector)
-            .count()
-            >= max
-        {
+        let (mut active, mut all) = (0, 0);
+        for c in map.values().filter(|c| c.connector == live.connector) {
+            all += 1;
+            if !c.draining.load(Ordering::Relaxed) {
+                active += 1;
+            }
+        }
+        if active >= max || all >= max.saturating_mul(2) {
             return false;
         }
         map.insert(live.id, live);
@@ -139,7 +154,7 @@ impl Registry {
             .cloned()
             .collect();
         for c in &conns {
-            c.conn.close(code.code().into(), reason.as_bytes());
+            c.conn.close(code, reason);
         }
         conns.len()
     }
@@ -149,6 +164,18 @@ impl Registry {
         let mut out = BTreeMap::new();
         for c in self.lock().values() {
             *out.entry(c.connector.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Connector name → the transport of each live connection, in the
+    /// order they connected (`quic`, `tcp`).
+    pub fn transports(&self) -> BTreeMap<String, Vec<Transport>> {
+        let mut conns: Vec<LiveConn> = self.lock().values().cloned().collect();
+        conns.sort_by_key(|c| c.id);
+        let mut out: BTreeMap<String, Vec<Transport>> = BTreeMap::new();
+        for c in conns {
+            out.entry(c.connector).or_default().push(c.conn.transport());
         }
         out
     }
@@ -166,8 +193,10 @@ impl Registry {
     }
 
     /// Services offered by live connections under a grant, by name: who
-    /// serves each. Host keys are not merged here: a client checks the keys
-    /// of the connector that carries its session, never a union.
+    /// serves each, and the host keys they attested. The browser client
+    /// checks only the keys of the connector that carries its session (the
+    /// session's `opened` message); `host_keys` here are for clients that
+    /// must be told ahead of time (`sallyport ssh-config`).
     pub fn services(&self) -> BTreeMap<String, LiveService> {
         let mut conns: Vec<LiveConn> = self.lock().values().cloned().collect();
         conns.sort_by_key(|c| c.id);
@@ -180,6 +209,11 @@ impl Registry {
                 let v = out.entry(s.name.clone()).or_default();
                 if !v.connectors.contains(&c.connector) {
                     v.connectors.push(c.connector.clone());
+                }
+                for k in &s.host_keys {
+                    if !v.host_keys.contains(k) {
+                        v.host_keys.push(k.clone());
+                    }
                 }
             }
         }

@@ -1,12 +1,13 @@
-//! The QUIC listener: accepts connector connections, tells enrolments from
-//! enrolled connectors by the client certificate, and keeps each connector's
-//! control stream.
+//! The tunnel's listeners (QUIC on UDP; TLS on TCP, see [`super::tcp`]):
+//! accept connector connections, tell enrolments from enrolled connectors by
+//! the client certificate, and keep each connector's control stream,
+//! whatever the transport.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rustls_pki_types::CertificateDer;
 use sallyport_common::quic;
+use sallyport_common::transport::Connection;
 use sallyport_proto::io::{write_frame, FrameReader, ReadError};
 use sallyport_proto::tunnel::{
     Code, Control, Hello, RefusedService, Welcome, ALPN, PROTOCOL_VERSION,
@@ -35,12 +36,16 @@ pub struct TunnelCtx {
     /// Connections without a certificate being served at once (see
     /// [`super::enrol::MAX_ENROLMENTS`]).
     pub enrolments: super::enrol::EnrolSlots,
+    /// Cancelled when the relay's drain time is over: connections still
+    /// open (their sessions outlived it) are closed.
+    pub closing: CancellationToken,
 }
 
-/// QUIC server settings: the tunnel certificate chained to the relay CA, and
-/// client certificates optional at the TLS layer (a connection without one
-/// may only enrol) but, when present, signed by the relay CA.
-pub fn server_config(ca: &RelayCa) -> anyhow::Result<quinn::ServerConfig> {
+/// TLS settings of both tunnel listeners: TLS 1.3 only, the tunnel
+/// certificate chained to the relay CA, the tunnel's ALPN, and client
+/// certificates optional at the TLS layer (a connection without one may
+/// only enrol) but, when present, signed by the relay CA.
+pub fn tls_config(ca: &RelayCa) -> anyhow::Result<rustls::ServerConfig> {
     let provider = sallyport_common::tls::crypto_provider();
     let (chain, key) = ca.tunnel_server_identity()?;
     let mut roots = rustls::RootCertStore::empty();
@@ -56,7 +61,12 @@ pub fn server_config(ca: &RelayCa) -> anyhow::Result<quinn::ServerConfig> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    Ok(tls)
+}
+
+/// QUIC server settings: [`tls_config`] and the tunnel's transport numbers.
+pub fn server_config(ca: &RelayCa) -> anyhow::Result<quinn::ServerConfig> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls_config(ca)?)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(quic::transport_config(
         sallyport_proto::tunnel::transport::MAX_CONNECTOR_STREAMS,
@@ -86,7 +96,7 @@ impl TunnelServer {
             tasks.spawn(async move {
                 let remote = incoming.remote_address();
                 match incoming.await {
-                    Ok(conn) => handle(ctx, conn, shutdown).await,
+                    Ok(conn) => handle(ctx, Connection::Quic(conn), shutdown).await,
                     Err(e) => tracing::debug!(%remote, error = %e, "tunnel handshake failed"),
                 }
             });
@@ -94,53 +104,44 @@ impl TunnelServer {
     }
 }
 
-fn peer_cert(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
-    let certs = conn
-        .peer_identity()?
-        .downcast::<Vec<CertificateDer<'static>>>()
-        .ok()?;
-    certs.first().cloned()
-}
-
-async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: CancellationToken) {
-    let Some(cert) = peer_cert(&conn) else {
+/// Serves one connection, either transport, until it ends.
+pub(super) async fn handle(ctx: Arc<TunnelCtx>, conn: Connection, shutdown: CancellationToken) {
+    let Some(cert) = conn.peer_certificate() else {
         // Anyone may try to enrol: a few at a time, fewer from one address.
         let _slot = match ctx.enrolments.try_take(conn.remote_address().ip()) {
             Ok(slot) => slot,
             Err(why) => {
                 tracing::debug!(remote = %conn.remote_address(), why, "enrolment refused");
-                conn.close(Code::Busy.code().into(), why.as_bytes());
+                conn.close(Code::Busy, why);
                 return;
             }
         };
         return super::enrol::serve(&ctx, conn).await;
     };
     let remote = conn.remote_address();
-    let record = match ctx.store.connector_by_cert(&sha256_hex(&cert)) {
+    let transport = conn.transport();
+    let record = match ctx.store.connector_by_cert(&sha256_hex(&cert)).await {
         Ok(Some(r)) if r.state == ConnectorState::Enrolled => r,
         Ok(Some(r)) if r.state == ConnectorState::Revoked => {
             tracing::warn!(connector = %r.name, %remote, "revoked connector refused");
-            conn.close(
-                Code::Revoked.code().into(),
-                format!("connector {} was revoked", r.name).as_bytes(),
-            );
+            conn.close(Code::Revoked, &format!("connector {} was revoked", r.name));
             return;
         }
         Ok(_) => {
             tracing::warn!(%remote, "unknown connector certificate refused");
             conn.close(
-                Code::Unauthorized.code().into(),
-                b"this connector certificate is not enrolled here",
+                Code::Unauthorized,
+                "this connector certificate is not enrolled here",
             );
             return;
         }
         Err(e) => {
             tracing::error!(error = %e, "store failed");
-            conn.close(Code::Done.code().into(), b"relay store unavailable");
+            conn.close(Code::Done, "relay store unavailable");
             return;
         }
     };
-    let span = tracing::info_span!("connector", connector = %record.name, %remote);
+    let span = tracing::info_span!("connector", connector = %record.name, %remote, %transport);
     run_connection(ctx, conn, record.name, shutdown)
         .instrument(span)
         .await
@@ -148,18 +149,19 @@ async fn handle(ctx: Arc<TunnelCtx>, conn: quinn::Connection, shutdown: Cancella
 
 async fn run_connection(
     ctx: Arc<TunnelCtx>,
-    conn: quinn::Connection,
+    conn: Connection,
     name: String,
     shutdown: CancellationToken,
 ) {
-    let protocol_error = |conn: &quinn::Connection, reason: String| {
+    let protocol_error = |conn: &Connection, reason: String| {
         tracing::warn!(%reason, "closing connection: protocol error");
         Metrics::add(&ctx.metrics.tunnel_protocol_errors, 1);
-        conn.close(Code::Protocol.code().into(), reason.as_bytes());
+        conn.close(Code::Protocol, &reason);
     };
-    // The connector opens the control stream and speaks first.
+    // The connector speaks first on the control stream (which it opens on
+    // QUIC, and the relay on TCP).
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let (send, recv) = conn.accept_control().await.map_err(|e| e.to_string())?;
         let mut recv = FrameReader::new(recv);
         let hello: Control = recv
             .read_frame()
@@ -175,31 +177,29 @@ async fn run_connection(
         }
         Ok(Err(e)) => return protocol_error(&conn, e),
         Err(_) => {
-            conn.close(Code::Timeout.code().into(), b"no hello in time");
+            conn.close(Code::Timeout, "no hello in time");
             return;
         }
     };
     if let Err(e) = check_hello(&mut hello, &name) {
         return protocol_error(&conn, e);
     }
-    // Grants as the store has them now, read under the registry's lock so
-    // that a grant or ungrant landing meanwhile is not undone.
-    let mut granted = Vec::new();
-    ctx.registry.reload_grants(&name, || {
-        granted = stored_grants(&ctx.store, &name);
-        granted.iter().cloned().collect()
-    });
-    let refused = refuse_ungranted(&ctx, &name, &hello, &granted);
+    // Grants as the store has them now, reloaded in turn with any admin's
+    // change so that a grant or ungrant landing meanwhile is not undone.
+    ctx.registry.reload_grants(&name, &ctx.store).await;
+    let granted = stored_grants(&ctx.store, &name).await;
+    let refused = refuse_ungranted(&ctx, &name, &hello, &granted).await;
     let welcome = Control::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,
         relay_version: env!("CARGO_PKG_VERSION").into(),
         heartbeat_secs: HEARTBEAT_SECS,
         refused,
     });
-    if write_frame(&mut send, &welcome).await.is_err() {
-        return;
-    }
-    if let Err(e) = ctx.store.touch_connector(&name, Some(&hello.services)) {
+    if let Err(e) = ctx
+        .store
+        .touch_connector(&name, Some(&hello.services))
+        .await
+    {
         tracing::warn!(error = %e, "cannot record connector services");
     }
     let live = LiveConn {
@@ -220,7 +220,13 @@ async fn run_connection(
             ctx.max_connections_per_connector
         );
         tracing::warn!(%reason, "connection refused");
-        conn.close(Code::TooMany.code().into(), reason.as_bytes());
+        conn.close(Code::TooMany, &reason);
+        return;
+    }
+    // Refused before the welcome: a connector that is told no was never up.
+    if write_frame(&mut send, &welcome).await.is_err() {
+        ctx.registry.remove(live.id);
+        conn.close(Code::Done, "the welcome could not be sent");
         return;
     }
     let services: Vec<&str> = live
@@ -234,18 +240,16 @@ async fn run_connection(
         connector: name.clone(),
         remote: live.remote.to_string(),
     };
-    if let Err(e) = ctx.audit.append(&event) {
+    if let Err(e) = ctx.audit.append(&event).await {
         tracing::error!(error = %e, "audit log failed");
     }
     Metrics::add(&ctx.metrics.connector_connections, 1);
     // A revocation that landed during the handshake found no live connection
     // to close: look again now that this one is registered.
-    if !matches!(ctx.store.connector(&name), Ok(Some(r)) if r.state == ConnectorState::Enrolled) {
+    if !matches!(ctx.store.connector(&name).await, Ok(Some(r)) if r.state == ConnectorState::Enrolled)
+    {
         ctx.registry.remove(live.id);
-        conn.close(
-            Code::Revoked.code().into(),
-            format!("connector {name} was revoked").as_bytes(),
-        );
+        conn.close(Code::Revoked, &format!("connector {name} was revoked"));
         return;
     }
 
@@ -257,7 +261,7 @@ async fn run_connection(
                     if write_frame(&mut send, &Control::HeartbeatAck { seq }).await.is_err() {
                         break;
                     }
-                    let _ = ctx.store.touch_connector(&name, None);
+                    let _ = ctx.store.touch_connector(&name, None).await;
                 }
                 Ok(Control::HeartbeatAck { .. }) => {}
                 Ok(Control::Drain { reason }) => {
@@ -285,23 +289,37 @@ async fn run_connection(
             }
         }
     }
-    // Sessions already open keep the connection until they end (or it dies).
+    // Sessions already open keep the connection until they end (or it
+    // dies). It stays in the registry meanwhile, marked draining: it takes
+    // no new sessions, but it counts against the connector's cap and a
+    // revocation still closes it.
+    live.draining.store(true, Ordering::Relaxed);
+    // Our side of the control stream is done too, so that a connector
+    // closing gracefully (on TCP, an HTTP/2 GOAWAY that waits for open
+    // streams) is not kept waiting for it.
+    send.finish();
+    let reason = tokio::select! {
+        reason = conn.closed() => reason,
+        _ = ctx.closing.cancelled() => {
+            conn.close(Code::Done, "relay shutting down");
+            conn.closed().await
+        }
+    };
     ctx.registry.remove(live.id);
-    let reason = conn.closed().await;
-    let _ = ctx.store.touch_connector(&name, None);
+    let _ = ctx.store.touch_connector(&name, None).await;
     tracing::info!(%reason, "connector disconnected");
     let event = crate::audit::Event::ConnectorDisconnected {
         connector: name.clone(),
         reason: reason.to_string(),
     };
-    if let Err(e) = ctx.audit.append(&event) {
+    if let Err(e) = ctx.audit.append(&event).await {
         tracing::error!(error = %e, "audit log failed");
     }
 }
 
 /// What the store says `connector` may serve; nothing when it cannot say.
-pub fn stored_grants(store: &Store, connector: &str) -> Vec<String> {
-    match store.connector(connector) {
+pub async fn stored_grants(store: &Store, connector: &str) -> Vec<String> {
+    match store.connector(connector).await {
         Ok(Some(r)) => r.granted.unwrap_or_default(),
         Ok(None) => Vec::new(),
         Err(e) => {
@@ -313,7 +331,7 @@ pub fn stored_grants(store: &Store, connector: &str) -> Vec<String> {
 
 /// The services `hello` names that `connector` is not granted, each logged
 /// and audited (once per connection) with the reason the connector is told.
-fn refuse_ungranted(
+async fn refuse_ungranted(
     ctx: &TunnelCtx,
     connector: &str,
     hello: &Hello,
@@ -334,7 +352,7 @@ fn refuse_ungranted(
             service: s.name.clone(),
             reason: reason.clone(),
         };
-        if let Err(e) = ctx.audit.append(&event) {
+        if let Err(e) = ctx.audit.append(&event).await {
             tracing::error!(error = %e, "audit log failed");
         }
         refused.push(RefusedService {

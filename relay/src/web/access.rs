@@ -58,7 +58,7 @@ fn decide_err(e: DecideError) -> ApiErr {
 
 /// The policy inputs of a request (for no service in particular), without
 /// deciding anything.
-pub fn inputs(
+pub async fn inputs(
     state: &AppState,
     sign_in: &SignInRecord,
     ip: IpAddr,
@@ -70,13 +70,14 @@ pub fn inputs(
         policy,
         &request(sign_in, ip, tls, "", Stage::Page),
     )
+    .await
     .map_err(decide_err)
 }
 
 /// Decides whether the session's user may reach `service` now; a denial is
 /// a 403 whose message is the reason. The policy used is returned, so the
 /// caller's later questions (principals) get answers from the same version.
-pub fn check(
+pub async fn check(
     state: &AppState,
     sign_in: &SignInRecord,
     ip: IpAddr,
@@ -86,8 +87,11 @@ pub fn check(
 ) -> Result<(Arc<Policy>, Inputs), ApiErr> {
     let policy = state.policy.current();
     let req = request(sign_in, ip, tls, service, stage);
-    let (inputs, decision) =
-        decide(&state.store, &state.audit, &policy, &req).map_err(decide_err)?;
+    let started = std::time::Instant::now();
+    let (inputs, decision) = decide(&state.store, &state.audit, &policy, &req)
+        .await
+        .map_err(decide_err)?;
+    state.metrics.observe_policy(stage, started.elapsed());
     let device = inputs.device.as_ref().map(|d| d.name.as_str());
     if decision.allowed {
         Metrics::add(&state.metrics.policy_allowed, 1);

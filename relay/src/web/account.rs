@@ -43,7 +43,7 @@ pub async fn setup(
     headers: HeaderMap,
     Json(req): Json<TotpSetupRequest>,
 ) -> Result<Json<TotpSetupResponse>, ApiErr> {
-    let user = require_sign_in(&state, &headers)?.user;
+    let user = require_sign_in(&state, &headers).await?.user;
     // Who holds the session must also know the password (see TotpSetupRequest).
     state
         .identity
@@ -53,8 +53,9 @@ pub async fn setup(
     let secret = state
         .identity
         .start_totp_setup(&user, req.code.as_deref(), peer)
+        .await
         .map_err(identity_err)?;
-    let issuer = match state.store.meta(META_PUBLIC_URL)? {
+    let issuer = match state.store.meta(META_PUBLIC_URL).await? {
         Some(url) => format!("Sallyport {}", url.trim_start_matches("https://")),
         None => "Sallyport".into(),
     };
@@ -76,20 +77,25 @@ pub async fn confirm(
     headers: HeaderMap,
     Json(req): Json<TotpConfirmRequest>,
 ) -> Result<Response, ApiErr> {
-    let user = require_sign_in(&state, &headers)?.user;
+    let user = require_sign_in(&state, &headers).await?.user;
     let replaced = state
         .store
-        .user(&user)?
+        .user(&user)
+        .await?
         .is_some_and(|u| u.totp_secret.is_some());
     state
         .identity
         .confirm_totp_setup(&user, &req.code)
+        .await
         .map_err(identity_err)?;
-    state.audit.append(&Event::TotpEnrolled {
-        user: user.clone(),
-        replaced,
-        by: Actor::Web { user: user.clone() },
-    })?;
+    state
+        .audit
+        .append(&Event::TotpEnrolled {
+            user: user.clone(),
+            replaced,
+            by: Actor::Web { user: user.clone() },
+        })
+        .await?;
     tracing::info!(%user, "one-time codes turned on");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -112,16 +118,19 @@ pub async fn change_password(
     headers: HeaderMap,
     Json(req): Json<PasswordChangeRequest>,
 ) -> Result<Response, ApiErr> {
-    let user = require_sign_in(&state, &headers)?.user;
+    let user = require_sign_in(&state, &headers).await?.user;
     state
         .identity
         .change_password(&user, &req.current, &req.new, peer)
         .await
         .map_err(identity_err)?;
-    state.audit.append(&Event::PasswordChanged {
-        user: user.clone(),
-        by: Actor::Web { user: user.clone() },
-    })?;
+    state
+        .audit
+        .append(&Event::PasswordChanged {
+            user: user.clone(),
+            by: Actor::Web { user: user.clone() },
+        })
+        .await?;
     tracing::info!(%user, "password changed by its user");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

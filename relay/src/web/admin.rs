@@ -117,7 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
 /// is denied (403); the API answers 401 or 403 with the reason.
 async fn admin_only(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
-    match require_admin(&state, req.headers()) {
+    match require_admin(&state, req.headers()).await {
         Ok(sign_in) => {
             req.extensions_mut().insert(Admin(sign_in.user));
             next.run(req).await
@@ -173,8 +173,8 @@ fn not_found(what: &str, name: &str) -> ApiErr {
 }
 
 /// 404 unless user `name` exists.
-fn user_exists(state: &AppState, name: &str) -> Result<(), ApiErr> {
-    match state.store.user(name)? {
+async fn user_exists(state: &AppState, name: &str) -> Result<(), ApiErr> {
+    match state.store.user(name).await? {
         Some(_) => Ok(()),
         None => Err(not_found("user", name)),
     }
@@ -191,7 +191,7 @@ async fn lock(
     Extension(admin): Extension<Admin>,
     Path(name): Path<String>,
 ) -> Result<Json<Done>, ApiErr> {
-    user_exists(&state, &name)?;
+    user_exists(&state, &name).await?;
     run(&state, &admin, Command::UserLock { name, lock: true }).await
 }
 
@@ -201,7 +201,7 @@ async fn unlock(
     Extension(admin): Extension<Admin>,
     Path(name): Path<String>,
 ) -> Result<Json<Done>, ApiErr> {
-    user_exists(&state, &name)?;
+    user_exists(&state, &name).await?;
     run(&state, &admin, Command::UserLock { name, lock: false }).await
 }
 
@@ -211,7 +211,7 @@ async fn sign_out(
     Extension(admin): Extension<Admin>,
     Path(name): Path<String>,
 ) -> Result<Json<Done>, ApiErr> {
-    user_exists(&state, &name)?;
+    user_exists(&state, &name).await?;
     run(&state, &admin, Command::UserSignOut { name }).await
 }
 
@@ -285,7 +285,7 @@ async fn revoke_connector(
     Extension(admin): Extension<Admin>,
     Path(name): Path<String>,
 ) -> Result<Json<Done>, ApiErr> {
-    if state.store.connector(&name)?.is_none() {
+    if state.store.connector(&name).await?.is_none() {
         return Err(not_found("connector", &name));
     }
     run(&state, &admin, Command::ConnectorRevoke { name }).await
@@ -302,7 +302,7 @@ async fn revoke_device(
     Extension(admin): Extension<Admin>,
     Path(name): Path<String>,
 ) -> Result<Json<Done>, ApiErr> {
-    if state.store.device(&name)?.is_none() {
+    if state.store.device(&name).await?.is_none() {
         return Err(not_found("device", &name));
     }
     run(&state, &admin, Command::DeviceRevoke { name }).await

@@ -33,8 +33,8 @@ pub async fn me(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Me>, ApiErr> {
-    let sign_in = require_sign_in(&state, &headers)?;
-    let user = state.store.user(&sign_in.user)?;
+    let sign_in = require_sign_in(&state, &headers).await?;
+    let user = state.store.user(&sign_in.user).await?;
     let enrolled = user.as_ref().is_some_and(|u| u.totp_secret.is_some());
     let admin = user.is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
     Ok(Json(Me {
@@ -63,6 +63,11 @@ pub struct ServiceView {
     /// certificates.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ssh_principals: Vec<String>,
+    /// The host keys its connectors attested (OpenSSH one-line form), for
+    /// `sallyport ssh-config`'s known_hosts file; empty when it is offline,
+    /// not SSH, or denied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_keys: Vec<String>,
     /// The policy lets this user reach it from here, now.
     pub allowed: bool,
     /// Why not, when `allowed` is false.
@@ -80,9 +85,9 @@ pub async fn services(
     tls: access::Tls,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ServiceView>>, ApiErr> {
-    let sign_in = require_sign_in(&state, &headers)?;
+    let sign_in = require_sign_in(&state, &headers).await?;
     let policy = state.policy.current();
-    let mut inputs = access::inputs(&state, &sign_in, peer, &tls, &policy)?;
+    let mut inputs = access::inputs(&state, &sign_in, peer, &tls, &policy).await?;
     let groups = inputs.groups.clone();
     let principals = |service: &str| {
         if policy.certificates(service) {
@@ -101,11 +106,12 @@ pub async fn services(
             ssh_certificates: policy.certificates(name),
             ssh_principal: principals(name).into_iter().next(),
             ssh_principals: principals(name),
+            host_keys: s.host_keys.clone(),
             allowed: true,
             reason: None,
         })
         .collect();
-    for c in state.store.connectors()? {
+    for c in state.store.connectors().await? {
         if c.state != crate::store::ConnectorState::Enrolled {
             continue;
         }
@@ -118,6 +124,7 @@ pub async fn services(
                     name,
                     online: false,
                     connectors: vec![c.name.clone()],
+                    host_keys: Vec::new(),
                     allowed: true,
                     reason: None,
                 });
@@ -136,6 +143,7 @@ pub async fn services(
             view.ssh_certificates = false;
             view.ssh_principal = None;
             view.ssh_principals.clear();
+            view.host_keys.clear();
         }
         d.allowed || d.near_miss
     });
@@ -170,7 +178,7 @@ pub async fn audit(
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
 ) -> Result<axum::response::Response, ApiErr> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let filter = crate::audit::Filter {
         since_ms: q.since,
         user: q.user,
@@ -181,7 +189,7 @@ pub async fn audit(
         after_seq: q.after,
     };
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE).min(MAX_AUDIT_PAGE);
-    let records = state.audit.list(&filter, limit)?;
+    let records = state.audit.list(&filter, limit).await?;
     // With the derived `time` and `code` (see `audit::RecordView`).
     let views: Vec<_> = records.iter().map(|r| r.view()).collect();
     Ok(Json(views).into_response())
@@ -197,7 +205,7 @@ pub async fn recording(
     headers: HeaderMap,
     axum::extract::Path(session): axum::extract::Path<String>,
 ) -> Result<axum::response::Response, ApiErr> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     sallyport_proto::client::check_session_id(&session)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     let filter = crate::audit::Filter {
@@ -214,7 +222,7 @@ pub async fn recording(
         let mut records = Vec::new();
         let mut bytes = 0usize;
         loop {
-            let page = audit.list(&filter, MAX_AUDIT_PAGE)?;
+            let page = crate::store::block_on(audit.list(&filter, MAX_AUDIT_PAGE))?;
             let Some(last) = page.last() else {
                 return Ok::<_, crate::store::StoreError>((records, false));
             };

@@ -12,7 +12,7 @@ use super::client_addr::ClientAddr;
 use super::{ApiErr, AppState};
 use crate::audit::Event;
 use crate::identity::{IdentityError, SIGN_IN_TTL};
-use crate::metrics::Metrics;
+use crate::metrics::SignInMethod;
 use crate::store::SignInRecord;
 
 pub async fn login(
@@ -20,6 +20,7 @@ pub async fn login(
     ClientAddr(peer): ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiErr> {
+    let started = std::time::Instant::now();
     if !state.sso.password_sign_in() {
         return Err(ApiErr(
             StatusCode::FORBIDDEN,
@@ -39,17 +40,22 @@ pub async fn login(
         Err(e) => Some((false, false, Some(e.to_string()))),
     };
     if let Some((ok, second_factor, reason)) = event {
-        state.audit.append(&Event::SignIn {
-            user: req.user.chars().take(64).collect(),
-            ip: peer,
-            ok,
-            second_factor,
-            reason,
-        })?;
+        state
+            .audit
+            .append(&Event::SignIn {
+                user: req.user.chars().take(64).collect(),
+                ip: peer,
+                ok,
+                second_factor,
+                reason,
+            })
+            .await?;
     }
     match outcome {
         Ok((token, sign_in)) => {
-            Metrics::add(&state.metrics.sign_ins_ok, 1);
+            state
+                .metrics
+                .sign_in(SignInMethod::Password, true, started.elapsed());
             tracing::info!(user = %sign_in.user, %peer, second_factor = sign_in.second_factor, "signed in");
             let cookie = sign_in_cookie(&token);
             let mut resp = Json(LoginResponse {
@@ -64,7 +70,9 @@ pub async fn login(
             Ok(resp)
         }
         Err(IdentityError::RateLimited(wait)) => {
-            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            state
+                .metrics
+                .sign_in(SignInMethod::Password, false, started.elapsed());
             tracing::warn!(user = %req.user, %peer, "sign-in rate-limited");
             Err(ApiErr(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -77,19 +85,25 @@ pub async fn login(
             Err(ApiErr(StatusCode::UNAUTHORIZED, e.to_string()))
         }
         Err(e @ IdentityError::Locked) => {
-            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            state
+                .metrics
+                .sign_in(SignInMethod::Password, false, started.elapsed());
             tracing::warn!(user = %req.user, %peer, "sign-in refused: the account is locked");
             Err(ApiErr(StatusCode::FORBIDDEN, e.to_string()))
         }
         Err(
             e @ (IdentityError::BadCode | IdentityError::CodeReused | IdentityError::CodesLocked),
         ) => {
-            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            state
+                .metrics
+                .sign_in(SignInMethod::Password, false, started.elapsed());
             tracing::warn!(user = %req.user, %peer, error = %e, "sign-in failed: second factor");
             Err(ApiErr(StatusCode::UNAUTHORIZED, e.to_string()))
         }
         Err(e) => {
-            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            state
+                .metrics
+                .sign_in(SignInMethod::Password, false, started.elapsed());
             tracing::warn!(user = %req.user, %peer, error = %e, "sign-in failed");
             Err(ApiErr(
                 StatusCode::UNAUTHORIZED,
@@ -115,20 +129,23 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiErr> {
     if let Some(token) = credential(&headers) {
-        match state.identity.sign_out(token) {
+        match state.identity.sign_out(token).await {
             Ok(Some(user)) => {
                 // The record is gone first: a session opening now fails its
                 // second check (see `session_limits::acquire`).
                 let sessions = state
                     .live
                     .sign_out(&sallyport_common::hash::sha256_hex(token.as_bytes()));
-                state.audit.append(&Event::SignOut {
-                    user: user.clone(),
-                    sign_ins: 1,
-                    sessions,
-                    by_admin: false,
-                    by: Some(crate::audit::Actor::Web { user: user.clone() }),
-                })?;
+                state
+                    .audit
+                    .append(&Event::SignOut {
+                        user: user.clone(),
+                        sign_ins: 1,
+                        sessions,
+                        by_admin: false,
+                        by: Some(crate::audit::Actor::Web { user: user.clone() }),
+                    })
+                    .await?;
                 tracing::info!(%user, sessions, "signed out");
             }
             Ok(None) => {}
@@ -167,7 +184,10 @@ pub fn sign_in_id(headers: &HeaderMap) -> Option<crate::live::SignInId> {
 }
 
 /// The sign-in of a request, or 401.
-pub fn require_sign_in(state: &AppState, headers: &HeaderMap) -> Result<SignInRecord, ApiErr> {
+pub async fn require_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<SignInRecord, ApiErr> {
     let unauthorized = || {
         ApiErr(
             StatusCode::UNAUTHORIZED,
@@ -175,7 +195,7 @@ pub fn require_sign_in(state: &AppState, headers: &HeaderMap) -> Result<SignInRe
         )
     };
     let token = credential(headers).ok_or_else(unauthorized)?;
-    match state.identity.sign_in_of(token) {
+    match state.identity.sign_in_of(token).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(unauthorized()),
         Err(IdentityError::Store(e)) => Err(e.into()),
@@ -185,14 +205,15 @@ pub fn require_sign_in(state: &AppState, headers: &HeaderMap) -> Result<SignInRe
 
 /// The sign-in of an admin (a member of the `admin` group); 401
 /// without a sign-in, 403 for anyone else.
-pub fn require_admin(
+pub async fn require_admin(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<crate::store::SignInRecord, ApiErr> {
-    let sign_in = require_sign_in(state, headers)?;
+    let sign_in = require_sign_in(state, headers).await?;
     let admin = state
         .store
-        .user(&sign_in.user)?
+        .user(&sign_in.user)
+        .await?
         .is_some_and(|u| u.groups.iter().any(|g| g == crate::identity::ADMIN_GROUP));
     if !admin {
         tracing::warn!(user = %sign_in.user, "admin route refused: not an admin");

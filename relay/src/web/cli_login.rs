@@ -182,7 +182,7 @@ async fn start(
     {
         return Err(bad("challenge"));
     }
-    let sign_in = match require_sign_in(&state, &headers) {
+    let sign_in = match require_sign_in(&state, &headers).await {
         Ok(s) => s,
         Err(ApiErr(StatusCode::UNAUTHORIZED, _)) => {
             // Every character is URL-safe (checked above) but the separators.
@@ -255,7 +255,7 @@ async fn exchange(
         tracing::warn!(user = %pending.user, %peer, "CLI sign-in refused: wrong verifier");
         return Err(refused());
     }
-    match state.identity.sign_in_of(&pending.browser_token) {
+    match state.identity.sign_in_of(&pending.browser_token).await {
         Ok(Some(s)) if s.user == pending.user => {}
         Ok(_) => {
             return Err(ApiErr(
@@ -269,17 +269,21 @@ async fn exchange(
     let (token, sign_in) = state
         .identity
         .new_sign_in(&pending.user, pending.second_factor, peer)
+        .await
         .map_err(|e| match e {
             IdentityError::Store(e) => ApiErr::from(e),
             e => ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })?;
-    state.audit.append(&Event::SignIn {
-        user: sign_in.user.clone(),
-        ip: peer,
-        ok: true,
-        second_factor: sign_in.second_factor,
-        reason: None,
-    })?;
+    state
+        .audit
+        .append(&Event::SignIn {
+            user: sign_in.user.clone(),
+            ip: peer,
+            ok: true,
+            second_factor: sign_in.second_factor,
+            reason: None,
+        })
+        .await?;
     Metrics::add(&state.metrics.sign_ins_ok, 1);
     tracing::info!(user = %sign_in.user, %peer, "CLI signed in through the browser");
     Ok(Json(LoginResponse {

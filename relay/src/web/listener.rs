@@ -42,6 +42,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Request, Response, StatusCode};
 use axum_server::accept::Accept;
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -82,6 +83,10 @@ pub const FD_RESERVE: u64 = 256;
 pub const MIN_TOTAL: usize = 32;
 /// Connections the metrics listener takes at once (a scraper needs one).
 pub const METRICS_MAX_CONNECTIONS: usize = 16;
+/// The most bytes of a request head on the metrics listener (hyper's
+/// smallest read buffer): `/metrics`, `/healthz` and `/readyz` need a
+/// request line and a few headers.
+pub const METRICS_MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// Refused connections are logged at most once per this interval (with
 /// counts); the metric counts every one.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -226,7 +231,7 @@ impl Limiter {
         c.total += 1;
         if let Some(m) = &self.metrics {
             m.https_connections_open
-                .store(c.total as u64, Ordering::Relaxed);
+                .set(i64::try_from(c.total).unwrap_or(i64::MAX));
         }
         Ok(Permit {
             limiter: self.clone(),
@@ -285,7 +290,7 @@ impl Limiter {
         }
         if let Some(m) = &self.metrics {
             m.https_connections_open
-                .store(c.total as u64, Ordering::Relaxed);
+                .set(i64::try_from(c.total).unwrap_or(i64::MAX));
         }
     }
 }
@@ -540,7 +545,7 @@ pub struct GuardedStream<T> {
 }
 
 impl<T> GuardedStream<T> {
-    fn timed_out(&self, counter: fn(&Metrics) -> &AtomicU64, what: &str) -> io::Error {
+    fn timed_out(&self, counter: fn(&Metrics) -> &Counter, what: &str) -> io::Error {
         if let Some(m) = &self.metrics {
             Metrics::add(counter(m), 1);
         }

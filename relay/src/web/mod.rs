@@ -101,6 +101,9 @@ pub struct AppState {
     /// CAs of services with `separate_ca`, loaded (or created) on first use.
     pub service_cas: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::ssh_ca::SshCa>>>,
     pub data_dir: std::path::PathBuf,
+    /// The cluster's shared secrets (PostgreSQL store): the service CAs
+    /// come from there instead of the data dir. `None` on sled.
+    pub cluster: Option<crate::cluster::ClusterSecrets>,
     pub ssh_cert_ttl: std::time::Duration,
     /// Access policy (also says which services take certificates).
     pub policy: Arc<crate::policy::PolicyHandle>,

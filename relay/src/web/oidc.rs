@@ -27,7 +27,7 @@ use super::pages::{escape, server_page};
 use super::AppState;
 use crate::audit::Event;
 use crate::identity::IdentityError;
-use crate::metrics::Metrics;
+use crate::metrics::SignInMethod;
 use crate::oidc::{SsoError, BROWSER_COOKIE, PENDING_TTL};
 use crate::store::SsoLink;
 
@@ -128,6 +128,7 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
+    let started = std::time::Instant::now();
     let outcome = match (&query.error, &query.code, &query.state) {
         (Some(error), _, _) => {
             let text = match &query.error_description {
@@ -147,13 +148,15 @@ pub async fn callback(
     let sso = match outcome {
         Ok(sso) => sso,
         Err(e) => {
-            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            state
+                .metrics
+                .sign_in(SignInMethod::Sso, false, started.elapsed());
             tracing::warn!(provider = %name.chars().take(64).collect::<String>(), %peer, error = %e, "single sign-on refused");
             // Only refusals of what the provider answered to a real code
             // are on the record: anyone can send a made-up state, code or
             // error, as often as they like, and those are in the metrics.
             if matches!(e, SsoError::BadIdToken(_) | SsoError::NotAllowed(_)) {
-                if let Err(e) = audit_failure(&state, &name, peer, None, &e.to_string()) {
+                if let Err(e) = audit_failure(&state, &name, peer, None, &e.to_string()).await {
                     return e.into_response();
                 }
             }
@@ -164,18 +167,18 @@ pub async fn callback(
         provider: sso.provider.clone(),
         subject: sso.subject.clone(),
     };
-    let (token, sign_in) = match state.identity.sign_in_sso(
-        &sso.user,
-        link,
-        &sso.groups,
-        sso.second_factor,
-        peer,
-    ) {
+    let (token, sign_in) = match state
+        .identity
+        .sign_in_sso(&sso.user, link, &sso.groups, sso.second_factor, peer)
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
-            Metrics::add(&state.metrics.sign_ins_failed, 1);
+            state
+                .metrics
+                .sign_in(SignInMethod::Sso, false, started.elapsed());
             tracing::warn!(user = %sso.user, provider = %sso.provider, error = %e, "single sign-on refused");
-            if let Err(e) = audit_failure(&state, &name, peer, Some(&sso), &e.to_string()) {
+            if let Err(e) = audit_failure(&state, &name, peer, Some(&sso), &e.to_string()).await {
                 return e.into_response();
             }
             let status = match e {
@@ -186,20 +189,26 @@ pub async fn callback(
         }
     };
     // On disk before the answer, as for a password.
-    if let Err(e) = state.audit.append(&Event::SsoSignIn {
-        provider: sso.provider.clone(),
-        subject: sso.subject.clone(),
-        user: sign_in.user.clone(),
-        groups: sso.groups.clone(),
-        ip: peer,
-        ok: true,
-        second_factor: sign_in.second_factor,
-        reason: None,
-    }) {
-        let _ = state.identity.sign_out(&token);
+    if let Err(e) = state
+        .audit
+        .append(&Event::SsoSignIn {
+            provider: sso.provider.clone(),
+            subject: sso.subject.clone(),
+            user: sign_in.user.clone(),
+            groups: sso.groups.clone(),
+            ip: peer,
+            ok: true,
+            second_factor: sign_in.second_factor,
+            reason: None,
+        })
+        .await
+    {
+        let _ = state.identity.sign_out(&token).await;
         return super::ApiErr::from(e).into_response();
     }
-    Metrics::add(&state.metrics.sign_ins_ok, 1);
+    state
+        .metrics
+        .sign_in(SignInMethod::Sso, true, started.elapsed());
     tracing::info!(user = %sign_in.user, provider = %sso.provider, %peer, groups = ?sso.groups, second_factor = sign_in.second_factor, "signed in");
     let next = escape(&sso.next);
     let mut resp = (
@@ -227,7 +236,7 @@ pub async fn callback(
 
 /// Records a refused single sign-on (`who` is `None` when the provider's
 /// answer named nobody yet: its subject and user are empty).
-fn audit_failure(
+async fn audit_failure(
     state: &AppState,
     provider: &str,
     peer: IpAddr,
@@ -246,6 +255,7 @@ fn audit_failure(
             second_factor: false,
             reason: Some(reason.to_owned()),
         })
+        .await
         .map(|_| ())
         .map_err(super::ApiErr::from)
 }

@@ -158,13 +158,13 @@ pub(super) fn serve(name: &str, headers: &HeaderMap) -> Response {
     resp
 }
 
-fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
-    require_sign_in(state, headers).is_ok()
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    require_sign_in(state, headers).await.is_ok()
 }
 
 /// `/`: the sign-in page, or the services page for someone signed in.
 pub async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if signed_in(&state, &headers) {
+    if signed_in(&state, &headers).await {
         return Redirect::to("/services").into_response();
     }
     serve("index.html", &headers)
@@ -172,7 +172,7 @@ pub async fn signin(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
 
 /// `/services`: the services the user may reach.
 pub async fn services(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !signed_in(&state, &headers) {
+    if !signed_in(&state, &headers).await {
         return Redirect::to("/").into_response();
     }
     serve("services.html", &headers)
@@ -180,7 +180,7 @@ pub async fn services(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 
 /// `/account`: the signed-in user's own settings (one-time codes).
 pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !signed_in(&state, &headers) {
+    if !signed_in(&state, &headers).await {
         return Redirect::to("/").into_response();
     }
     serve("account.html", &headers)
@@ -188,7 +188,7 @@ pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 
 /// `/audit`: the audit log, for admins.
 pub async fn audit(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    admin_page(&state, &headers, "audit.html")
+    admin_page(&state, &headers, "audit.html").await
 }
 
 /// `/replay/{session}`: one session's recording, for admins. The page
@@ -198,11 +198,11 @@ pub async fn replay(
     Path(_session): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    admin_page(&state, &headers, "replay.html")
+    admin_page(&state, &headers, "replay.html").await
 }
 
-fn admin_page(state: &AppState, headers: &HeaderMap, page: &str) -> Response {
-    match require_admin(state, headers) {
+async fn admin_page(state: &AppState, headers: &HeaderMap, page: &str) -> Response {
+    match require_admin(state, headers).await {
         Ok(_) => serve(page, headers),
         Err(e) if e.0 == StatusCode::UNAUTHORIZED => Redirect::to("/").into_response(),
         Err(e) => denied_page(e.0, &e.1),
@@ -218,13 +218,13 @@ pub async fn terminal(
     tls: access::Tls,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(sign_in) = require_sign_in(&state, &headers) else {
+    let Ok(sign_in) = require_sign_in(&state, &headers).await else {
         return Redirect::to("/").into_response();
     };
     let Ok(service) = service_name("service name", &service) else {
         return (StatusCode::NOT_FOUND, "no such service\n").into_response();
     };
-    if let Err(e) = access::check(&state, &sign_in, peer, &tls, &service, Stage::Page) {
+    if let Err(e) = access::check(&state, &sign_in, peer, &tls, &service, Stage::Page).await {
         return denied_page(e.0, &e.1);
     }
     let mut resp = serve("terminal.html", &headers);

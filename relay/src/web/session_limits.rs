@@ -19,7 +19,7 @@ use crate::policy::Policy;
 ///   `--max-sessions-per-user-per-service`.
 ///
 /// The slot ends with the pipe (it is dropped with it).
-pub fn acquire(
+pub async fn acquire(
     state: &AppState,
     headers: &HeaderMap,
     policy: &Policy,
@@ -41,7 +41,7 @@ pub fn acquire(
         })?;
     // Signed out between the first check and the slot: the sign-out did
     // not see this slot, so refuse here.
-    require_sign_in(state, headers)?;
+    require_sign_in(state, headers).await?;
     Ok(slot)
 }
 

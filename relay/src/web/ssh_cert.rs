@@ -25,25 +25,39 @@ pub struct CaQuery {
 
 /// The CA that signs `service`'s certificates: its own with `separate_ca`,
 /// else the relay's.
-fn ca_for(state: &AppState, separate: bool, service: &str) -> Result<Arc<SshCa>, ApiErr> {
+async fn ca_for(state: &AppState, separate: bool, service: &str) -> Result<Arc<SshCa>, ApiErr> {
     if !separate {
         return Ok(state.ssh_ca.clone());
     }
-    let mut cas = state.service_cas.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(ca) = cas.get(service) {
+    if let Some(ca) = state
+        .service_cas
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(service)
+    {
         return Ok(ca.clone());
     }
-    let ca = Arc::new(
-        SshCa::load_or_create_for(&state.data_dir, service).map_err(|e| {
-            tracing::error!(error = %e, %service, "service CA unavailable");
-            ApiErr(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the CA of service {service} is unavailable"),
-            )
-        })?,
-    );
-    cas.insert(service.to_owned(), ca.clone());
-    Ok(ca)
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, %service, "service CA unavailable");
+        ApiErr(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the CA of service {service} is unavailable"),
+        )
+    };
+    // Two requests may both load it: they get the same CA (the file or
+    // the cluster secret is created once), and one entry stays.
+    let ca = match &state.cluster {
+        Some(secrets) => secrets
+            .ssh_ca_for(service)
+            .await
+            .map_err(|e| unavailable(&e))?,
+        None => SshCa::load_or_create_for(&state.data_dir, service).map_err(|e| unavailable(&e))?,
+    };
+    let mut cas = state.service_cas.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(cas
+        .entry(service.to_owned())
+        .or_insert(Arc::new(ca))
+        .clone())
 }
 
 /// `GET /ssh-ca.pub[?service=NAME]`: a CA's public key, one OpenSSH line:
@@ -63,7 +77,7 @@ pub async fn ca_public_key(
                     format!("service {service} has no CA of its own; its sshd trusts /ssh-ca.pub"),
                 ));
             }
-            ca_for(&state, true, service)?
+            ca_for(&state, true, service).await?
         }
     };
     Ok((
@@ -82,10 +96,10 @@ pub async fn issue(
     headers: HeaderMap,
     Json(mut req): Json<SshCertRequest>,
 ) -> Result<Json<SshCertResponse>, ApiErr> {
-    let sign_in = require_sign_in(&state, &headers)?;
+    let sign_in = require_sign_in(&state, &headers).await?;
     req.service = service_name("service name", &req.service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
-    if !state.store.service_known(&req.service)? {
+    if !state.store.service_known(&req.service).await? {
         return Err(ApiErr(
             StatusCode::NOT_FOUND,
             format!("no such service {:?}", req.service),
@@ -98,7 +112,8 @@ pub async fn issue(
         &tls,
         &req.service,
         Stage::Certificate,
-    )?;
+    )
+    .await?;
     // With a policy, only services it says trust the CA get certificates:
     // one for a service that does not could only be of use elsewhere.
     if policy.configured && !policy.certificates(&req.service) {
@@ -149,23 +164,28 @@ pub async fn issue(
         "sallyport user={} service={} session={sign_in_hash}",
         sign_in.user, req.service
     );
-    let signed = ca_for(&state, policy.separate_ca(&req.service), &req.service)?
+    let signed = ca_for(&state, policy.separate_ca(&req.service), &req.service)
+        .await?
         .sign(&CertRequest {
             public_key: &req.public_key,
             principal: &principal,
             key_id: &key_id,
             ttl,
+            permits: policy.permits(&inputs),
         })
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     let valid_before = now_secs() + ttl.as_secs();
-    state.audit.append(&crate::audit::Event::CertIssued {
-        user: sign_in.user.clone(),
-        service: req.service.clone(),
-        principal: principal.clone(),
-        key_id,
-        serial: signed.serial,
-        valid_before,
-    })?;
+    state
+        .audit
+        .append(&crate::audit::Event::CertIssued {
+            user: sign_in.user.clone(),
+            service: req.service.clone(),
+            principal: principal.clone(),
+            key_id,
+            serial: signed.serial,
+            valid_before,
+        })
+        .await?;
     tracing::info!(user = %sign_in.user, %principal, service = %req.service, ?ttl, serial = signed.serial, "SSH certificate issued");
     Ok(Json(SshCertResponse {
         certificate: signed.certificate,

@@ -5,7 +5,6 @@
 //! recorder's (`audit::recorder`).
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocketUpgrade};
@@ -56,10 +55,15 @@ pub async fn session(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiErr> {
-    let sign_in = require_sign_in(&state, &headers)?;
+    let started = std::time::Instant::now();
+    let sign_in = require_sign_in(&state, &headers).await?;
     let explain = query.opened == Some(1);
     let mut ws = Some(ws);
-    match open(state, peer, service, query, tls, &headers, &mut ws, sign_in).await {
+    match open(
+        state, peer, service, query, tls, &headers, &mut ws, sign_in, started,
+    )
+    .await
+    {
         Ok(r) => Ok(r),
         Err(e) => match ws.take() {
             Some(ws) if explain => Ok(refuse_over_socket(ws, e)),
@@ -94,15 +98,17 @@ async fn open(
     headers: &HeaderMap,
     ws: &mut Option<WebSocketUpgrade>,
     sign_in: crate::store::SignInRecord,
+    started: std::time::Instant,
 ) -> Result<Response, ApiErr> {
     let service = service_name("service name", &service)
         .map_err(|e| ApiErr(StatusCode::BAD_REQUEST, e.to_string()))?;
     // Policy first: a denied request learns nothing about the service and
     // opens no stream.
-    let (policy, _) = access::check(&state, &sign_in, peer, &tls, &service, Stage::Websocket)?;
+    let (policy, _) =
+        access::check(&state, &sign_in, peer, &tls, &service, Stage::Websocket).await?;
     let user = sign_in.user;
     // Counted before the stream opens, until the pipe ends.
-    let mut slot = session_limits::acquire(&state, headers, &policy, &user, &service)?;
+    let mut slot = session_limits::acquire(&state, headers, &policy, &user, &service).await?;
     let header = StreamHeader {
         stream: random_secret(12),
         service: service.clone(),
@@ -117,14 +123,19 @@ async fn open(
     // On disk before the client hears the session is open; if it cannot
     // be recorded, the session does not happen (dropping the streams
     // closes them at the connector).
-    state.audit.append(&Event::StreamOpened {
-        stream: header.stream.clone(),
-        service: service.clone(),
-        user: user.clone(),
-        connector: dialed.connector.clone(),
-        client: peer.to_string(),
-    })?;
+    state
+        .audit
+        .append(&Event::StreamOpened {
+            stream: header.stream.clone(),
+            service: service.clone(),
+            user: user.clone(),
+            connector: dialed.connector.clone(),
+            client: peer.to_string(),
+        })
+        .await?;
     Metrics::add(&state.metrics.sessions_opened, 1);
+    // Set up: the stream is bridged to the service and on the record.
+    state.metrics.observe_session_setup(started.elapsed());
     span.in_scope(|| tracing::info!(connector = %dialed.connector, %peer, "session opened"));
     let recorder = Recorder {
         audit: state.audit.clone(),
@@ -151,7 +162,7 @@ async fn dial_service(state: &AppState, header: &StreamHeader) -> Result<Dialed,
     let service = &header.service;
     let candidates = state.registry.candidates(service);
     if candidates.is_empty() {
-        return Err(if state.store.service_known(service)? {
+        return Err(if state.store.service_known(service).await? {
             ApiErr(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no connector serving {service:?} is online"),
@@ -226,11 +237,11 @@ fn upgrade(
                         recorder.service.clone(),
                         recorder.user.clone(),
                     );
-                    metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
+                    metrics.sessions_active.inc();
                     let events = recorder.into_client_events();
                     let (up, down) = pipe(socket, send, recv, &metrics, &slot, events).await;
                     drop(slot);
-                    metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+                    metrics.sessions_active.dec();
                     tracing::info!(bytes_up = up, bytes_down = down, "session closed");
                     let closed = Event::StreamClosed {
                         stream,
@@ -240,7 +251,7 @@ fn upgrade(
                         bytes_down: down,
                         millis: opened.elapsed().as_millis() as u64,
                     };
-                    if let Err(e) = audit.append(&closed) {
+                    if let Err(e) = audit.append(&closed).await {
                         tracing::error!(error = %e, "audit log failed");
                     }
                 }

@@ -5,7 +5,10 @@
 //! installs the two reference web terminals the browser table compares
 //! against (webssh into a venv, shellinabox from Debian's packages).
 //!
-//! The second table is the browser's: headless Chromium (driven by
+//! A second table puts the tunnel at 5 % datagram loss each way (through
+//! the `lossy-udp` forwarder) beside the lossless one.
+//!
+//! The last table is the browser's: headless Chromium (driven by
 //! `tests/browser/bench_browser.mjs`) against the release relay with a
 //! password sshd, and against webssh and shellinabox logging in to the same
 //! sshd, in the same run.
@@ -145,7 +148,15 @@ fn main() {
     let setup_n = env_usize("BENCH_SETUP", 100);
     let out_path = std::env::var("BENCH_OUT").unwrap_or_else(|_| "docs/BENCHMARKS.md".into());
 
-    let env = Env::start();
+    // The relay also listens for connectors on TCP (the TCP transport's table).
+    let env = Env::start_with_relay(
+        SshdAuth::Key,
+        None,
+        sallyport_tests::https::RelayOptions {
+            tunnel_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            ..Default::default()
+        },
+    );
     let echo_port = echo_server();
     let token = env.relay.token("bench", "10m", &["ssh", "echo"]);
     let _connector = start_connector(
@@ -174,21 +185,14 @@ fn main() {
         );
         tunnel_rates.push(bytes as f64 / t.as_secs_f64() / 1e6);
     }
-    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
-    let ratio = best(&tunnel_rates) / best(&direct_rates);
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let ratio = best_of(&tunnel_rates) / best_of(&direct_rates);
     rows.push(Row {
         what: format!(
             "bulk `ssh … 'cat > /dev/null'` of {} MiB (MB/s, best of {rounds})",
             bytes >> 20
         ),
-        direct: format!("{:.0} ({})", best(&direct_rates), list(&direct_rates)),
-        tunnel: format!("{:.0} ({})", best(&tunnel_rates), list(&tunnel_rates)),
+        direct: format!("{:.0} ({})", best_of(&direct_rates), listed(&direct_rates)),
+        tunnel: format!("{:.0} ({})", best_of(&tunnel_rates), listed(&tunnel_rates)),
         result: format!("ratio {ratio:.2}"),
         target: format!("ratio ≥ 0.7: {}", if ratio >= 0.7 { "hit" } else { "miss" }),
     });
@@ -283,6 +287,11 @@ fn main() {
         target: "(no target)".into(),
     });
 
+    // 5. QUIC at 5 % loss, beside the lossless tunnel in the same run.
+    let loss = loss_section(&env);
+    // 6. The TCP transport, beside QUIC in the same run.
+    let tcp_table = tcp_section(&env, echo_port);
+
     // The browser's budgets, with the tunnel benchmark's processes gone.
     drop(_connector);
     drop(env);
@@ -343,9 +352,283 @@ fn main() {
          Set-up is measured from starting `sallyport proxy` (process start, TLS, WebSocket upgrade, QUIC stream, \
          the connector's TCP connect) to the SSH banner; direct is a TCP connect to the banner."
     );
+    md.push_str(&loss);
+    md.push_str(&tcp_table);
     md.push_str(&browser);
     std::fs::write(&out_path, &md).expect("write benchmarks");
     print!("{md}");
+}
+
+// ---- measures that alternate between two services of the same run
+
+/// Best of `v`, for rates.
+fn best_of(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(0.0, f64::max)
+}
+
+/// `v` as whole numbers, comma-separated.
+fn listed(v: &[f64]) -> String {
+    v.iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// MB/s of `rounds` uploads of `bytes` through `ssh … 'cat > /dev/null'`
+/// to each of `services`, alternating, one list per service.
+fn alternate_uploads(env: &Env, services: [&str; 2], bytes: usize, rounds: usize) -> [Vec<f64>; 2] {
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, service) in services.iter().enumerate() {
+            let t = timed_upload(
+                env.client
+                    .ssh_command(&env.sshd, service, "cat > /dev/null"),
+                bytes,
+            );
+            rates[i].push(bytes as f64 / t.as_secs_f64() / 1e6);
+        }
+    }
+    rates
+}
+
+/// `n` set-ups (`sallyport proxy` started to the SSH banner) to each of
+/// `services`, alternating, one list per service.
+fn alternate_setups(env: &Env, services: [&str; 2], n: usize) -> [Vec<Duration>; 2] {
+    let mut setup = [Vec::new(), Vec::new()];
+    for _ in 0..n {
+        for (i, service) in services.iter().enumerate() {
+            let start = Instant::now();
+            let mut child = proxy(&env.client, service);
+            let mut out = child.stdout.take().expect("stdout");
+            setup[i].push(banner_time(&mut out, start));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    setup
+}
+
+// ---- QUIC at 5 % loss: through the lossy forwarder, against no loss
+
+/// Fraction of datagrams the forwarder drops each way.
+const LOSS: f64 = 0.05;
+
+/// Runs `lossy-udp` (built beside this binary) towards the relay's tunnel
+/// port; returns it and the address it listens on.
+fn start_lossy_forwarder(env: &Env) -> (Proc, String) {
+    let proc = Proc::spawn(
+        "lossy-udp",
+        Command::new(bin("lossy-udp"))
+            .args(["--to", &format!("127.0.0.1:{}", env.relay.tunnel_port)])
+            .args(["--loss", &LOSS.to_string()]),
+        env.path().join("lossy-udp.log"),
+    );
+    let addr = wait_for("the lossy forwarder to listen", || {
+        proc.log_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
+    });
+    (proc, addr)
+}
+
+/// The tunnel at [`LOSS`] each way: a second connector reaches the relay
+/// through `lossy-udp`; bulk, set-up and login are measured through it and,
+/// alternating, through the lossless connector of the table above. Returns
+/// the section's Markdown.
+fn loss_section(env: &Env) -> String {
+    let bytes = env_usize("BENCH_LOSS_BYTES", 64 << 20);
+    let rounds = env_usize("BENCH_ROUNDS", 2);
+    let setup_n = env_usize("BENCH_LOSS_SETUP", 20);
+    let logins = 10;
+    let pct = LOSS * 100.0;
+    let (mut forwarder, relay) = start_lossy_forwarder(env);
+    let token = env.relay.token("bench-lossy", "10m", &["ssh-lossy"]);
+    let _connector = start_connector(
+        env.path(),
+        "bench-lossy",
+        Some(&token),
+        &[format!("ssh-lossy={}", env.sshd.target())],
+        // QUIC only, so auto cannot take it around the forwarder over TCP.
+        &["--relay", &relay, "--transport", "quic"],
+    );
+    env.relay.wait_online("bench-lossy", 2);
+    // Index 0 the lossless connector's service, 1 the lossy one's.
+    let services = ["ssh", "ssh-lossy"];
+
+    eprintln!("loss: {rounds} rounds of {bytes} bytes, {setup_n} set-ups, {logins} logins, each at 0 and {pct} % loss");
+    let rates = alternate_uploads(env, services, bytes, rounds);
+    let setup = alternate_setups(env, services, setup_n);
+    let mut login = [Vec::new(), Vec::new()];
+    for _ in 0..logins {
+        for (i, service) in services.iter().enumerate() {
+            let start = Instant::now();
+            assert!(env
+                .client
+                .ssh_command(&env.sshd, service, "true")
+                .status()
+                .expect("ssh")
+                .success());
+            login[i].push(start.elapsed());
+        }
+    }
+    forwarder.signal("TERM");
+    forwarder.wait_exit();
+    let counts = forwarder
+        .log_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("counts: ").map(str::to_owned))
+        .unwrap_or_else(|| "not reported".into());
+
+    let mut md = String::new();
+    let _ = writeln!(md, "\n## QUIC at {pct} % loss\n");
+    let _ = writeln!(
+        md,
+        "The same run, the same relay and sshd: a second connector reaches the relay's tunnel port through \
+         `lossy-udp` (`tests/src/bin/lossy-udp.rs`), which drops {pct} % of the datagrams in each direction \
+         at random (seeded); each measure alternates between it and the lossless connector above.\n"
+    );
+    let _ = writeln!(md, "| measure | no loss | {pct} % loss each way | ratio |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    let (clean, lossy) = (best_of(&rates[0]), best_of(&rates[1]));
+    let _ = writeln!(
+        md,
+        "| bulk `ssh … 'cat > /dev/null'` of {} MiB (MB/s, best of {rounds}) | {clean:.0} ({}) | {lossy:.1} ({}) | {:.2} |",
+        bytes >> 20,
+        listed(&rates[0]),
+        listed(&rates[1]),
+        lossy / clean
+    );
+    let [mut s0, mut s1] = setup;
+    let (c50, c99) = (percentile(&mut s0, 0.5), percentile(&mut s0, 0.99));
+    let (l50, l99) = (percentile(&mut s1, 0.5), percentile(&mut s1, 0.99));
+    let _ = writeln!(
+        md,
+        "| session set-up to SSH banner, p50 / p99 of {setup_n} (ms) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} (p50) |",
+        ms(c50),
+        ms(c99),
+        ms(l50),
+        ms(l99),
+        ms(l50) / ms(c50)
+    );
+    let [mut g0, mut g1] = login;
+    let (c50, l50) = (percentile(&mut g0, 0.5), percentile(&mut g1, 0.5));
+    let _ = writeln!(
+        md,
+        "| `ssh host true`, login to exit, p50 of {logins} (ms) | {:.1} | {:.1} | {:.2} |",
+        ms(c50),
+        ms(l50),
+        ms(l50) / ms(c50)
+    );
+    let _ = writeln!(
+        md,
+        "\nThe ratio is the lossy figure over the lossless one (throughput: below 1 is slower; times: above 1 \
+         is slower). The connections are up before the clock starts, so set-up and login are a QUIC stream, \
+         not a QUIC handshake, through the loss. The forwarder's own count: {counts}."
+    );
+    md
+}
+
+// ---- the TCP transport: TLS over TCP with HTTP/2, against QUIC
+
+/// A second connector on `--transport tcp` serving the same sshd and echo
+/// server; bulk, echo and set-up alternate between it and the QUIC
+/// connector of the first table. Returns the section's Markdown.
+fn tcp_section(env: &Env, echo_port: u16) -> String {
+    let bytes = env_usize("BENCH_TCP_BYTES", 256 << 20);
+    let rounds = env_usize("BENCH_ROUNDS", 2);
+    let echo_n = env_usize("BENCH_ECHO", 2000);
+    let setup_n = env_usize("BENCH_SETUP", 100);
+    let token = env
+        .relay
+        .token("bench-tcp", "10m", &["ssh-tcp", "echo-tcp"]);
+    let _connector = start_connector(
+        env.path(),
+        "bench-tcp",
+        Some(&token),
+        &[
+            format!("ssh-tcp={}", env.sshd.target()),
+            format!("echo-tcp=tcp://127.0.0.1:{echo_port}"),
+        ],
+        &["--transport", "tcp"],
+    );
+    env.relay.wait_online("bench-tcp", 2);
+    // Index 0 QUIC (the first table's connector), 1 TCP.
+    let ssh = ["ssh", "ssh-tcp"];
+    let echo = ["echo", "echo-tcp"];
+    eprintln!("tcp: {rounds} rounds of {bytes} bytes, {echo_n} echoes, {setup_n} set-ups, each over QUIC and TCP");
+    let rates = alternate_uploads(env, ssh, bytes, rounds);
+    let direct = TcpStream::connect(("127.0.0.1", echo_port)).expect("echo connect");
+    direct.set_nodelay(true).expect("nodelay");
+    let mut rtts = [Vec::new(), Vec::new(), Vec::new()];
+    rtts[2] = echo_rtts(
+        &mut direct.try_clone().expect("clone"),
+        &mut direct.try_clone().expect("clone"),
+        echo_n,
+    );
+    for (i, service) in echo.iter().enumerate() {
+        let mut child = proxy(&env.client, service);
+        let mut w = child.stdin.take().expect("stdin");
+        let mut r = child.stdout.take().expect("stdout");
+        rtts[i] = echo_rtts(&mut w, &mut r, echo_n);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let setup = alternate_setups(env, ssh, setup_n);
+
+    let mut md = String::new();
+    let _ = writeln!(md, "\n## The TCP transport\n");
+    let _ = writeln!(
+        md,
+        "The same run, the same relay, sshd and echo server: a second connector on `--transport tcp` (TLS over \
+         TCP, HTTP/2 carrying the streams, as where UDP is blocked) beside the QUIC connector of the first \
+         table; each measure alternates between the two.\n"
+    );
+    let _ = writeln!(md, "| measure | QUIC | TCP | TCP ÷ QUIC | target |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    let (quic, tcp) = (best_of(&rates[0]), best_of(&rates[1]));
+    let ratio = tcp / quic;
+    let _ = writeln!(
+        md,
+        "| bulk `ssh … 'cat > /dev/null'` of {} MiB (MB/s, best of {rounds}) | {quic:.0} ({}) | {tcp:.0} ({}) | {ratio:.2} | ≥ 0.8: {} |",
+        bytes >> 20,
+        listed(&rates[0]),
+        listed(&rates[1]),
+        if ratio >= 0.8 { "hit" } else { "miss" }
+    );
+    let [mut q, mut t, mut d] = rtts;
+    let (d50, d99) = (percentile(&mut d, 0.5), percentile(&mut d, 0.99));
+    let (q50, q99) = (percentile(&mut q, 0.5), percentile(&mut q, 0.99));
+    let (t50, t99) = (percentile(&mut t, 0.5), percentile(&mut t, 0.99));
+    let added = |x: Duration, base: Duration| ms(x.saturating_sub(base));
+    let _ = writeln!(
+        md,
+        "| echo round trip through `sallyport proxy`, {ECHO_MESSAGE} B, added to direct TCP ({:.3} / {:.3}), p50 / p99 (ms) | {:.3} / {:.3} | {:.3} / {:.3} | {:.2} (p50) | |",
+        ms(d50),
+        ms(d99),
+        added(q50, d50),
+        added(q99, d99),
+        added(t50, d50),
+        added(t99, d99),
+        ms(t50) / ms(q50)
+    );
+    let [mut s0, mut s1] = setup;
+    let (q50, q99) = (percentile(&mut s0, 0.5), percentile(&mut s0, 0.99));
+    let (t50, t99) = (percentile(&mut s1, 0.5), percentile(&mut s1, 0.99));
+    let _ = writeln!(
+        md,
+        "| session set-up to SSH banner, p50 / p99 of {setup_n} (ms) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} (p50) | |",
+        ms(q50),
+        ms(q99),
+        ms(t50),
+        ms(t99),
+        ms(t50) / ms(q50)
+    );
+    let _ = writeln!(
+        md,
+        "\nThe connections are up before the clock starts: set-up is a new stream on a live connection (a QUIC \
+         stream, or an HTTP/2 stream on TLS over TCP), not a handshake."
+    );
+    md
 }
 
 // ---- the browser: page weight, page load to prompt, terminal throughput

@@ -2,18 +2,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use sallyport_client::api::{self, RelayUrl};
 use sallyport_client::credentials::{self, Credentials};
 use sallyport_client::login::{self, Password};
-use sallyport_client::{certs, loopback, proxy, ClientError};
+use sallyport_client::{certs, loopback, proxy, ssh_config, ssh_config_file, ClientError};
 use sallyport_common::time::now_secs;
 use sallyport_proto::client::SshCertRequest;
 
 /// Sallyport client: sign in to a relay and reach its SSH services with stock OpenSSH.
 #[derive(Parser)]
-#[command(version, about)]
+// Named for the binary, not the crate: `--version`, man pages, completions.
+#[command(name = "sallyport", version, about)]
 struct Cli {
+    /// Where the sign-in is kept [default: ~/.config/sallyport].
+    #[arg(long, global = true, env = "SALLYPORT_HOME")]
+    home: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,13 +82,60 @@ enum Command {
         /// Where to write the key and certificate [default: $SALLYPORT_HOME/certs].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Only if the certificate there ends within --renew-before seconds
+        /// (or is missing): for `Match exec` in ssh_config. Quiet; exit 0
+        /// when a valid certificate is in place, 1 (with the reason) when
+        /// none could be had.
+        #[arg(long)]
+        if_expiring: bool,
+        /// With --if-expiring: renew this many seconds before the end.
+        #[arg(long, default_value_t = certs::RENEW_MARGIN_SECS, requires = "if_expiring")]
+        renew_before: u64,
+        /// Also load the key and certificate into the running ssh-agent,
+        /// for as long as the certificate is valid (`ssh-add -t`).
+        #[arg(long)]
+        agent: bool,
+    },
+    /// OpenSSH configuration for the services you may open, so that plain
+    /// `ssh SERVICE` works: ProxyCommand, the attested host keys, and
+    /// certificates renewed on demand. Prints it, or with --write merges it
+    /// into ~/.ssh/config between `# BEGIN sallyport RELAY` and
+    /// `# END sallyport RELAY`.
+    SshConfig {
+        /// Merge into ~/.ssh/config (created, mode 0600, if missing)
+        /// instead of printing.
+        #[arg(long)]
+        write: bool,
+        /// Renewed certificates are also loaded into ssh-agent.
+        #[arg(long)]
+        agent: bool,
+        /// Renew certificates this many seconds before they end.
+        #[arg(long, default_value_t = certs::RENEW_MARGIN_SECS)]
+        renew_before: u64,
+    },
+    /// Writes the man pages and shell completions packages ship (see
+    /// `scripts/package.sh`).
+    #[command(name = sallyport_common::package_assets::COMMAND, hide = true)]
+    GeneratePackageAssets {
+        /// The directory to write `man/` and `completions/` into.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command).await {
+    if let Command::GeneratePackageAssets { out } = &cli.command {
+        return match sallyport_common::package_assets::write(Cli::command(), out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sallyport: cannot write to {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line on stderr: ssh shows it to the user as is.
@@ -94,9 +145,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), ClientError> {
-    let home = credentials::home()?;
-    match command {
+async fn run(cli: Cli) -> Result<(), ClientError> {
+    let home = match cli.home {
+        Some(home) => home,
+        None => credentials::home()?,
+    };
+    match cli.command {
         Command::Login {
             relay,
             user,
@@ -247,7 +301,21 @@ async fn run(command: Command) -> Result<(), ClientError> {
             principal,
             valid_secs,
             out,
+            if_expiring,
+            renew_before,
+            agent,
         } => {
+            let dir = out.unwrap_or_else(|| home.join("certs"));
+            // Held until the pair is written: a second `ssh` waits here and
+            // then finds the new certificate.
+            let _lock = certs::lock(&dir, &service)?;
+            if if_expiring {
+                if let Some(end) = certs::valid_before(&dir, &service) {
+                    if !certs::expiring(end, now_secs(), renew_before) {
+                        return Ok(());
+                    }
+                }
+            }
             let creds = Credentials::load(&home)?;
             let relay = RelayUrl::parse(&creds.relay)?;
             let tls = api::tls_config(creds.ca_pem.as_deref())?;
@@ -259,15 +327,70 @@ async fn run(command: Command) -> Result<(), ClientError> {
                 valid_secs,
             };
             let cert = api::ssh_cert(&relay, tls, &creds.token, &req).await?;
-            let dir = out.unwrap_or_else(|| home.join("certs"));
             let key_path = certs::save(&dir, &service, &key, &cert.certificate)?;
-            eprintln!(
-                "certificate for {} valid for {} s; log in with:\n  ssh -i {} -o ProxyCommand='sallyport proxy %n' {}@{service}",
-                cert.principal,
-                cert.valid_before.saturating_sub(now_secs()),
-                key_path.display(),
-                cert.principal
-            );
+            let remaining = cert.valid_before.saturating_sub(now_secs());
+            if agent {
+                sallyport_client::agent::add(&key_path, remaining)?;
+            }
+            if !if_expiring {
+                eprintln!(
+                    "certificate for {} valid for {remaining} s{}; log in with:\n  ssh -i {} -o ProxyCommand='sallyport proxy %n' {}@{service}",
+                    cert.principal,
+                    if agent { " (and in ssh-agent as long)" } else { "" },
+                    key_path.display(),
+                    cert.principal
+                );
+            }
+            Ok(())
+        }
+        Command::SshConfig {
+            write,
+            agent,
+            renew_before,
+        } => {
+            let creds = Credentials::load(&home)?;
+            let relay = RelayUrl::parse(&creds.relay)?;
+            let tls = api::tls_config(creds.ca_pem.as_deref())?;
+            let services = api::services(&relay, tls, &creds.token).await?;
+            let exe = std::env::current_exe()?;
+            let home = std::path::absolute(&home)?;
+            let known_hosts = home.join("known_hosts");
+            let setup = ssh_config::Setup {
+                exe: &exe,
+                home: &home,
+                certs: &home.join("certs"),
+                known_hosts: &known_hosts,
+                agent,
+                renew_before,
+            };
+            let rendered = ssh_config::render(&setup, &services)?;
+            for why in &rendered.skipped {
+                eprintln!("sallyport: skipped {why}");
+            }
+            sallyport_common::fs::create_private_dir(&home).map_err(|source| {
+                ClientError::File {
+                    path: home.clone(),
+                    source,
+                }
+            })?;
+            sallyport_common::fs::write_private(&known_hosts, rendered.known_hosts.as_bytes())
+                .map_err(|source| ClientError::File {
+                    path: known_hosts.clone(),
+                    source,
+                })?;
+            let block = ssh_config_file::wrap(&creds.relay, &rendered.blocks);
+            if write {
+                let path = ssh_config_file::default_path()?;
+                ssh_config_file::write(&path, &creds.relay, &block)?;
+                eprintln!(
+                    "wrote {} service(s) to {}: {}",
+                    rendered.services.len(),
+                    path.display(),
+                    rendered.services.join(", ")
+                );
+            } else {
+                print!("{block}");
+            }
             Ok(())
         }
         Command::Proxy { service } => {
@@ -277,6 +400,8 @@ async fn run(command: Command) -> Result<(), ClientError> {
             let ws = api::open_session(&relay, tls, &creds.token, &service).await?;
             proxy::run(ws).await
         }
+        // Handled in `main`, before anything needs a home directory.
+        Command::GeneratePackageAssets { .. } => Ok(()),
     }
 }
 

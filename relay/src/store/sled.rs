@@ -1,4 +1,5 @@
-//! The relay's state in sled, as typed trees.
+//! The sled engine: the relay's state in one embedded database under the
+//! data dir, as typed trees (the default, and what `demo` uses).
 //!
 //! Every write that an admin or a user waits on is flushed before the call
 //! returns, so a relay killed right after answering has not lost it.
@@ -6,220 +7,49 @@
 use std::path::Path;
 
 use sallyport_proto::tunnel::ServiceInfo;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
 use sallyport_common::hash::sha256_hex;
 use sallyport_common::time::now_secs;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "cannot open the relay's database in {path}: {source} (is another sallyport-relay using this --data-dir?)"
-    )]
-    Open { path: String, source: sled::Error },
-    #[error("database error: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("database record is corrupt: {0}")]
-    Corrupt(#[from] serde_json::Error),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub name: String,
-    /// argon2id in PHC string form.
-    pub password_hash: String,
-    pub groups: Vec<String>,
-    pub created: u64,
-    /// Base32 TOTP secret, once a second factor is set up.
-    #[serde(default)]
-    pub totp_secret: Option<String>,
-    /// A secret the user is setting up; in force once they confirm a code.
-    #[serde(default)]
-    pub totp_pending: Option<String>,
-    /// Unix seconds the user was locked (`user lock`): sign-in is refused
-    /// and their sign-ins stop working until `user unlock`. Absent in
-    /// records from before locking existed: not locked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locked: Option<u64>,
-    /// For a user of single sign-on: the provider and subject they sign in
-    /// as (their `password_hash` is empty and matches no password).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sso: Option<SsoLink>,
-}
-
-/// Which OpenID provider's user a Sallyport user is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SsoLink {
-    /// The provider's name in the relay's config.
-    pub provider: String,
-    /// The provider's subject (`sub`) for the user.
-    pub subject: String,
-}
-
-/// A sign-in (a login session): who, since and until when, how. Not a
-/// terminal session: one sign-in may open many.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignInRecord {
-    pub user: String,
-    pub created: u64,
-    pub expires: u64,
-    /// The sign-in used a one-time code.
-    #[serde(default)]
-    pub second_factor: bool,
-    /// The address the sign-in came from (absent for older records).
-    #[serde(default)]
-    pub ip: Option<std::net::IpAddr>,
-}
-
-/// A device certificate the relay issued, with the posture recorded for it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceRecord {
-    pub name: String,
-    /// SHA-256 of the certificate (DER), as presented on HTTPS.
-    pub cert_sha256: String,
-    pub attributes: std::collections::BTreeMap<String, String>,
-    pub created: u64,
-    /// When the certificate expires (unix time).
-    pub expires: u64,
-    pub revoked: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    pub connector: String,
-    pub expires: u64,
-    pub used: bool,
-    /// Issued with `connector add --replace`: enrolling with it replaces
-    /// the certificate of a connector that is enrolled (or was revoked).
-    /// Any other token for an enrolled name is refused.
-    #[serde(default)]
-    pub replace: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectorState {
-    /// A token was issued; the connector has not enrolled yet.
-    Pending,
-    Enrolled,
-    Revoked,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConnectorRecord {
-    pub name: String,
-    pub state: ConnectorState,
-    pub created: u64,
-    /// SHA-256 of the client certificate issued at enrolment.
-    pub cert_sha256: Option<String>,
-    pub last_seen: Option<u64>,
-    /// Services declared in the connector's last hello (all of them, also
-    /// the ones refused for want of a grant).
-    #[serde(default)]
-    pub services: Vec<ServiceInfo>,
-    /// The service names this connector may serve (`connector add --service`,
-    /// `connector grant`). `None` only in records written before grants
-    /// existed; [`Store::open`] turns those into grants of what they had
-    /// announced (see [`ConnectorRecord::grants_migrated`]).
-    #[serde(default)]
-    pub granted: Option<Vec<String>>,
-    /// The grants were taken over from what the connector announced before
-    /// grants existed, not given by an admin: `connector list` says so until
-    /// an admin grants or ungrants explicitly.
-    #[serde(default)]
-    pub grants_migrated: bool,
-}
-
-impl ConnectorRecord {
-    /// A record for a connector that has a token but has not enrolled.
-    pub fn pending(name: &str, granted: Vec<String>) -> Self {
-        Self {
-            name: name.to_owned(),
-            state: ConnectorState::Pending,
-            created: now_secs(),
-            cert_sha256: None,
-            last_seen: None,
-            services: Vec::new(),
-            granted: Some(granted),
-            grants_migrated: false,
-        }
-    }
-
-    /// True when an admin granted (or the migration kept) `service`.
-    pub fn may_serve(&self, service: &str) -> bool {
-        self.granted
-            .as_ref()
-            .is_some_and(|g| g.iter().any(|s| s == service))
-    }
-}
-
+use super::*;
 /// The relay's state: one sled database under the data dir, as typed trees
 /// (docs/PROTOCOL.md, "Relay state"). Cheap to clone: clones share it.
 #[derive(Clone)]
-pub struct Store {
-    db: sled::Db,
-    users: sled::Tree,
+pub struct SledStore {
+    db: ::sled::Db,
+    users: ::sled::Tree,
     /// Sign-ins (tree `sessions`, its name from before sign-ins were
     /// told apart from terminal sessions).
-    sign_ins: sled::Tree,
-    tokens: sled::Tree,
-    connectors: sled::Tree,
-    certs: sled::Tree,
-    meta: sled::Tree,
+    sign_ins: ::sled::Tree,
+    tokens: ::sled::Tree,
+    connectors: ::sled::Tree,
+    certs: ::sled::Tree,
+    meta: ::sled::Tree,
     /// user -> last TOTP time step used (u64 big-endian).
-    totp_used: sled::Tree,
+    totp_used: ::sled::Tree,
     /// user -> recent failed sign-ins (unix times, JSON).
-    failures: sled::Tree,
+    failures: ::sled::Tree,
     /// "user\0net:NETWORK" / "user\0dev:DEVICE" -> first use (for the risk score).
-    known: sled::Tree,
-    devices: sled::Tree,
+    known: ::sled::Tree,
+    devices: ::sled::Tree,
     /// certificate SHA-256 -> device name.
-    device_certs: sled::Tree,
+    device_certs: ::sled::Tree,
 }
 
-/// Most failed sign-ins kept per user for the risk score.
-pub const MAX_FAILURES_KEPT: usize = 20;
-
-/// One failed sign-in of an existing user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Failure {
-    pub at: u64,
-    /// The network it came from (see `policy::net::network_of`).
-    pub net: String,
-    /// The password was right and the one-time code wrong.
-    pub code: bool,
-}
-
-fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
+fn get<T: DeserializeOwned>(tree: &::sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
     match tree.get(key)? {
         Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         None => Ok(None),
     }
 }
 
-fn put<T: Serialize>(tree: &sled::Tree, key: &str, value: &T) -> Result<(), StoreError> {
+fn put<T: Serialize>(tree: &::sled::Tree, key: &str, value: &T) -> Result<(), StoreError> {
     tree.insert(key, serde_json::to_vec(value)?)?;
     Ok(())
 }
 
-/// Why an enrolment secret was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRefusal {
-    #[error("the enrolment token is not known to this relay")]
-    Unknown,
-    #[error("the enrolment token was already used; ask the admin for a new one")]
-    Used,
-    #[error("the enrolment token has expired; ask the admin for a new one")]
-    Expired,
-    #[error("connector {0} was revoked")]
-    Revoked(String),
-    #[error(
-        "connector {0} is already enrolled; only a token from `connector add {0} --replace` can replace it"
-    )]
-    AlreadyEnrolled(String),
-}
-
-impl Store {
+impl SledStore {
     /// Opens (or creates) the database in `dir/db` and migrates old
     /// records. Errors: the database is locked by another process for more
     /// than a few seconds, or unreadable.
@@ -229,9 +59,9 @@ impl Store {
         // while the kernel tears it down: retry briefly before giving up.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let db = loop {
-            match sled::Config::new().path(&path).open() {
+            match ::sled::Config::new().path(&path).open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e))
+                Err(::sled::Error::Io(e))
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         && std::time::Instant::now() < deadline =>
                 {
@@ -316,8 +146,30 @@ impl Store {
     }
 
     /// A tree of its own for a module that keeps its records itself (the audit log).
-    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+    pub fn open_tree(&self, name: &str) -> Result<::sled::Tree, StoreError> {
         Ok(self.db.open_tree(name)?)
+    }
+
+    /// The keys and values of one kind of record exactly as stored, in key
+    /// order, for `store migrate`.
+    pub(crate) fn raw(
+        &self,
+        table: RawTable,
+    ) -> impl Iterator<Item = Result<(::sled::IVec, ::sled::IVec), StoreError>> {
+        let tree = match table {
+            RawTable::Users => &self.users,
+            RawTable::SignIns => &self.sign_ins,
+            RawTable::Tokens => &self.tokens,
+            RawTable::Connectors => &self.connectors,
+            RawTable::ConnectorCerts => &self.certs,
+            RawTable::TotpUsed => &self.totp_used,
+            RawTable::SignInFailures => &self.failures,
+            RawTable::Known => &self.known,
+            RawTable::Devices => &self.devices,
+            RawTable::DeviceCerts => &self.device_certs,
+            RawTable::Meta => &self.meta,
+        };
+        tree.iter().map(|e| e.map_err(StoreError::from))
     }
 
     /// Writes everything to disk before returning.
@@ -413,8 +265,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes the sign-in with id `id` (see [`Store::sign_ins_of`]);
-    /// flushed by the caller's last write or [`Store::flush`].
+    /// Removes the sign-in with id `id` (see [`SledStore::sign_ins_of`]);
+    /// flushed by the caller's last write or [`SledStore::flush`].
     pub fn remove_sign_in_by_id(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.sign_ins.remove(id)?.is_some())
     }
@@ -590,7 +442,7 @@ impl Store {
     /// and returns the updated record; `None` when there is no such
     /// connector. Either way the grants are the admin's from now on (no
     /// longer marked migrated). Compare-and-swap on the record alone, like
-    /// [`Store::touch_connector`], and flushed.
+    /// [`SledStore::touch_connector`], and flushed.
     pub fn set_grant(
         &self,
         name: &str,
@@ -748,7 +600,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn token(store: &Store, secret: &str, connector: &str, expires: u64) {
+    fn token(store: &SledStore, secret: &str, connector: &str, expires: u64) {
         store
             .put_token(
                 secret,
@@ -762,7 +614,7 @@ mod tests {
             .unwrap();
     }
 
-    fn redeemed(store: &Store, secret: &str) -> Result<String, TokenRefusal> {
+    fn redeemed(store: &SledStore, secret: &str) -> Result<String, TokenRefusal> {
         store.redeem_token(secret).unwrap().map(|t| t.connector)
     }
 
@@ -770,7 +622,7 @@ mod tests {
     #[test]
     fn tokens_are_single_use_expire_and_die_with_their_connector() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let later = now_secs() + 600;
 
         token(&store, "fresh", "c1", later);
@@ -796,7 +648,7 @@ mod tests {
     #[test]
     fn a_new_token_withdraws_the_unused_ones_and_cannot_displace_an_enrolled_connector() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let rec = |replace| TokenRecord {
             connector: "c5".into(),
             expires: now_secs() + 600,
@@ -824,7 +676,7 @@ mod tests {
     fn records_from_before_grants_keep_what_they_announced() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = SledStore::open(dir.path()).unwrap();
             store.enrol_connector("old", "cert").unwrap();
             let mut rec = store.connector("old").unwrap().unwrap();
             rec.granted = None;
@@ -835,7 +687,7 @@ mod tests {
             }];
             store.put_connector(&rec).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let rec = store.connector("old").unwrap().unwrap();
         assert_eq!(rec.granted, Some(vec!["web1".to_string()]));
         assert!(rec.grants_migrated);
@@ -852,7 +704,7 @@ mod tests {
     fn service_names_stored_in_another_case_are_lowercased_at_open() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = SledStore::open(dir.path()).unwrap();
             store.enrol_connector("old", "cert").unwrap();
             let mut rec = store.connector("old").unwrap().unwrap();
             rec.granted = Some(vec!["Prod-DB".into(), "prod-db".into(), "web".into()]);
@@ -863,7 +715,7 @@ mod tests {
             }];
             store.put_connector(&rec).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let rec = store.connector("old").unwrap().unwrap();
         assert_eq!(
             rec.granted,
@@ -876,7 +728,7 @@ mod tests {
     #[test]
     fn heartbeats_never_undo_a_revocation() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         store.enrol_connector("c1", "cert-hash").unwrap();
         let mut rec = store.connector("c1").unwrap().unwrap();
         rec.state = ConnectorState::Revoked;
