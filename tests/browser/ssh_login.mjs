@@ -48,6 +48,14 @@ await journey(async ({ s, page }) => {
       await page.waitForTimeout(50);
     }
     if (LOGIN_PROMPT.test(line) && offered === null) {
+      // The offered name may be drawn a moment after the prompt: read the
+      // line until it stays the same, so what is offered is all there.
+      for (let settled = 0; settled < 3; ) {
+        await page.waitForTimeout(50);
+        const again = await cursorLine(page);
+        settled = again === line ? settled + 1 : 0;
+        line = again;
+      }
       offered = line.replace(/^.*login as:\s*/i, "");
       prompts.push("login as:");
       if (loginName !== undefined) {

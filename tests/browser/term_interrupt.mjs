@@ -24,7 +24,7 @@ await journey(async ({ s, page, context }) => {
   await type(page, COMMAND);
   await pressEnter(page);
   const start = await counters();
-  await page.waitForFunction((n) => window.sallyport.bytesIn >= n, start.in + FLOOD_BYTES, { timeout: 120_000, polling: 20 });
+  await page.waitForFunction((n) => window.sallyport.bytesIn >= n, start.in + FLOOD_BYTES, { timeout: 240_000, polling: 20 });
   const atCtrlC = await counters();
   await page.keyboard.press("Control+C");
   const deadline = Date.now() + 120_000;

@@ -169,7 +169,7 @@ fn ctrl_c_after_binary_garbage_on_a_slow_page_stops_within_a_window_sized_to_the
         "term_interrupt",
         &[
             ("THROTTLE", "6"),
-            ("FLOOD_BYTES", "1048576"),
+            ("FLOOD_BYTES", "524288"),
             (
                 "FLOOD_COMMAND",
                 r"head -c 50M /dev/urandom | tr -d '\033\302'",
